@@ -1,0 +1,30 @@
+# Two commands for a fresh machine (README): `make run` and `make test`.
+# Each creates or refreshes the virtual environment in .venv first.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.inloop-installed
+CORES ?= 8
+
+.PHONY: venv run test lint clean-results
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]' 2>&1 | grep -v '^WARNING: Location' || true
+	@$(BIN)/python -c "import inloop, torch, snakemake" && touch $(STAMP)
+
+venv: $(STAMP)
+
+## The main job on the embedded demo data.
+run: $(STAMP)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores $(CORES) all
+
+## The whole test suite.
+test: $(STAMP)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest
+
+lint: $(STAMP)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --lint
+
+clean-results:
+	rm -rf results/*

@@ -1,0 +1,87 @@
+"""VTM and ECM, the VVC reference software and its enhanced model (SPiLF, section 3: ECM, filters off).
+
+Filters off = ``--LoopFilterDisable=1 --SAO=0 --ALF=0 --CCALF=0`` (``--CCALF=0``
+must be explicit when ALF is off), plus the in-loop filters ECM added:
+``--BIF=0`` (ECM >= 1.0), ``--CCSAO=0`` (ECM >= 2.0), ``--ChromaBIF=0``
+(ECM >= 3.0). The version is read from the encoder's banner. All-intra codes
+every frame (``--TemporalSubsampleRatio=1``; the VTM AI cfg codes every 8th).
+FFmpeg cannot decode ECM, so ``codecs.<name>.decoder`` is required. The
+filter setting is checked from the encoder's ``TOOL CFG`` echo.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+from ..errors import CodecError
+from .base import EncodeJob, EncoderRun
+from .logs import parse_version
+from .reference import ReferenceCodec
+
+# ECM's extra in-loop filters and the version that introduced each switch.
+ECM_FILTER_SWITCHES = (("BIF", (1, 0)), ("CCSAO", (2, 0)), ("ChromaBIF", (3, 0)))
+
+
+def filters_off_args(version: str) -> list[str]:
+    """Every in-loop filter switch of this VTM/ECM version set to off."""
+    args = ["--LoopFilterDisable=1", "--SAO=0", "--ALF=0", "--CCALF=0"]
+    m = re.match(r"ECM-(\d+)\.(\d+)", version)
+    if m:
+        v = (int(m.group(1)), int(m.group(2)))
+        args += [f"--{sw}=0" for sw, since in ECM_FILTER_SWITCHES if v >= since]
+    return args
+
+
+def filters_on_args(version: str) -> list[str]:
+    """Filters on is the cfg's own setting, the CTC anchor: every in-loop filter enabled."""
+    return []
+
+
+class VTM(ReferenceCodec):
+    name = "vtm"
+    qp_range = (-12, 63)
+    cfg_files = {"ai": "encoder_intra_vtm.cfg", "ldp": "encoder_lowdelay_P_vtm.cfg",
+                 "ra": "encoder_randomaccess_vtm.cfg"}
+    cfg_files_high_bitdepth = cfg_files
+
+    _version: str | None = None
+
+    def check(self) -> None:
+        super().check()
+        if not self.decoder:
+            raise CodecError(f"no {self.name} decoder configured (FFmpeg cannot decode it): set {self._key('decoder')}")
+
+    def version(self) -> str:
+        """Read the encoder's banner (it prints it for ``--help``)."""
+        if self._version is None:
+            try:
+                proc = subprocess.run([self.encoder, "--help"], capture_output=True, text=True, timeout=60)
+            except OSError as exc:
+                raise CodecError(f"cannot run {self.encoder}: {exc}") from None
+            self._version = parse_version(proc.stdout + proc.stderr)
+        return self._version
+
+    def filter_args(self, job: EncodeJob) -> list[str]:
+        v = self.version()
+        return filters_off_args(v) if job.filters == "off" else filters_on_args(v)
+
+    def encoder_command(self, job: EncodeJob, bitstream: Path, recon: Path) -> list[str]:
+        cmd = super().encoder_command(job, bitstream, recon)
+        if job.config == "ai":
+            cmd.insert(cmd.index("-q"), "--TemporalSubsampleRatio=1")
+        return cmd
+
+    def header_flags(self, bitstream: Path, job: EncodeJob, run: EncoderRun) -> dict:
+        cfg = run.extra.get("tool_cfg", {})
+        expect = 0 if job.filters == "off" else 1
+        keys = [k for k in ("SAO", "ALF", "CCALF", "BIF", "CCSAO") if k in cfg]
+        wrong = {k: cfg[k] for k in keys if cfg[k] != expect}
+        if not keys or wrong:
+            raise CodecError(f"{bitstream}: the encoder's TOOL CFG contradicts filters={job.filters}: {wrong or cfg}")
+        return {"tool_cfg": {k: cfg[k] for k in keys}, "source": "encoder TOOL CFG echo"}
+
+
+class ECM(VTM):
+    name = "ecm"

@@ -1,0 +1,1 @@
+"""Metrics on decoded or enhanced frames, BD-rate, and aggregation helpers."""
