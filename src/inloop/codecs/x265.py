@@ -24,6 +24,7 @@ the project's PSNR of the decoded frames (see :mod:`inloop.codecs.base`).
 from __future__ import annotations
 
 import csv
+import math
 import re
 from pathlib import Path
 
@@ -87,9 +88,21 @@ class X265(Codec):
                 "-x265-params", ":".join(params), "-f", "hevc", str(bitstream)]
         proc = run_ffmpeg(ffmpeg, args, f"x265 encode of {job.source} at QP {job.qp}")
         log = proc.stderr
+        # libx265 in FFmpeg only warns about a parameter it does not accept and encodes
+        # anyway; a silently ignored "no-deblock=1" would be a wrong experiment.
+        rejected = re.findall(r"\[libx265 @ [^\]]+\] ((?:Unknown option|Invalid value for)[^\n]*)", log)
+        if rejected:
+            raise CodecError(f"x265 rejected parameters (check codecs.x265 in params.yaml): {'; '.join(rejected)}")
         m = re.search(r"HEVC encoder version (\S+)", log)
         version = f"x265 {m.group(1) if m else 'unknown'} ({ffmpeg_capabilities(ffmpeg)['version']})"
         frames = parse_x265_csv(csv_path)
+        if job.fmt.bitdepth > 8:
+            # x265 measures PSNR against a peak of 255 << (depth - 8) (1020 at 10 bit);
+            # the project's peak is 2^depth - 1. Restate x265's figures on that peak.
+            offset = 20 * math.log10(job.fmt.max_value / (255 << (job.fmt.bitdepth - 8)))
+            for f in frames:
+                for plane in "yuv":
+                    f[f"psnr_{plane}"] += offset
         cmd = [ffmpeg, "-hide_banner", "-nostdin", *args]
         return EncoderRun(command=cmd, log=log, version=version, recon=None, frames=frames)
 
