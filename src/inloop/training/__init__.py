@@ -1,0 +1,1 @@
+"""Patch stores, the shared trainer, losses and MLflow tracking."""

@@ -1,0 +1,157 @@
+"""Patch stores: (decoded with filters off, original) pairs cut into training patches.
+
+GL-Fusion IV.B trains on random 128x128 patches of frames coded with the
+in-loop filters off, one store per codec / configuration / QP. A store is a
+directory holding
+
+* ``train.npy`` and ``val.npy``: arrays of shape (N, 2, 1, P, P) in the
+  sample type of the source (uint8, or uint16 above 8 bit); ``[:, 0]`` is the
+  decoded (network input) patch and ``[:, 1]`` the original (target);
+* ``meta.json``: patch size, bit depth, planes, sources per split, counts.
+
+The arrays are read through a memory map, so loading never bounds training:
+a batch is a fancy-indexed read of the rows it needs, and flips/transposes
+happen on the device (:mod:`inloop.training.data`).
+
+Validation is split by source, never by patch: whole clips or images go to
+``val`` so no validation patch shares content with a training patch. Each
+plane listed in ``planes`` gives its own single-channel patches (chroma planes
+at their own, half, resolution), so one network serves every filtered plane.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from ..errors import InloopError
+from ..fsutil import atomic_path, write_json
+from ..yuv import YuvFormat, YuvReader, parse_yuv_name
+
+PLANE_INDEX = {"y": 0, "u": 1, "v": 2}
+
+
+@dataclass(frozen=True)
+class PatchSource:
+    """One clip or image: its original and its decode with filters off."""
+
+    name: str
+    original: Path
+    decoded: Path
+    fmt: YuvFormat
+
+
+def sources_from_paths(originals: list[str], decodeds: list[str]) -> list[PatchSource]:
+    """Pair originals with decodes (same order); formats come from the YUV names."""
+    if len(originals) != len(decodeds):
+        raise InloopError(f"{len(originals)} originals but {len(decodeds)} decoded files: give them in pairs")
+    out = []
+    for o, d in zip(originals, decodeds):
+        name, fmt = parse_yuv_name(o)
+        _, dfmt = parse_yuv_name(d)
+        if (fmt.width, fmt.height, fmt.bitdepth) != (dfmt.width, dfmt.height, dfmt.bitdepth):
+            raise InloopError(f"{d} does not match its original {o} (size or bit depth)")
+        out.append(PatchSource(name, Path(o), Path(d), fmt))
+    return out
+
+
+def split_by_source(names: list[str], val_fraction: float, val_sources: list[str] | None = None) -> set[str]:
+    """Names of the sources that go to validation.
+
+    ``val_sources`` names them explicitly; otherwise a ``val_fraction`` of the
+    sources (at least one when there are two or more) is chosen by a stable
+    hash of the name, so the split does not depend on the order of inputs.
+    """
+    if val_sources:
+        unknown = set(val_sources) - set(names)
+        if unknown:
+            raise InloopError(f"train.val_sources names unknown sources: {sorted(unknown)}")
+        return set(val_sources)
+    if len(names) < 2 or val_fraction <= 0:
+        return set()
+    k = min(len(names) - 1, max(1, round(val_fraction * len(names))))
+    ranked = sorted(names, key=lambda n: hashlib.sha256(n.encode()).hexdigest())
+    return set(ranked[:k])
+
+
+def _patches_of_plane(orig: np.ndarray, dec: np.ndarray, size: int, count: int, rng: np.random.Generator) -> np.ndarray:
+    h, w = orig.shape
+    if h < size or w < size:
+        return np.empty((0, 2, 1, size, size), orig.dtype)
+    tops = rng.integers(0, h - size + 1, count)
+    lefts = rng.integers(0, w - size + 1, count)
+    # Gather all windows at once: (count, size, size) index grids.
+    rows = tops[:, None, None] + np.arange(size)[None, :, None]
+    cols = lefts[:, None, None] + np.arange(size)[None, None, :]
+    return np.stack([dec[rows, cols], orig[rows, cols]], axis=1)[:, :, None]
+
+
+def build_patch_store(sources: list[PatchSource], out_dir: str | os.PathLike, patch_size: int = 128,
+                      patches_per_frame: int = 16, planes: tuple[str, ...] = ("y",), val_fraction: float = 0.2,
+                      val_sources: list[str] | None = None, seed: int = 0, max_frames: int | None = None) -> dict:
+    """Cut patches from every frame of every source; write the store atomically."""
+    if not sources:
+        raise InloopError("no sources given for the patch store")
+    for p in planes:
+        if p not in PLANE_INDEX:
+            raise InloopError(f"unknown plane {p!r} in train.planes (use y, u, v)")
+    depths = {s.fmt.bitdepth for s in sources}
+    if len(depths) != 1:
+        raise InloopError(f"sources mix bit depths {sorted(depths)}; build one store per bit depth")
+    bitdepth = depths.pop()
+    dtype = np.uint8 if bitdepth == 8 else np.uint16
+    val_names = split_by_source([s.name for s in sources], val_fraction, val_sources)
+    rng = np.random.default_rng(seed)
+    chunks: dict[str, list[np.ndarray]] = {"train": [], "val": []}
+    used: dict[str, list[dict]] = {"train": [], "val": []}
+    for src in tqdm(sources, desc="patches", unit="source", leave=False):
+        split = "val" if src.name in val_names else "train"
+        with YuvReader(src.original, src.fmt) as orig, YuvReader(src.decoded, src.fmt) as dec:
+            n = len(dec) if max_frames is None else min(len(dec), max_frames)
+            if len(orig) < n:
+                raise InloopError(f"{src.original} has {len(orig)} frames, its decode {src.decoded} has {len(dec)}")
+            count = 0
+            for i in range(n):
+                fo, fd = orig[i], dec[i]
+                for p in planes:
+                    k = PLANE_INDEX[p]
+                    patches = _patches_of_plane(np.asarray(fo[k]), np.asarray(fd[k]), patch_size, patches_per_frame, rng)
+                    chunks[split].append(patches.astype(dtype, copy=False))
+                    count += len(patches)
+        used[split].append({"name": src.name, "original": str(src.original), "decoded": str(src.decoded),
+                            "frames": n, "patches": count})
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    counts = {}
+    for split in ("train", "val"):
+        arr = (np.concatenate(chunks[split]) if chunks[split]
+               else np.empty((0, 2, 1, patch_size, patch_size), dtype))
+        counts[split] = int(len(arr))
+        with atomic_path(out_dir / f"{split}.npy") as tmp:
+            np.save(tmp, arr)
+    if counts["train"] == 0:
+        raise InloopError(f"no training patches: every source is smaller than patch_size={patch_size} "
+                          "or went to validation (train.patch_size, train.val_fraction)")
+    meta = {"patch_size": patch_size, "bitdepth": bitdepth, "planes": list(planes), "seed": seed,
+            "patches_per_frame": patches_per_frame, "counts": counts, "sources": used}
+    write_json(out_dir / "meta.json", meta)
+    return meta
+
+
+def open_patch_store(store: str | os.PathLike) -> tuple[dict, np.ndarray, np.ndarray]:
+    """``(meta, train, val)`` with the arrays memory-mapped read-only."""
+    import json
+
+    store = Path(store)
+    meta_path = store / "meta.json"
+    if not meta_path.is_file():
+        raise InloopError(f"{store} is not a patch store (no meta.json); run `inloop patches` first")
+    meta = json.loads(meta_path.read_text())
+    train = np.load(store / "train.npy", mmap_mode="r")
+    val = np.load(store / "val.npy", mmap_mode="r")
+    return meta, train, val

@@ -1,0 +1,156 @@
+"""MLflow tracking: one run per (model, codec, configuration, QP).
+
+The embedded default store is a sqlite file under ``results/`` (``results/mlflow.db``,
+artifacts in ``results/mlartifacts``); ``MLFLOW_TRACKING_URI`` overrides it, for
+example with an ``mlflow server`` on a login node when many cluster nodes train
+at once (one sqlite file must not be shared across a network file system).
+
+Jobs that start together on one machine share the sqlite file safely: every
+write goes through an inter-process file lock beside the database, and
+metrics are sent in batches, not one call per step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+from pathlib import Path
+from typing import Iterator
+
+from filelock import FileLock
+
+DEFAULT_STORE = Path("results") / "mlflow.db"
+
+
+def tracking_uri(results_dir: str | os.PathLike = "results") -> str:
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    return f"sqlite:///{(Path(results_dir) / 'mlflow.db').resolve()}"
+
+
+def git_commit(repo: str | os.PathLike = ".") -> str:
+    """``<sha>`` or ``<sha>-dirty``; ``unknown`` outside a git checkout."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
+                             check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+                               capture_output=True, text=True).stdout.strip()
+        return f"{sha}-dirty" if dirty else sha
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+class Tracker:
+    """A thin, lock-protected wrapper of one MLflow run.
+
+    ``Tracker(enabled=False)`` records nothing (unit tests, dry runs).
+    ``resume_run_id`` continues a run after an interrupted job.
+    """
+
+    def __init__(self, experiment: str, run_name: str, uri: str | None = None, enabled: bool = True,
+                 resume_run_id: str | None = None, artifact_root: str | os.PathLike | None = None):
+        self.enabled = enabled
+        self.run_id: str | None = None
+        self._pending: list = []
+        if not enabled:
+            return
+        from mlflow.tracking import MlflowClient
+
+        self.uri = uri or tracking_uri()
+        self._lock = self._make_lock(self.uri)
+        with self._locked():
+            self.client = MlflowClient(tracking_uri=self.uri)
+            exp = self.client.get_experiment_by_name(experiment)
+            if exp is None:
+                location = None
+                if self.uri.startswith("sqlite:///"):
+                    root = Path(artifact_root) if artifact_root else Path(self.uri[len("sqlite:///"):]).parent / "mlartifacts"
+                    location = root.resolve().as_uri()
+                exp_id = self.client.create_experiment(experiment, artifact_location=location)
+            else:
+                exp_id = exp.experiment_id
+            if resume_run_id:
+                self.run_id = resume_run_id
+                self.client.update_run(resume_run_id, status="RUNNING")
+            else:
+                self.run_id = self.client.create_run(exp_id, run_name=run_name).info.run_id
+
+    @staticmethod
+    def _make_lock(uri: str) -> FileLock | None:
+        if uri.startswith("sqlite:///"):
+            db = Path(uri[len("sqlite:///"):])
+            db.parent.mkdir(parents=True, exist_ok=True)
+            return FileLock(str(db) + ".lock", timeout=600)
+        return None
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        if self._lock is None:
+            yield
+        else:
+            with self._lock:
+                yield
+
+    def log_params(self, params: dict) -> None:
+        if not self.enabled:
+            return
+        from mlflow.entities import Param
+
+        flat = _flatten(params)
+        items = [Param(k, str(v)[:6000]) for k, v in flat.items()]
+        with self._locked():
+            for i in range(0, len(items), 100):
+                self.client.log_batch(self.run_id, params=items[i : i + 100])
+
+    def set_tags(self, tags: dict) -> None:
+        if not self.enabled:
+            return
+        with self._locked():
+            for k, v in tags.items():
+                self.client.set_tag(self.run_id, k, str(v))
+
+    def log_metrics(self, metrics: dict[str, float], step: int, flush: bool = False) -> None:
+        if not self.enabled:
+            return
+        import time
+
+        from mlflow.entities import Metric
+
+        ts = int(time.time() * 1000)
+        self._pending += [Metric(k, float(v), ts, step) for k, v in metrics.items()]
+        if flush or len(self._pending) >= 200:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.enabled or not self._pending:
+            return
+        with self._locked():
+            for i in range(0, len(self._pending), 1000):
+                self.client.log_batch(self.run_id, metrics=self._pending[i : i + 1000])
+        self._pending = []
+
+    def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
+        if not self.enabled:
+            return
+        with self._locked():
+            self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def finish(self, status: str = "FINISHED") -> None:
+        if not self.enabled:
+            return
+        self.flush()
+        with self._locked():
+            self.client.set_terminated(self.run_id, status=status)
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out

@@ -1,0 +1,282 @@
+"""One trainer for the three papers.
+
+The loop (steps, validation, checkpoints, resume, NaN stop, logging, devices)
+is here once; what a step does is a *task*:
+
+* :class:`RestorationTask`: one network, one loss, one optimizer — GL-Fusion
+  (IV.B: Adam, lr 2e-3, batch 32, MSE) and the baselines.
+* Other papers plug in their own task object with the same three methods
+  (``modules``, ``optimizers``, ``train_step``) and may keep several networks
+  and optimizers (SPiLF's generator and discriminator) or take clips instead
+  of patches (NL-ConvLSTM): the trainer only sees dicts of modules and
+  optimizers and a batch source with ``next()``.
+
+Checkpoints (every ``checkpoint_every`` steps, atomically) hold every module,
+optimizer and scheduler state, the batch sampler's and torch's RNG states and
+the MLflow run id, so a killed job resumes where it stopped and draws the
+same batches as an uninterrupted run (bit-exact on CPU). A non-finite loss
+stops training with a clear message; the last good checkpoint is kept.
+
+Devices: CPU (tests, demo) or CUDA with bf16 autocast, channels_last and
+optional ``torch.compile``; several GPUs with DDP when started by torchrun
+(``WORLD_SIZE`` > 1): every rank samples its own batches, rank 0 validates,
+checkpoints and logs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from ..errors import InloopError
+from ..fsutil import atomic_path
+from .data import iterate_pairs
+
+
+class TrainingError(InloopError, RuntimeError):
+    """Training cannot go on (non-finite loss, incompatible checkpoint...)."""
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1000
+    batch_size: int = 32
+    lr: float = 2e-3
+    checkpoint_every: int = 100
+    val_every: int = 100
+    log_every: int = 10
+    val_batch_size: int = 64
+    seed: int = 0
+    device: str = "auto"          # auto | cpu | cuda | cuda:N
+    amp_bf16: bool = True         # CUDA only
+    channels_last: bool = True    # CUDA only
+    compile: bool = False         # torch.compile the model(s) (CUDA)
+    deterministic: bool = True    # bit-exact on CPU
+    extra: dict = field(default_factory=dict)
+
+
+class Task(Protocol):
+    def modules(self) -> dict[str, nn.Module]: ...
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]: ...
+    def train_step(self, batch, autocast: Callable) -> dict[str, torch.Tensor]: ...
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int, deterministic: bool = True) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
+class RestorationTask:
+    """Y = f(X), one loss, one Adam optimizer (GL-Fusion IV.B)."""
+
+    def __init__(self, model: nn.Module, lr: float = 2e-3, loss: str = "mse"):
+        self.model = model
+        self.loss_name = loss
+        self.loss_fn = {"mse": nn.functional.mse_loss, "l1": nn.functional.l1_loss}[loss]
+        self.opt = torch.optim.Adam(model.parameters(), lr=lr)
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"model": self.model}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"model": self.opt}
+
+    def train_step(self, batch, autocast: Callable) -> dict[str, torch.Tensor]:
+        x, y = batch
+        self.opt.zero_grad(set_to_none=True)
+        with autocast():
+            out = self.model(x)
+        loss = self.loss_fn(out.float(), y)
+        loss.backward()
+        self.opt.step()
+        return {self.loss_name: loss.detach()}
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor, autocast: Callable) -> torch.Tensor:
+        with autocast():
+            return self.model(x).float()
+
+
+def psnr_of_mse(mse: float) -> float:
+    return math.inf if mse <= 0 else -10.0 * math.log10(mse)
+
+
+@torch.no_grad()
+def validate(task, val_array: np.ndarray, bitdepth: int, device: torch.device, batch_size: int,
+             autocast: Callable) -> dict[str, float]:
+    """PSNR of the decoded input and of the network output on every validation patch
+    (one MSE over all patches, so patches weigh equally), and their difference."""
+    if len(val_array) == 0:
+        return {}
+    for m in task.modules().values():
+        m.eval()
+    se_in = se_out = 0.0
+    count = 0
+    for x, y in iterate_pairs(val_array, batch_size, bitdepth, device):
+        out = task.predict(x, autocast).clamp(0, 1)
+        se_in += torch.sum((x - y) ** 2).item()
+        se_out += torch.sum((out - y) ** 2).item()
+        count += y.numel()
+    for m in task.modules().values():
+        m.train()
+    p_in, p_out = psnr_of_mse(se_in / count), psnr_of_mse(se_out / count)
+    return {"val_psnr_input": p_in, "val_psnr_output": p_out, "val_delta_psnr": p_out - p_in}
+
+
+class Trainer:
+    """The loop shared by every task; see the module docstring."""
+
+    def __init__(self, task, sampler, cfg: TrainConfig, checkpoint: str | os.PathLike, tracker=None,
+                 val_array: np.ndarray | None = None, bitdepth: int = 8, describe: dict | None = None):
+        self.task = task
+        self.sampler = sampler
+        self.cfg = cfg
+        self.checkpoint = Path(checkpoint)
+        self.tracker = tracker
+        self.val_array = val_array if val_array is not None else np.empty((0,))
+        self.bitdepth = bitdepth
+        self.describe = describe or {}
+        self.device = sampler.device
+        self.rank = int(os.environ.get("RANK", 0))
+        self.world = int(os.environ.get("WORLD_SIZE", 1))
+        self.step = 0
+        self.history: list[dict] = []
+        use_bf16 = cfg.amp_bf16 and self.device.type == "cuda"
+        self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_bf16 else contextlib.nullcontext
+        for m in task.modules().values():
+            m.to(self.device)
+            if self.device.type == "cuda" and cfg.channels_last:
+                m.to(memory_format=torch.channels_last)
+
+    # ---------------------------------------------------------------- checkpoints
+    def state(self) -> dict:
+        return {
+            "step": self.step,
+            "modules": {k: _unwrap(m).state_dict() for k, m in self.task.modules().items()},
+            "optimizers": {k: o.state_dict() for k, o in self.task.optimizers().items()},
+            "schedulers": {k: s.state_dict() for k, s in getattr(self.task, "schedulers", dict)().items()},
+            "sampler": self.sampler.state(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "run_id": getattr(self.tracker, "run_id", None),
+            "history": self.history,
+            "describe": self.describe,
+            "config": asdict(self.cfg),
+        }
+
+    def save_checkpoint(self) -> None:
+        if self.rank != 0:
+            return
+        for k, m in self.task.modules().items():
+            if not all(torch.isfinite(p).all() for p in m.parameters()):
+                raise TrainingError(f"non-finite weights in {k} at step {self.step}; "
+                                    f"last good checkpoint kept at {self.checkpoint}")
+        with atomic_path(self.checkpoint) as tmp:
+            torch.save(self.state(), tmp)
+
+    def load_checkpoint(self) -> bool:
+        if not self.checkpoint.is_file():
+            return False
+        ck = torch.load(self.checkpoint, map_location=self.device, weights_only=False)
+        if ck.get("describe", {}) != self.describe:
+            raise TrainingError(
+                f"checkpoint {self.checkpoint} was made for {ck.get('describe')}, not {self.describe}; "
+                "delete it to start again")
+        for k, m in self.task.modules().items():
+            _unwrap(m).load_state_dict(ck["modules"][k])
+        for k, o in self.task.optimizers().items():
+            o.load_state_dict(ck["optimizers"][k])
+        for k, s in getattr(self.task, "schedulers", dict)().items():
+            s.load_state_dict(ck["schedulers"][k])
+        self.sampler.load_state(ck["sampler"])
+        torch.set_rng_state(ck["torch_rng"].cpu())
+        if ck.get("cuda_rng") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([s.cpu() for s in ck["cuda_rng"]])
+        self.step = ck["step"]
+        self.history = ck.get("history", [])
+        self.resumed_run_id = ck.get("run_id")
+        return True
+
+    # ---------------------------------------------------------------- loop
+    def run(self) -> dict:
+        cfg = self.cfg
+        t_start = time.perf_counter()
+        start_step = self.step
+        sums: dict[str, torch.Tensor] = {}
+        n_in_sum = 0
+        last_val: dict = {}
+        bar = tqdm(total=cfg.steps, initial=self.step, desc="train", unit="step", disable=self.rank != 0,
+                   mininterval=1.0)
+        for m in self.task.modules().values():
+            m.train()
+        while self.step < cfg.steps:
+            batch = self.sampler.next()
+            losses = self.task.train_step(batch, self.autocast)
+            self.step += 1
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0) + v
+            n_in_sum += 1
+            bar.update(1)
+            last = self.step == cfg.steps
+            if self.step % cfg.log_every == 0 or last or self.step % cfg.checkpoint_every == 0:
+                means = {k: (v / n_in_sum).item() for k, v in sums.items()}  # one sync per log interval
+                bad = {k: v for k, v in means.items() if not math.isfinite(v)}
+                if bad:
+                    raise TrainingError(
+                        f"non-finite loss {bad} between steps {self.step - n_in_sum + 1} and {self.step}; "
+                        f"stopped. The last good checkpoint is {self.checkpoint}"
+                        f"{'' if self.checkpoint.exists() else ' (none written yet)'}; lower train.lr and re-run")
+                sums, n_in_sum = {}, 0
+                self.history.append({"step": self.step, **means})
+                bar.set_postfix({k: f"{v:.3g}" for k, v in means.items()})
+                if self.tracker is not None and self.rank == 0:
+                    self.tracker.log_metrics({f"train_{k}": v for k, v in means.items()}, self.step)
+            if self.rank == 0 and (self.step % cfg.val_every == 0 or last):
+                last_val = validate(self.task, self.val_array, self.bitdepth, self.device, cfg.val_batch_size,
+                                    self.autocast)
+                if last_val:
+                    if self.history and self.history[-1]["step"] == self.step:
+                        self.history[-1].update(last_val)
+                    else:
+                        self.history.append({"step": self.step, **last_val})
+                    if self.tracker is not None:
+                        self.tracker.log_metrics(last_val, self.step, flush=True)
+            if self.step % cfg.checkpoint_every == 0 or last:
+                self.save_checkpoint()
+        bar.close()
+        elapsed = time.perf_counter() - t_start
+        steps_run = self.step - start_step
+        return {
+            "steps": self.step,
+            "steps_this_run": steps_run,
+            "resumed_from": start_step,
+            "time_s": elapsed,
+            "samples_per_s": steps_run * cfg.batch_size * self.world / elapsed if elapsed > 0 else 0.0,
+            **last_val,
+        }
+
+
+def _unwrap(m: nn.Module) -> nn.Module:
+    m = getattr(m, "_orig_mod", m)  # torch.compile
+    return getattr(m, "module", m)  # DDP

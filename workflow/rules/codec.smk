@@ -1,0 +1,32 @@
+# Encode stage: every clip x configuration x filter setting x QP, through `inloop encode`.
+
+
+def _clip_frames(wildcards):
+    stem = f"{wildcards.name}_{wildcards.geom}_420"
+    for clip in clips(wildcards.dataset):
+        if clip.stem == stem:
+            return encode_frames(wildcards.cfg, clip.frames)
+    raise ValueError(f"no clip {stem} in dataset {wildcards.dataset} (params.yaml datasets.{wildcards.dataset})")
+
+
+rule encode:
+    input:
+        yuv="results/data/{dataset}/{name}_{geom}_420.yuv",
+    output:
+        bitstream="results/encoded/{codec}/{cfg}/{filters}/{dataset}/{name}_{geom}_420/qp{qp}.bin",
+        decoded="results/encoded/{codec}/{cfg}/{filters}/{dataset}/{name}_{geom}_420/qp{qp}_{geom}_420.yuv",
+        stats="results/encoded/{codec}/{cfg}/{filters}/{dataset}/{name}_{geom}_420/qp{qp}.json",
+        codec_log="results/encoded/{codec}/{cfg}/{filters}/{dataset}/{name}_{geom}_420/qp{qp}.log",
+    params:
+        frames=_clip_frames,
+    log:
+        "results/logs/encode/{codec}/{cfg}/{filters}/{dataset}/{name}_{geom}_420/qp{qp}.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=30,
+    shell:
+        "inloop encode --codec {wildcards.codec} --in {input.yuv} --out {output.bitstream}"
+        " --decoded {output.decoded} --stats {output.stats} --qp {wildcards.qp}"
+        " --config {wildcards.cfg} --filters {wildcards.filters} --frames {params.frames}"
+        " > {log} 2>&1"
