@@ -1,0 +1,159 @@
+"""Patch stores, the shared trainer (resume, determinism, NaN stop) and MLflow tracking."""
+
+import math
+import multiprocessing as mp
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from inloop.codecs import EncodeJob, get_codec
+from inloop.errors import InloopError
+from inloop.training.data import PatchSampler, dihedral
+from inloop.training.patches import build_patch_store, open_patch_store, sources_from_paths, split_by_source
+from inloop.training.tracking import Tracker
+from inloop.training.trainer import RestorationTask, TrainConfig, Trainer, TrainingError, seed_everything
+from inloop.yuv import YuvFormat
+
+
+class Tiny(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 1, 3, padding=1))
+
+    def forward(self, x):
+        return x + self.body(x)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory, codec_fixtures):
+    """A patch store from real x265 decodes (filters off, QP 37) of two real sources."""
+    d = tmp_path_factory.mktemp("store")
+    originals, decodeds = [], []
+    for name in ("cityA", "cityB"):
+        src = d / f"{name}_128x96_30fps_8bit_420.yuv"
+        shutil.copyfile(codec_fixtures / "city_128x96_5f.yuv", src)
+        out = d / "enc" / name / "qp37.bin"
+        get_codec("x265").encode(EncodeJob(src, YuvFormat(128, 96), 5, 37, "ai", "off"), out)
+        originals.append(str(src))
+        decodeds.append(str(out.with_name("qp37_128x96_30fps_8bit_420.yuv")))
+    meta = build_patch_store(sources_from_paths(originals, decodeds), d / "patches", patch_size=32,
+                             patches_per_frame=8, planes=("y", "u"), val_sources=["cityB"], seed=1)
+    return d / "patches", meta
+
+
+def test_patch_store_layout_and_split_by_source(store):
+    path, meta = store
+    meta2, train, val = open_patch_store(path)
+    assert meta2 == meta and isinstance(train, np.memmap)
+    assert train.shape == (5 * 8 * 2, 2, 1, 32, 32) and train.dtype == np.uint8
+    assert val.shape == train.shape
+    assert [s["name"] for s in meta["sources"]["train"]] == ["cityA"]
+    assert [s["name"] for s in meta["sources"]["val"]] == ["cityB"]
+    # Input and target patches come from the same place: their PSNR is the codec's (~30 dB at
+    # QP 37), far above what misaligned windows of this footage would give.
+    mse = np.mean((train[:, 0].astype(float) - train[:, 1].astype(float)) ** 2)
+    assert 25 < 10 * math.log10(255**2 / mse) < 45
+    assert not np.array_equal(train[:, 0], train[:, 1])
+
+
+def test_split_by_source_is_stable_and_never_empty():
+    names = [f"s{i}" for i in range(10)]
+    val = split_by_source(names, 0.2)
+    assert len(val) == 2 and val == split_by_source(list(reversed(names)), 0.2)
+    assert split_by_source(["only"], 0.5) == set()
+    assert len(split_by_source(["a", "b"], 0.9)) == 1
+    with pytest.raises(InloopError, match="unknown sources"):
+        split_by_source(names, 0.2, ["nope"])
+
+
+def test_dihedral_gives_the_eight_symmetries():
+    x = torch.arange(16.0).view(1, 1, 4, 4).repeat(8, 1, 1, 1)
+    out = dihedral(x, torch.arange(8))
+    assert len({tuple(o.flatten().tolist()) for o in out}) == 8
+    assert torch.equal(out[0], x[0]) and torch.equal(out[1], x[0].flip(-1))
+
+
+def make_trainer(store_path, ckpt, steps, lr=1e-3, task_cls=RestorationTask):
+    meta, train, val = open_patch_store(store_path)
+    seed_everything(0)
+    model = Tiny()
+    cfg = TrainConfig(steps=steps, batch_size=4, lr=lr, checkpoint_every=4, val_every=4, log_every=2, device="cpu")
+    sampler = PatchSampler(train, cfg.batch_size, meta["bitdepth"], "cpu", seed=cfg.seed)
+    return Trainer(task_cls(model, lr=lr), sampler, cfg, ckpt, val_array=val, bitdepth=meta["bitdepth"],
+                   describe={"model": "tiny"}), model
+
+
+def test_resume_is_bit_exact(store, tmp_path):
+    path, _ = store
+    straight, m1 = make_trainer(path, tmp_path / "a.pt", 12)
+    r1 = straight.run()
+    first, _ = make_trainer(path, tmp_path / "b.pt", 8)
+    first.run()
+    resumed, m2 = make_trainer(path, tmp_path / "b.pt", 12)
+    assert resumed.load_checkpoint() and resumed.step == 8
+    r2 = resumed.run()
+    assert r2["resumed_from"] == 8 and r2["steps_this_run"] == 4 and r1["steps_this_run"] == 12
+    for a, b in zip(m1.state_dict().values(), m2.state_dict().values()):
+        assert torch.equal(a, b)
+    assert r1["val_delta_psnr"] == r2["val_delta_psnr"]
+
+
+class ExplodingTask(RestorationTask):
+    """The real task, whose loss turns NaN after step 5 (as a diverging run's would)."""
+
+    calls = 0
+
+    def train_step(self, batch, autocast):
+        out = super().train_step(batch, autocast)
+        ExplodingTask.calls += 1
+        if ExplodingTask.calls > 5:
+            out = {k: v * float("nan") for k, v in out.items()}
+        return out
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(store, tmp_path):
+    path, _ = store
+    ckpt = tmp_path / "c.pt"
+    trainer, _ = make_trainer(path, ckpt, 20, task_cls=ExplodingTask)
+    with pytest.raises(TrainingError, match=r"non-finite loss .* last good checkpoint is .*c\.pt"):
+        trainer.run()
+    assert torch.load(ckpt, weights_only=False)["step"] == 4
+
+
+def test_checkpoint_of_another_model_is_refused(store, tmp_path):
+    path, _ = store
+    t, _ = make_trainer(path, tmp_path / "d.pt", 4)
+    t.run()
+    other, _ = make_trainer(path, tmp_path / "d.pt", 8)
+    other.describe = {"model": "other"}
+    with pytest.raises(TrainingError, match="delete it to start again"):
+        other.load_checkpoint()
+
+
+def _log_run(uri, i):
+    tr = Tracker("concurrency", f"run{i}", uri=uri)
+    tr.log_params({"i": i, "nested": {"a": 1}})
+    for step in range(1, 21):
+        tr.log_metrics({"loss": 1.0 / step}, step)
+    tr.finish()
+    return tr.run_id
+
+
+def test_mlflow_sqlite_store_survives_jobs_that_start_together(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with mp.get_context("spawn").Pool(3) as pool:
+        ids = pool.starmap(_log_run, [(uri, i) for i in range(3)])
+    client = MlflowClient(uri)
+    assert len(set(ids)) == 3
+    for i, run_id in enumerate(ids):
+        run = client.get_run(run_id)
+        assert run.info.status == "FINISHED" and run.data.params == {"i": str(i), "nested.a": "1"}
+        hist = client.get_metric_history(run_id, "loss")
+        assert sorted(m.step for m in hist) == list(range(1, 21))
+    exp = client.get_experiment_by_name("concurrency")
+    assert exp.artifact_location.startswith("file://") and "mlartifacts" in exp.artifact_location
