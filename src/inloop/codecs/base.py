@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import CodecError
+from ..evaluation.metrics import rate
 from ..evaluation.psnr import sequence_psnr
 from ..fsutil import atomic_write, files_equal, write_json
 from ..yuv import YuvFormat, YuvReader, yuv_name
@@ -60,10 +61,6 @@ class EncodeJob:
     qp: int
     config: str
     filters: str
-
-    @property
-    def duration_s(self) -> float:
-        return self.frames / self.fmt.fps
 
 
 @dataclass
@@ -174,8 +171,7 @@ class Codec(ABC):
             if flags is not None:
                 checks["header_flags"] = flags
 
-            size = tmp_bin.stat().st_size
-            bits = 8 * size
+            r = rate(tmp_bin, job.frames, job.fmt.fps, job.fmt.width, job.fmt.height)
             stats_data = {
                 "codec": self.name,
                 "codec_version": run.version,
@@ -190,10 +186,8 @@ class Codec(ABC):
                 "frames": job.frames,
                 "bitstream": str(bitstream),
                 "decoded": str(decoded),
-                "bytes": size,
-                "bits": bits,
-                "kbps": bits / job.duration_s / 1000.0,
-                "bpp": bits / (job.fmt.width * job.fmt.height * job.frames),
+                "bytes": r["bits"] // 8,
+                **r,
                 "psnr": psnr["mean"],
                 "psnr_per_frame": psnr["per_frame"],
                 "frames_reported": run.frames,
