@@ -16,6 +16,12 @@ from . import __version__
 from .errors import InloopError
 
 
+def _params(args: argparse.Namespace) -> dict:
+    from .params import load_params
+
+    return load_params(args.params) if args.params or Path("params.yaml").is_file() else {}
+
+
 def _source_format(args: argparse.Namespace):
     from .yuv import YuvFormat, parse_yuv_name
 
@@ -32,10 +38,9 @@ def _source_format(args: argparse.Namespace):
 
 def cmd_encode(args: argparse.Namespace) -> int:
     from .codecs import EncodeJob, get_codec
-    from .params import load_params
     from .yuv import YuvReader
 
-    params = load_params(args.params) if args.params or Path("params.yaml").is_file() else {}
+    params = _params(args)
     fmt = _source_format(args)
     frames = args.frames or len(YuvReader(args.input, fmt))
     codec = get_codec(args.codec, params)
@@ -53,9 +58,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     """Report which codecs can run here, and why not."""
     from .codecs import CODECS, get_codec
     from .codecs.ffmpeg import find_ffmpeg, require_ffmpeg
-    from .params import load_params
-
-    params = load_params(args.params) if args.params or Path("params.yaml").is_file() else {}
+    params = _params(args)
     status = {}
     try:
         ff = find_ffmpeg(((params.get("codecs") or {}).get("x265") or {}).get("ffmpeg"))
@@ -71,6 +74,58 @@ def cmd_check(args: argparse.Namespace) -> int:
             status[name] = {"ok": False, "error": str(exc)}
     print(json.dumps(status, indent=2))
     return 0 if status["ffmpeg"]["ok"] and status["x265"]["ok"] else 1
+
+
+def cmd_patches(args: argparse.Namespace) -> int:
+    from .params import get
+    from .training.patches import build_patch_store, sources_from_paths
+
+    p = _params(args)
+    t = get(p, "train")
+    meta = build_patch_store(
+        sources_from_paths(args.original, args.decoded), args.out, patch_size=int(get(p, "train.patch_size")),
+        patches_per_frame=int(get(p, "train.patches_per_frame")), planes=tuple(get(p, "train.planes")),
+        val_fraction=float(t.get("val_fraction", 0.2)), val_sources=t.get("val_sources"), seed=int(t.get("seed", 0)),
+        max_frames=t.get("max_frames_per_source"))
+    print(f"patch store {args.out}: {meta['counts']['train']} training and {meta['counts']['val']} validation "
+          f"patches of {meta['patch_size']}x{meta['patch_size']} from {len(args.original)} sources")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .params import get
+    from .training.run import train_model
+
+    p = _params(args)
+    report = train_model(
+        args.store, args.out, args.model, dict((get(p, "models", {}) or {}).get(args.model) or {}), get(p, "train"),
+        describe={"codec": args.codec, "config": args.config, "qp": args.qp}, checkpoint=args.checkpoint,
+        manifest=args.manifest, track=not args.no_mlflow, threads=args.threads)
+    r = report["result"]
+    print(f"{args.model} {args.codec} {args.config} QP {args.qp}: {r['steps']} steps "
+          f"({r['steps_this_run']} this run, {r['samples_per_s']:.1f} samples/s), "
+          f"validation delta-PSNR {r.get('val_delta_psnr', float('nan')):+.3f} dB -> {args.out}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluation.evaluate import evaluate_point
+    from .params import get
+
+    p = _params(args)
+    ev = get(p, "evaluate", {}) or {}
+    metric_options = {k: v for k, v in (get(p, "metrics", {}) or {}).items() if k in ("ms_ssim_small",)}
+    r = evaluate_point(args.original, args.anchor_stats, args.off_stats, args.out, model_path=args.model,
+                       enhanced_out=args.enhanced, dataset=args.dataset, seq_class=args.seq_class,
+                       device=ev.get("device", "cpu"), tile=ev.get("tile"), overlap=int(ev.get("overlap", 64)),
+                       metric_options=metric_options)
+    line = (f"{r['sequence']} {r['config']} QP {r['qp']}: anchor {r['anchor']['psnr']['y']:.3f} dB "
+            f"@ {r['anchor']['kbps']:.1f} kbps, filters off {r['decoded']['psnr']['y']:.3f} dB "
+            f"@ {r['decoded']['kbps']:.1f} kbps")
+    if r["delta"]:
+        line += f", {r['model']} {r['enhanced']['psnr']['y']:.3f} dB (delta-PSNR {r['delta']['psnr_y']:+.3f} dB)"
+    print(line)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,6 +151,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bitdepth", type=int)
     p.add_argument("--params", help="params.yaml (default: ./params.yaml if present)")
     p.set_defaults(func=cmd_encode)
+
+    p = sub.add_parser("patches", help="cut (decoded, original) patch pairs into a patch store")
+    p.add_argument("--original", nargs="+", required=True, help="original YUV files")
+    p.add_argument("--decoded", nargs="+", required=True, help="their decodes with filters off, same order")
+    p.add_argument("--out", required=True, help="patch store directory")
+    p.add_argument("--params")
+    p.set_defaults(func=cmd_patches)
+
+    p = sub.add_parser("train", help="train one network on one patch store (one codec/config/QP)")
+    p.add_argument("--model", required=True)
+    p.add_argument("--store", required=True, help="patch store directory")
+    p.add_argument("--out", required=True, help="model file (.pt); a .json report is written beside it")
+    p.add_argument("--codec", required=True)
+    p.add_argument("--config", required=True)
+    p.add_argument("--qp", type=int, required=True)
+    p.add_argument("--checkpoint", help="checkpoint path (default: results/checkpoints/..., keyed by the settings)")
+    p.add_argument("--manifest", help="dataset manifest, hashed into the MLflow run")
+    p.add_argument("--threads", type=int, help="CPU threads for torch")
+    p.add_argument("--no-mlflow", action="store_true", help="do not track the run")
+    p.add_argument("--params")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="measure anchor, filters-off decode and (with --model) the enhanced decode")
+    p.add_argument("--original", required=True)
+    p.add_argument("--anchor-stats", required=True, help="stats JSON of the encode with filters on")
+    p.add_argument("--off-stats", required=True, help="stats JSON of the encode with filters off")
+    p.add_argument("--out", required=True, help="evaluation JSON")
+    p.add_argument("--model", help="trained model file")
+    p.add_argument("--enhanced", help="where to write the enhanced YUV (with --model)")
+    p.add_argument("--dataset", default="")
+    p.add_argument("--seq-class", default="")
+    p.add_argument("--params")
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("check", help="say which codecs can run here (FFmpeg/libx265, HM, VTM, ECM)")
     p.add_argument("--params")

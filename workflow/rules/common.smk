@@ -10,6 +10,7 @@ wildcard_constraints:
     cfg=r"ai|ldp|ra",
     filters=r"off|on",
     qp=r"-?\d+",
+    model=r"[a-z][a-z0-9-]*",
 
 
 DATASETS = ["demo"]
@@ -45,3 +46,50 @@ def all_encodes():
         for filters in config["encode"]["filters"]
         for qp in config["encode"]["qps"]
     ]
+
+
+# ---------------------------------------------------------------- training and evaluation targets
+CODEC = config["encode"]["codec"]
+
+
+def original(dataset, clip):
+    return f"results/data/{dataset}/{clip.stem}.yuv"
+
+
+def decoded(dataset, clip, cfg, filters, qp):
+    geom = clip.stem[len(clip.name) + 1 : -len("_420")]
+    return f"results/encoded/{CODEC}/{cfg}/{filters}/{dataset}/{clip.stem}/qp{qp}_{geom}_420.yuv"
+
+
+def train_clips(cfg, dataset="demo"):
+    """Training sources of a configuration: images for AI only, videos for every configuration."""
+    return [c for c in clips(dataset, "train") if cfg in encode_configs(c)]
+
+
+def test_clips(dataset="demo"):
+    return clips(dataset, "test")
+
+
+def trained_models():
+    return list(config["train"]["models"])
+
+
+def model_file(model, cfg, qp):
+    return f"results/models/{model}/{CODEC}/{cfg}/qp{qp}/model.pt"
+
+
+def eval_file(model, cfg, dataset, clip, qp):
+    return f"results/eval/{model}/{CODEC}/{cfg}/{dataset}/{clip.stem}/qp{qp}.json"
+
+
+def all_evals():
+    """'none' (anchor vs filters off) and every trained model, on every held-out clip."""
+    out = []
+    for ds in DATASETS:
+        for clip in test_clips(ds):
+            for cfg in encode_configs(clip):
+                for qp in config["encode"]["qps"]:
+                    out.append(eval_file("none", cfg, ds, clip, qp))
+                    if cfg in config["train"]["configs"]:
+                        out += [eval_file(m, cfg, ds, clip, qp) for m in trained_models()]
+    return out

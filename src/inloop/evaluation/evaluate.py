@@ -1,0 +1,92 @@
+"""The evaluate stage: one (model, codec, configuration, sequence, QP) point.
+
+Inputs are the two encodes of the same source at the same QP (the anchor with
+the codec's in-loop filters ON, and the decode with them OFF that the network
+filters) and optionally a trained network. The network's output costs no bits,
+so the enhanced point has the rate of the filters-off bitstream; the paper's
+comparison (GL-Fusion IV: BD-rate against the HM anchor with filters on) is
+enhanced vs anchor. In AI the filter output equals in-loop filtering; in LDP
+and RA it is post-processing of each decoded frame (GL-Fusion IV.A).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ..errors import InloopError
+from ..fsutil import write_json
+from ..yuv import YuvFormat
+from .metrics import evaluate_sequence
+
+MODES = {
+    "ai": "in-loop (AI: every frame intra, equals in-loop filtering)",
+    "ldp": "post-processing (LDP/RA, as GL-Fusion IV.A)",
+    "ra": "post-processing (LDP/RA, as GL-Fusion IV.A)",
+}
+
+
+def _stats(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise InloopError(f"encode stats {path} not found; run the encode stage first")
+    return json.loads(path.read_text())
+
+
+def _summary(ev: dict, stats: dict) -> dict:
+    m = ev["mean"]
+    return {
+        "kbps": stats["kbps"], "bpp": stats["bpp"],
+        "psnr": {p: m[f"psnr_{p}"] for p in ("y", "u", "v", "yuv")},
+        "ssim_y": m.get("ssim_y"), "ms_ssim_y": m.get("ms_ssim_y"),
+        "psnr_y_frames": [f["psnr_y"] for f in ev["per_frame"]],
+    }
+
+
+def evaluate_point(original: str | os.PathLike, anchor_stats: str | os.PathLike, off_stats: str | os.PathLike,
+                   out: str | os.PathLike, model_path: str | os.PathLike | None = None,
+                   enhanced_out: str | os.PathLike | None = None, dataset: str = "", seq_class: str = "",
+                   device: str = "cpu", tile: int | None = None, overlap: int = 64,
+                   metric_options: dict | None = None) -> dict:
+    """Measure anchor, filters-off decode and (with a model) the enhanced decode; write ``out``."""
+    on, off = _stats(anchor_stats), _stats(off_stats)
+    for key in ("codec", "config", "qp", "frames", "width", "height"):
+        if on[key] != off[key]:
+            raise InloopError(f"{anchor_stats} and {off_stats} differ in {key}: {on[key]} vs {off[key]}")
+    if on["filters"] != "on" or off["filters"] != "off":
+        raise InloopError(f"expected an anchor with filters on ({anchor_stats}) and a decode with filters off ({off_stats})")
+    fmt = YuvFormat(off["width"], off["height"], off["bitdepth"], off["fps"])
+    n = off["frames"]
+    opts = {"ssim_y": True, "ms_ssim_y": True, **(metric_options or {})}
+    ev_on = evaluate_sequence(original, on["decoded"], fmt, frames=n, **opts)
+    ev_off = evaluate_sequence(original, off["decoded"], fmt, frames=n, **opts)
+    result = {
+        "model": "none", "codec": off["codec"], "config": off["config"], "dataset": dataset,
+        "sequence": Path(off["decoded"]).parent.name, "seq_class": seq_class, "qp": off["qp"], "frames": n,
+        "width": fmt.width, "height": fmt.height, "fps": fmt.fps, "mode": MODES[off["config"]],
+        "anchor": _summary(ev_on, on), "decoded": _summary(ev_off, off), "enhanced": None, "delta": None,
+        "fluctuation": {"decoded": ev_off["fluctuation"].get("psnr_y"), "enhanced": None},
+        "seconds_per_frame": None, "lpips": None, "notes": ev_off["notes"],
+    }
+    if model_path is not None:
+        from ..training.run import load_trained
+        from .enhance import enhance_file
+
+        if enhanced_out is None:
+            raise InloopError("an enhanced output path is needed with a model")
+        model, payload = load_trained(model_path, device)
+        timing = enhance_file(model, off["decoded"], enhanced_out, fmt, tuple(payload["planes"]), device, tile,
+                              overlap)
+        ev_enh = evaluate_sequence(original, enhanced_out, fmt, frames=n, **opts)
+        enh = _summary(ev_enh, off)  # no extra bits: the rate of the filters-off bitstream
+        result.update({
+            "model": payload["name"], "enhanced": enh, "seconds_per_frame": timing["seconds_per_frame"],
+            "delta": {"psnr_y": enh["psnr"]["y"] - result["decoded"]["psnr"]["y"],
+                      "psnr_yuv": enh["psnr"]["yuv"] - result["decoded"]["psnr"]["yuv"],
+                      "ssim_y": (enh["ssim_y"] - result["decoded"]["ssim_y"]) if enh["ssim_y"] is not None else None},
+        })
+        result["fluctuation"]["enhanced"] = ev_enh["fluctuation"].get("psnr_y")
+        result["model_file"] = str(model_path)
+    write_json(out, result)
+    return result

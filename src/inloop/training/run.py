@@ -1,0 +1,175 @@
+"""The train stage: one network for one (codec, configuration, QP) patch store.
+
+GL-Fusion IV.B: one model per QP, Adam with lr 2e-3, batch 32, 128x128
+patches, MSE, LSUV-style initialisation with the last layer matched to the
+spread of the ground-truth distortion. The demo's params scale the step count
+and width down to a CPU budget; config/paper-glfusion.yaml holds the paper's.
+
+Outputs: the model file (weights + everything needed to rebuild the network),
+a JSON of the training result and its history; the checkpoint lives apart
+(``checkpoint``) so an interrupted job resumes from it when re-run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from ..errors import InloopError
+from ..fsutil import atomic_path, sha256_file, write_json
+from .data import PatchSampler
+from .patches import open_patch_store
+from .tracking import Tracker, git_commit
+from .trainer import RestorationTask, TrainConfig, Trainer, pick_device, seed_everything
+
+TRAIN_KEYS = ("steps", "batch_size", "lr", "checkpoint_every", "val_every", "log_every", "val_batch_size", "seed",
+              "device", "amp_bf16", "channels_last", "compile", "deterministic")
+
+
+def train_config(train_params: dict) -> TrainConfig:
+    """TrainConfig from params.yaml's ``train`` section (unknown keys are left to the caller)."""
+    return TrainConfig(**{k: train_params[k] for k in TRAIN_KEYS if k in train_params})
+
+
+def _init_distributed(device: torch.device) -> tuple[torch.device, int]:
+    """torchrun sets WORLD_SIZE/RANK/LOCAL_RANK; one process per GPU."""
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    if world == 1:
+        return device, 0
+    import torch.distributed as dist
+
+    local = int(os.environ.get("LOCAL_RANK", 0))
+    if device.type == "cuda":
+        device = torch.device("cuda", local)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return device, dist.get_rank()
+
+
+def train_model(store: str | os.PathLike, out: str | os.PathLike, model_name: str, model_kwargs: dict,
+                train_params: dict, describe: dict, checkpoint: str | os.PathLike | None = None,
+                manifest: str | os.PathLike | None = None, track: bool = True, experiment: str = "inloop",
+                threads: int | None = None) -> dict:
+    """Train ``model_name`` on a patch store and write the model file ``out`` (+ ``.json``)."""
+    from ..models import build_model, lsuv_init
+
+    out = Path(out)
+    if checkpoint is None:
+        checkpoint = default_checkpoint(store, model_name, model_kwargs, train_params, describe)
+    checkpoint = Path(checkpoint)
+    if threads:
+        torch.set_num_threads(threads)
+    cfg = train_config(train_params)
+    seed_everything(cfg.seed, cfg.deterministic)
+    meta, train, val = open_patch_store(store)
+    device, rank = _init_distributed(pick_device(cfg.device))
+
+    model = build_model(model_name, **model_kwargs)
+    sampler = PatchSampler(train, cfg.batch_size, meta["bitdepth"], device, seed=cfg.seed, rank=rank)
+    describe = {**describe, "model": model_name, "model_kwargs": model_kwargs, "store": str(store)}
+    resuming = checkpoint.is_file()
+    if not resuming and train_params.get("init", "lsuv") == "lsuv":
+        # GL-Fusion IV.B; the batch comes from its own stream so the sampler's is untouched.
+        init_sampler = PatchSampler(train, min(len(train), 2 * cfg.batch_size), meta["bitdepth"], "cpu",
+                                    seed=cfg.seed + 10_000)
+        x, y = init_sampler.next()
+        lsuv_init(model, x, y)
+    model.to(device)
+    if world_size() > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if cfg.compile:
+        model = torch.compile(model)
+    task = RestorationTask(model, lr=cfg.lr, loss=train_params.get("loss", "mse"))
+
+    run_id = None
+    if resuming:
+        run_id = torch.load(checkpoint, map_location="cpu", weights_only=False).get("run_id")
+    tracker = None
+    if track and rank == 0:
+        name = "/".join(str(describe.get(k)) for k in ("model", "codec", "config", "qp"))
+        tracker = Tracker(experiment, name, resume_run_id=run_id)
+        if not resuming:
+            tracker.log_params({"train": {k: v for k, v in train_params.items()}, "model": model_kwargs,
+                                "patches": {k: meta[k] for k in ("patch_size", "bitdepth", "planes", "counts")}})
+            tracker.set_tags({**{k: v for k, v in describe.items() if k != "model_kwargs"},
+                              "git_commit": git_commit(),
+                              "dataset_manifest_sha256": sha256_file(manifest) if manifest else "none"})
+    trainer = Trainer(task, sampler, cfg, checkpoint, tracker, val_array=val, bitdepth=meta["bitdepth"],
+                      describe=describe)
+    try:
+        if trainer.load_checkpoint():
+            print(f"resuming {checkpoint} from step {trainer.step}")
+        result = trainer.run()
+    except BaseException:
+        if tracker is not None:
+            tracker.finish("FAILED" if checkpoint.exists() is False else "KILLED")
+        raise
+    if rank != 0:
+        return result
+    net = _unwrap(model)
+    payload = {"name": model_name, "kwargs": model_kwargs, "state_dict": net.state_dict(),
+               "bitdepth": meta["bitdepth"], "planes": meta["planes"], "describe": describe, "result": result}
+    with atomic_path(out) as tmp:
+        torch.save(payload, tmp)
+    report = {**describe, "result": result, "history": trainer.history, "parameters": int(
+        sum(p.numel() for p in net.parameters())), "mlflow_run_id": getattr(tracker, "run_id", None)}
+    write_json(out.with_suffix(".json"), report)
+    if tracker is not None:
+        tracker.log_metrics({"samples_per_s": result["samples_per_s"]}, result["steps"])
+        tracker.log_artifact(out)
+        tracker.finish()
+    return report
+
+
+# Settings that do not change what a step computes: a checkpoint made under other
+# values of these is resumed (so raising ``steps`` continues a finished run).
+_RESUMABLE_KEYS = {"steps", "checkpoint_every", "val_every", "log_every", "val_batch_size", "device"}
+
+
+def default_checkpoint(store, model_name: str, model_kwargs: dict, train_params: dict, describe: dict) -> Path:
+    """``results/checkpoints/{model}/{codec}/{config}/qp{qp}-{hash}.ckpt``, the hash over
+    everything that changes the computation (model, training settings, patch store),
+    so a changed setting starts afresh instead of resuming a checkpoint made for another."""
+    key = {"model": model_name, "kwargs": model_kwargs, "store": store_fingerprint(store),
+           "train": {k: v for k, v in train_params.items() if k not in _RESUMABLE_KEYS}}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    root = Path(train_params.get("checkpoint_dir", "results/checkpoints"))
+    return root / model_name / str(describe.get("codec")) / str(describe.get("config")) / \
+        f"qp{describe.get('qp')}-{digest}.ckpt"
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", 1))
+
+
+def _unwrap(m):
+    m = getattr(m, "_orig_mod", m)
+    return getattr(m, "module", m)
+
+
+def load_trained(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
+    """Rebuild a trained network from its model file; returns ``(model in eval mode, payload)``."""
+    from ..models import build_model
+
+    path = Path(path)
+    if not path.is_file():
+        raise InloopError(f"model file {path} not found; run the train stage first")
+    payload = torch.load(path, map_location=device, weights_only=False)
+    model = build_model(payload["name"], **payload["kwargs"])
+    model.load_state_dict(payload["state_dict"])
+    return model.to(device).eval(), payload
+
+
+def store_fingerprint(store: str | os.PathLike) -> str:
+    """A short hash of a patch store's meta (what it was cut from)."""
+    meta = json.loads((Path(store) / "meta.json").read_text())
+    return hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:16]
+
+

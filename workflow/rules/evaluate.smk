@@ -1,0 +1,49 @@
+# Evaluate stage: anchor (filters on) vs filters off, and each trained network, on held-out clips.
+
+ENC = "results/encoded/{codec}/{cfg}/{filters}/{dataset}/{name}_{geom}_420/qp{qp}.json"
+ORIG = "results/data/{dataset}/{name}_{geom}_420.yuv"
+
+
+ruleorder: evaluate_codec > evaluate_model
+
+
+rule evaluate_codec:
+    """Anchor with filters on vs the filters-off decode (no network)."""
+    input:
+        original=ORIG,
+        anchor=ENC.replace("{filters}", "on"),
+        off=ENC.replace("{filters}", "off"),
+    output:
+        json="results/eval/none/{codec}/{cfg}/{dataset}/{name}_{geom}_420/qp{qp}.json",
+    log:
+        "results/logs/evaluate/none/{codec}/{cfg}/{dataset}/{name}_{geom}_420/qp{qp}.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=20,
+    shell:
+        "inloop evaluate --original {input.original} --anchor-stats {input.anchor} --off-stats {input.off}"
+        " --out {output.json} --dataset {wildcards.dataset} > {log} 2>&1"
+
+
+rule evaluate_model:
+    """A trained network applied to the filters-off decode (GL-Fusion IV: whole frames)."""
+    input:
+        original=ORIG,
+        anchor=ENC.replace("{filters}", "on"),
+        off=ENC.replace("{filters}", "off"),
+        model="results/models/{model}/{codec}/{cfg}/qp{qp}/model.pt",
+    output:
+        json="results/eval/{model}/{codec}/{cfg}/{dataset}/{name}_{geom}_420/qp{qp}.json",
+        enhanced="results/enhanced/{model}/{codec}/{cfg}/{dataset}/{name}_{geom}_420/qp{qp}_{geom}_420.yuv",
+    log:
+        "results/logs/evaluate/{model}/{codec}/{cfg}/{dataset}/{name}_{geom}_420/qp{qp}.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+        gpu=config.get("evaluate", {}).get("gpus", 0),
+    shell:
+        "inloop evaluate --original {input.original} --anchor-stats {input.anchor} --off-stats {input.off}"
+        " --out {output.json} --dataset {wildcards.dataset} --model {input.model} --enhanced {output.enhanced}"
+        " > {log} 2>&1"

@@ -1,0 +1,57 @@
+# Train stage: a patch store per (codec, configuration, QP), then one network per store.
+
+
+def _patch_inputs(wildcards):
+    cl = train_clips(wildcards.cfg)
+    if not cl:
+        raise ValueError(f"no training clips for configuration {wildcards.cfg} (params.yaml datasets.demo)")
+    return {
+        "originals": [original("demo", c) for c in cl],
+        "decoded": [decoded("demo", c, wildcards.cfg, "off", wildcards.qp) for c in cl],
+    }
+
+
+rule patches:
+    input:
+        unpack(_patch_inputs),
+    output:
+        train="results/patches/{codec}/{cfg}/qp{qp}/train.npy",
+        val="results/patches/{codec}/{cfg}/qp{qp}/val.npy",
+        meta="results/patches/{codec}/{cfg}/qp{qp}/meta.json",
+    params:
+        store=lambda wc, output: os.path.dirname(output.meta),
+        train=lambda wc: {k: config["train"].get(k) for k in ("patch_size", "patches_per_frame", "planes", "val_fraction", "val_sources", "seed", "max_frames_per_source")},
+    log:
+        "results/logs/patches/{codec}/{cfg}/qp{qp}.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=20,
+    shell:
+        "inloop patches --original {input.originals} --decoded {input.decoded} --out {params.store} > {log} 2>&1"
+
+
+rule train:
+    input:
+        meta="results/patches/{codec}/{cfg}/qp{qp}/meta.json",
+        train="results/patches/{codec}/{cfg}/qp{qp}/train.npy",
+        val="results/patches/{codec}/{cfg}/qp{qp}/val.npy",
+        manifest="results/data/demo/manifest.json",
+    output:
+        model="results/models/{model}/{codec}/{cfg}/qp{qp}/model.pt",
+        report="results/models/{model}/{codec}/{cfg}/qp{qp}/model.json",
+    params:
+        store=lambda wc, input: os.path.dirname(input.meta),
+        train=lambda wc: config["train"],
+        model=lambda wc: (config.get("models") or {}).get(wc.model) or {},
+    log:
+        "results/logs/train/{model}/{codec}/{cfg}/qp{qp}.log",
+    threads: config["train"].get("threads", 2)
+    resources:
+        mem_mb=config["train"].get("mem_mb", 4000),
+        runtime=config["train"].get("runtime_min", 60),
+        gpu=config["train"].get("gpus", 0),
+    shell:
+        "inloop train --model {wildcards.model} --store {params.store} --out {output.model}"
+        " --codec {wildcards.codec} --config {wildcards.cfg} --qp {wildcards.qp}"
+        " --manifest {input.manifest} --threads {threads} > {log} 2>&1"
