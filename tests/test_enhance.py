@@ -1,0 +1,77 @@
+"""Filter application: whole frames and overlapping tiles, and a YUV file round trip."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from inloop.evaluation.enhance import _windows, apply_model, enhance_file
+from inloop.yuv import Frame, YuvFormat, YuvReader, write_yuv
+
+
+class PoolNet(nn.Module):
+    """Residual net with two 2x2 poolings (needs sizes that are multiples of 4)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.a = nn.Conv2d(1, 4, 3, padding=1)
+        self.b = nn.Conv2d(4, 4, 3, padding=1)
+        self.c = nn.Conv2d(8, 1, 3, padding=1)
+
+    def forward(self, x):
+        f = torch.relu(self.a(x))
+        g = torch.relu(self.b(nn.functional.max_pool2d(nn.functional.max_pool2d(f, 2), 2)))
+        g = nn.functional.interpolate(g, scale_factor=4, mode="nearest")
+        return x + 0.1 * self.c(torch.cat([f, g], 1))
+
+
+def test_windows_cover_the_axis_with_aligned_context():
+    for size, tile, ov, mult in [(100, 32, 8, 4), (64, 64, 16, 16), (1080, 256, 64, 16)]:
+        wins = _windows(size, tile, ov, mult)
+        covered = np.zeros(size, int)
+        for c0, c1, w0, w1 in wins:
+            covered[c0:c1] += 1
+            assert w0 % mult == 0 and w0 <= max(0, c0 - ov) and w1 >= min(size, c1 + ov)
+            assert (w1 - w0) % mult == 0 or w1 == size
+        assert (covered == 1).all()
+
+
+def test_tiled_output_equals_whole_frame_output():
+    torch.manual_seed(1)
+    model = PoolNet().eval()
+    x = torch.rand(1, 1, 72, 100)
+    whole = apply_model(model, x)
+    # receptive field radius of PoolNet: 1 + 4 * 1 + 4 (upsampling block) + 1 < 24
+    tiled = apply_model(model, x, tile=32, overlap=24, multiple=4)
+    assert torch.allclose(whole, tiled, atol=1e-6)
+    too_little = apply_model(model, x, tile=32, overlap=0, multiple=4)
+    assert not torch.allclose(whole, too_little, atol=1e-6)  # the test can tell the difference
+
+
+def test_enhance_file_filters_only_the_listed_planes(tmp_path):
+    fmt = YuvFormat(40, 24)
+    rng = np.random.default_rng(0)
+    frames = [Frame(rng.integers(0, 256, (24, 40), dtype=np.uint8), rng.integers(0, 256, (12, 20), dtype=np.uint8),
+                    rng.integers(0, 256, (12, 20), dtype=np.uint8)) for _ in range(3)]
+    src = tmp_path / "in_40x24_30fps_8bit_420.yuv"
+    write_yuv(src, frames, fmt)
+    out = tmp_path / "out_40x24_30fps_8bit_420.yuv"
+
+    class Brighten(nn.Module):
+        def forward(self, x):
+            return x + 10 / 255
+
+    stats = enhance_file(Brighten(), src, out, fmt, planes=("y",))
+    assert stats["frames"] == 3 and stats["seconds_per_frame"] >= 0
+    with YuvReader(out) as r:
+        for got, want in zip(r, frames):
+            assert np.array_equal(got.y, np.minimum(want.y.astype(int) + 10, 255))
+            assert np.array_equal(got.u, want.u) and np.array_equal(got.v, want.v)
+
+
+def test_tile_must_match_the_network_multiple():
+    from inloop.errors import InloopError
+
+    with pytest.raises(InloopError, match="multiple of the network's down-sampling factor 16"):
+        apply_model(nn.Identity(), torch.zeros(1, 1, 64, 64), tile=40, overlap=8, multiple=16)
