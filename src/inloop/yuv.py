@@ -220,15 +220,21 @@ def _check_frame(frame: Frame, fmt: YuvFormat, where: str) -> None:
 
 def write_yuv(path: str | os.PathLike, frames: Iterable[Frame], fmt: YuvFormat) -> int:
     """Write frames to a raw file atomically; returns the number of frames written."""
-    n = 0
     with atomic_write(path) as fh:
-        for frame in frames:
-            _check_frame(frame, fmt, f"{path} frame {n}")
-            for plane in frame:
-                fh.write(np.ascontiguousarray(plane, dtype=fmt.dtype).tobytes())
-            n += 1
-        if n == 0:
-            raise YuvError(f"{path}: no frames to write")
+        return _write_frames(fh, frames, fmt, path)
+
+
+def _write_frames(fh, frames: Iterable[Frame], fmt: YuvFormat, path, frame_header: bytes = b"") -> int:
+    """Write checked frames (each after ``frame_header``); at least one frame."""
+    n = 0
+    for frame in frames:
+        _check_frame(frame, fmt, f"{path} frame {n}")
+        fh.write(frame_header)
+        for plane in frame:
+            fh.write(np.ascontiguousarray(plane, dtype=fmt.dtype).tobytes())
+        n += 1
+    if n == 0:
+        raise YuvError(f"{path}: no frames to write")
     return n
 
 
@@ -309,18 +315,9 @@ def write_y4m(path: str | os.PathLike, frames: Iterable[Frame], fmt: YuvFormat) 
     fr = fps_fraction(fmt.fps)
     cs = "420jpeg" if fmt.bitdepth == 8 else f"420p{fmt.bitdepth}"
     header = f"YUV4MPEG2 W{fmt.width} H{fmt.height} F{fr.numerator}:{fr.denominator} Ip A1:1 C{cs}\n"
-    n = 0
     with atomic_write(path) as fh:
         fh.write(header.encode("ascii"))
-        for frame in frames:
-            _check_frame(frame, fmt, f"{path} frame {n}")
-            fh.write(b"FRAME\n")
-            for plane in frame:
-                fh.write(np.ascontiguousarray(plane, dtype=fmt.dtype).tobytes())
-            n += 1
-        if n == 0:
-            raise YuvError(f"{path}: no frames to write")
-    return n
+        return _write_frames(fh, frames, fmt, path, b"FRAME\n")
 
 
 def open_video(path: str | os.PathLike, fmt: YuvFormat | None = None) -> YuvReader:
