@@ -26,9 +26,8 @@ from torch import nn
 from tqdm import tqdm
 
 from ..errors import InloopError
-from ..fsutil import atomic_write
 from ..training.patches import PLANE_INDEX
-from ..yuv import Frame, YuvFormat, YuvReader
+from ..yuv import Frame, YuvFormat, YuvReader, write_yuv
 
 
 def _windows(size: int, tile: int, overlap: int, multiple: int) -> list[tuple[int, int, int, int]]:
@@ -70,7 +69,8 @@ def enhance_file(model: nn.Module, decoded: str | os.PathLike, out: str | os.Pat
     model = model.to(device).eval()
     peak = float(fmt.max_value)
     times = []
-    with YuvReader(decoded, fmt) as reader, atomic_write(out) as fh:
+
+    def filtered(reader: YuvReader):
         for frame in tqdm(reader, desc=f"enhance {Path(decoded).name}", unit="frame", leave=False):
             result = list(frame)
             t0 = time.perf_counter()
@@ -82,7 +82,9 @@ def enhance_file(model: nn.Module, decoded: str | os.PathLike, out: str | os.Pat
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             times.append(time.perf_counter() - t0)
-            for plane in Frame(*result):
-                fh.write(np.ascontiguousarray(plane, dtype=fmt.dtype).tobytes())
+            yield Frame(*result)
+
+    with YuvReader(decoded, fmt) as reader:
+        write_yuv(out, filtered(reader), fmt)
     return {"frames": len(times), "seconds_per_frame": float(np.mean(times)) if times else 0.0,
             "device": str(device), "tile": tile, "planes": list(planes)}
