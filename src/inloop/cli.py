@@ -185,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--params")
     p.set_defaults(func=cmd_evaluate)
 
+    from .datasets.cli import register as register_datasets
+    register_datasets(sub)
+
     p = sub.add_parser("check", help="say which codecs can run here (FFmpeg/libx265, HM, VTM, ECM)")
     p.add_argument("--params")
     p.set_defaults(func=cmd_check)

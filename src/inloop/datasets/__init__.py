@@ -1,0 +1,10 @@
+"""Datasets: registry, download + verify + extract, conversion to YUV, manifests (issue #3).
+
+Importing this package has no side effects and downloads nothing: the
+Snakefile calls :func:`clips` at parse time.
+"""
+
+from .demo import Clip, clips
+from .registry import REGISTRY, get_dataset
+
+__all__ = ["Clip", "clips", "REGISTRY", "get_dataset"]
