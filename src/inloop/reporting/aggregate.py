@@ -1,0 +1,305 @@
+"""Evaluation JSONs -> one DataFrame -> Bjontegaard deltas -> class and overall averages.
+
+Input: one JSON per (model, codec, config, dataset, sequence, QP) written by the
+evaluate stage (:mod:`inloop.evaluation.evaluate`), at
+``results/eval/{model}/{codec}/{config}/{dataset}/{sequence}/qp{qp}.json``.
+
+Three comparisons per (model, codec, config, dataset, sequence), each on luma
+(``y``) and on YUV PSNR (``yuv``, (6Y+U+V)/8):
+
+``model_vs_anchor``
+    the enhanced curve against the codec with its in-loop filters ON. This is the
+    papers' number (GL-Fusion IV.D: "compared with the HEVC baseline with
+    De-blocking and SAO on").
+``model_vs_off``
+    the enhanced curve against the filters-OFF decode it was computed from.
+``off_vs_anchor``
+    the filters-off decode against the anchor: what switching the codec's filters
+    off costs. Stored once per sequence under ``model = "none"``.
+
+The enhanced curve has the rate of the filters-off bitstream (the filter costs
+no bits). BD-rate and BD-PSNR come from :func:`inloop.evaluation.bdrate.bd_metrics`
+with the method named (params ``bdrate.method``; cubic = VCEG-M33 by default).
+A curve with fewer than four QPs, or one that fails the Bjontegaard checks,
+gives NaN and the :class:`~inloop.evaluation.bdrate.BDRateError` message in
+``note``; nothing is dropped.
+
+Averages follow GL-Fusion's tables: a class row is the mean over the class's
+sequences, the "Average" row the mean over all sequences (GL-Fusion Table II,
+Fusion column: the mean of its 18 sequences is -13.56, printed -13.55; the mean
+of its five class rows would be -13.96). Demo clips have no CTC class, so they
+only get the "Average" row.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+
+from ..errors import InloopError
+from ..evaluation.bdrate import MIN_POINTS, BDRateError, bd_metrics
+
+KEYS = ["model", "codec", "config", "dataset", "sequence"]
+CURVES = ("anchor", "decoded", "enhanced")
+COMPARISONS = ("model_vs_anchor", "model_vs_off", "off_vs_anchor")
+CONFIG_ORDER = {"ai": 0, "ldp": 1, "ra": 2}
+CLASSES = ("A", "B", "C", "D", "E")
+
+
+class ReportError(InloopError, ValueError):
+    """Evaluation or training files the report cannot use (missing, malformed)."""
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def find_eval_files(source: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
+    """``qp*.json`` under a directory (recursively), or the given list of files."""
+    if isinstance(source, (str, os.PathLike)):
+        root = Path(source)
+        if root.is_file():
+            return [root]
+        if not root.is_dir():
+            raise ReportError(f"evaluation folder {root} not found; run the evaluate stage first")
+        return sorted(p for p in root.rglob("qp*.json") if not p.name.startswith("."))
+    return [Path(p) for p in source]
+
+
+def _flatten_curve(prefix: str, c: dict | None) -> dict:
+    out: dict = {}
+    c = c or {}
+    out[f"{prefix}_kbps"] = c.get("kbps")
+    out[f"{prefix}_bpp"] = c.get("bpp")
+    for p in ("y", "u", "v", "yuv"):
+        out[f"{prefix}_psnr_{p}"] = (c.get("psnr") or {}).get(p)
+    out[f"{prefix}_ssim_y"] = c.get("ssim_y")
+    out[f"{prefix}_ms_ssim_y"] = c.get("ms_ssim_y")
+    out[f"{prefix}_psnr_y_frames"] = c.get("psnr_y_frames")
+    return out
+
+
+def flatten(d: dict, path: str = "") -> dict:
+    """One evaluation JSON -> one flat row (``anchor_kbps``, ``enhanced_psnr_y``, ``delta_psnr_y`` ...)."""
+    missing = [k for k in ("model", "codec", "config", "sequence", "qp", "anchor", "decoded") if k not in d]
+    if missing:
+        raise ReportError(f"{path or 'evaluation record'}: missing field(s) {', '.join(missing)}")
+    row = {k: d.get(k) for k in ("model", "codec", "config", "dataset", "sequence", "seq_class", "qp", "frames",
+                                 "width", "height", "fps", "mode", "seconds_per_frame")}
+    row["dataset"] = row["dataset"] or ""
+    row["seq_class"] = (row["seq_class"] or "").strip().upper()
+    for name in CURVES:
+        row.update(_flatten_curve(name, d.get(name)))
+    delta = d.get("delta") or {}
+    for k in ("psnr_y", "psnr_yuv", "ssim_y"):
+        row[f"delta_{k}"] = delta.get(k)
+    fl = d.get("fluctuation") or {}
+    for name in ("decoded", "enhanced"):
+        f = fl.get(name) or {}
+        row[f"fluct_{name}_std"] = f.get("std")
+        row[f"fluct_{name}_pvd"] = f.get("pvd")
+    lp = d.get("lpips")
+    row["lpips"] = json.dumps(lp) if isinstance(lp, dict) else lp
+    row["path"] = path
+    return row
+
+
+def load_eval(source) -> pd.DataFrame:
+    """Load evaluation JSONs (a folder or a list of files) into one DataFrame, one row per file."""
+    rows = []
+    for p in find_eval_files(source):
+        try:
+            d = json.loads(Path(p).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ReportError(f"{p}: cannot read evaluation JSON: {exc}") from None
+        rows.append(flatten(d, str(p)))
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return df
+    df["qp"] = df["qp"].astype(int)
+    dup = df.duplicated(KEYS + ["qp"], keep=False)
+    if dup.any():
+        raise ReportError("two evaluation files for the same point: "
+                          + ", ".join(sorted(df.loc[dup, "path"].astype(str))[:4]))
+    return sort_frame(df)
+
+
+def sort_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """Stable order: codec, config (AI, LDP, RA), dataset, class, sequence, model, QP."""
+    if df.empty:
+        return df
+    order = df["config"].map(lambda c: CONFIG_ORDER.get(str(c).lower(), 9))
+    cols = [c for c in ("codec", "dataset", "seq_class", "sequence", "model", "qp") if c in df.columns]
+    return (df.assign(_cfg=order).sort_values(["codec", "_cfg"] + cols[1:], kind="stable")
+            .drop(columns="_cfg").reset_index(drop=True))
+
+
+def load_histories(models_dir: str | os.PathLike | None) -> pd.DataFrame:
+    """Training histories ``{model}/{codec}/{config}/qp{qp}/model.json`` -> long DataFrame (one row per step)."""
+    rows: list[dict] = []
+    if models_dir is None or not Path(models_dir).is_dir():
+        return pd.DataFrame(rows)
+    for p in sorted(Path(models_dir).rglob("model.json")):
+        try:
+            d = json.loads(p.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ReportError(f"{p}: cannot read training record: {exc}") from None
+        rel = p.relative_to(models_dir).parts
+        guess = dict(zip(("model", "codec", "config", "qpdir"), rel))
+        qp = d.get("qp", str(guess.get("qpdir", "")).removeprefix("qp") or None)
+        for h in d.get("history") or []:
+            row = {"model": d.get("model", guess.get("model")), "codec": d.get("codec", guess.get("codec")),
+                   "config": d.get("config", guess.get("config")), "qp": int(qp) if qp is not None else None,
+                   "path": str(p)}
+            row.update({k: v for k, v in h.items() if isinstance(v, (int, float)) or v is None})
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- BD per sequence
+
+
+def _points(g: pd.DataFrame, rate_col: str, psnr_col: str) -> list[tuple[float, float]]:
+    sub = g[[rate_col, psnr_col]].astype(float)
+    return [(float(r), float(q)) for r, q in sub.itertuples(index=False)]
+
+
+def _bd(anchor_pts, test_pts, method: str) -> tuple[float, float, str]:
+    try:
+        m = bd_metrics(anchor_pts, test_pts, method)
+        return m["bd_rate_pct"], m["bd_psnr_db"], ""
+    except BDRateError as exc:
+        return math.nan, math.nan, str(exc)
+
+
+def _curve_columns(comparison: str, metric: str) -> tuple[tuple[str, str], tuple[str, str]]:
+    """(anchor rate, anchor psnr), (test rate, test psnr) columns of one comparison."""
+    psnr = f"psnr_{metric}"
+    if comparison == "model_vs_anchor":
+        return ("anchor_kbps", f"anchor_{psnr}"), ("decoded_kbps", f"enhanced_{psnr}")
+    if comparison == "model_vs_off":
+        return ("decoded_kbps", f"decoded_{psnr}"), ("decoded_kbps", f"enhanced_{psnr}")
+    if comparison == "off_vs_anchor":
+        return ("anchor_kbps", f"anchor_{psnr}"), ("decoded_kbps", f"decoded_{psnr}")
+    raise ValueError(comparison)
+
+
+def bd_per_sequence(df: pd.DataFrame, method: str = "cubic", metrics: tuple[str, ...] = ("y", "yuv")) -> pd.DataFrame:
+    """BD-rate / BD-PSNR per (model, codec, config, dataset, sequence), comparison and PSNR metric.
+
+    Columns: the keys, ``seq_class``, ``comparison``, ``metric`` (``y``/``yuv``),
+    ``method``, ``n_points``, ``qps``, ``bd_rate_pct``, ``bd_psnr_db``,
+    ``delta_psnr_y_mean`` (mean over QPs of enhanced - decoded, models only) and
+    ``note`` (the BDRateError message when the value is NaN).
+    """
+    out: list[dict] = []
+    if df.empty:
+        return pd.DataFrame(out)
+    # filters off vs anchor: one curve per (codec, config, dataset, sequence), preferring model "none" rows
+    base = df.assign(_pref=(df["model"] != "none").astype(int)).sort_values("_pref", kind="stable")
+    base = base.drop_duplicates(["codec", "config", "dataset", "sequence", "qp"]).drop(columns="_pref")
+    jobs = [("off_vs_anchor", base.assign(model="none"))]
+    models = df[df["model"] != "none"]
+    if not models.empty:
+        jobs += [("model_vs_anchor", models), ("model_vs_off", models)]
+    for comparison, frame in jobs:
+        for key, g in frame.groupby(KEYS, sort=False):
+            g = g.sort_values("qp")
+            rec = dict(zip(KEYS, key))
+            rec["seq_class"] = g["seq_class"].iloc[0]
+            qps = g["qp"].tolist()
+            dps = None
+            if comparison != "off_vs_anchor":
+                vals = pd.to_numeric(g["delta_psnr_y"], errors="coerce")
+                dps = float(vals.mean()) if vals.notna().any() else math.nan
+            for metric in metrics:
+                (ar, ap), (tr, tp) = _curve_columns(comparison, metric)
+                if g[[ar, ap, tr, tp]].isna().any().any():
+                    r, p, note = math.nan, math.nan, f"missing {metric.upper()} PSNR or rate at some QP (fields {ap}, {tp})"
+                elif len(g) < MIN_POINTS:
+                    r, p, note = (math.nan, math.nan,
+                                  f"{len(g)} QP(s) {qps}; Bjontegaard needs at least {MIN_POINTS}")
+                else:
+                    r, p, note = _bd(_points(g, ar, ap), _points(g, tr, tp), method)
+                out.append({**rec, "comparison": comparison, "metric": metric, "method": method,
+                            "n_points": len(g), "qps": " ".join(map(str, qps)), "bd_rate_pct": r,
+                            "bd_psnr_db": p, "delta_psnr_y_mean": dps, "note": note})
+    res = pd.DataFrame(out)
+    return sort_frame(res).reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- averages
+
+
+def _mean_row(g: pd.DataFrame, cols: list[str]) -> dict:
+    row: dict = {}
+    valid = g["bd_rate_pct"].notna()
+    for c in cols:
+        v = pd.to_numeric(g[c], errors="coerce")
+        row[c] = float(v.mean()) if v.notna().any() else math.nan
+    row["n_sequences"] = len(g)
+    row["n_valid"] = int(valid.sum())
+    missing = g.loc[~valid, "sequence"].tolist()
+    row["note"] = (f"mean over {int(valid.sum())} of {len(g)} sequences; no BD value for: {', '.join(missing)}"
+                   if missing else "")
+    return row
+
+
+def summarize(bd: pd.DataFrame) -> pd.DataFrame:
+    """Per-sequence rows plus class (A-E) and overall averages, per (model, codec, config, dataset, comparison, metric).
+
+    ``level`` is ``sequence``, ``class`` or ``average``; ``row`` is the table's
+    row label (the sequence, ``Class A`` .. ``Class E``, ``Average``). Means skip
+    NaN sequences and say so in ``note`` (``n_valid`` of ``n_sequences``).
+    """
+    if bd.empty:
+        return bd
+    vals = ["bd_rate_pct", "bd_psnr_db", "delta_psnr_y_mean"]
+    group = ["model", "codec", "config", "dataset", "comparison", "metric", "method"]
+    rows: list[dict] = []
+    for key, g in bd.groupby(group, sort=False):
+        base = dict(zip(group, key))
+        for _, s in g.iterrows():
+            rows.append({**base, "level": "sequence", "row": s["sequence"], "seq_class": s["seq_class"],
+                         "sequence": s["sequence"], **{c: s[c] for c in vals}, "n_sequences": 1,
+                         "n_valid": int(pd.notna(s["bd_rate_pct"])), "note": s["note"]})
+        for cls in CLASSES:
+            gc = g[g["seq_class"] == cls]
+            if len(gc):
+                rows.append({**base, "level": "class", "row": f"Class {cls}", "seq_class": cls, "sequence": "",
+                             **_mean_row(gc, vals)})
+        rows.append({**base, "level": "average", "row": "Average", "seq_class": "", "sequence": "",
+                     **_mean_row(g, vals)})
+    return pd.DataFrame(rows)
+
+
+def config_averages(summary: pd.DataFrame, comparison: str = "model_vs_anchor", metric: str = "y") -> pd.DataFrame:
+    """The "Average" rows as a small table: one row per (model, codec, dataset), one column per config."""
+    s = summary[(summary["level"] == "average") & (summary["comparison"] == comparison) & (summary["metric"] == metric)]
+    if s.empty:
+        return pd.DataFrame()
+    t = s.pivot_table(index=["model", "codec", "dataset"], columns="config", values="bd_rate_pct", aggfunc="first")
+    return t[[c for c in ("ai", "ldp", "ra") if c in t.columns]].reset_index()
+
+
+def aggregate(source, method: str = "cubic") -> dict:
+    """Load, compute and summarise: ``{"points", "bd", "summary"}`` DataFrames."""
+    points = load_eval(source)
+    bd = bd_per_sequence(points, method)
+    return {"points": points, "bd": bd, "summary": summarize(bd)}
+
+
+def points_for_csv(points: pd.DataFrame) -> pd.DataFrame:
+    """The points table without per-frame lists (those go to the per-frame plots), for CSV."""
+    return points.drop(columns=[c for c in points.columns if c.endswith("_frames")], errors="ignore")
+
+
+__all__ = [
+    "COMPARISONS", "KEYS", "ReportError", "aggregate", "bd_per_sequence", "config_averages", "find_eval_files",
+    "flatten", "load_eval", "load_histories", "points_for_csv", "sort_frame", "summarize",
+]
+

@@ -1,0 +1,232 @@
+"""The papers' claimed numbers and the claimed-vs-reproduced comparison.
+
+The registry is one YAML per paper in ``reporting/claims/`` (``glfusion.yaml``:
+GL-Fusion Tables I-VII; ``spilf.yaml``: SPiLF Tables 1-2; ``nlconvlstm.yaml``:
+NL-ConvLSTM Tables 1-5), transcribed from ``../shared/papers``: captions, the
+setup (codec and version, configurations, QPs, training and test data) and every
+number as printed, with row / column labels verbatim and a normalised ``key``
+per row. Numbers lost in the text extraction are ``null`` with a note.
+
+:func:`compare` sets reproduced aggregates next to the claims that can be
+matched -- BD-rate against the anchor per configuration and row (Average, class,
+CTC sequence) for GL-Fusion Tables II-VI, delta PSNR / SSIM per QP for
+NL-ConvLSTM Table 4 -- with the difference and a sentence on what differs in
+the setup (codec, data, training length).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from functools import lru_cache
+from importlib import resources
+from typing import Iterable
+
+import pandas as pd
+import yaml
+
+from .aggregate import ReportError
+
+PAPERS = ("glfusion", "spilf", "nlconvlstm")
+CONFIG_ALIASES = {"ai": "ai", "ld": "ldp", "ldp": "ldp", "lp": "ldp", "ra": "ra"}
+
+
+@lru_cache(maxsize=None)
+def load_claims(paper: str) -> dict:
+    """The claims registry of one paper (``glfusion``, ``spilf``, ``nlconvlstm``)."""
+    if paper not in PAPERS:
+        raise ReportError(f"no claims registry for {paper!r}; known: {', '.join(PAPERS)}")
+    try:
+        text = resources.files(__package__).joinpath("claims", f"{paper}.yaml").read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ReportError(f"claims file reporting/claims/{paper}.yaml is missing from the installed package "
+                          "(package data not installed?)") from None
+    return yaml.safe_load(text)
+
+
+def all_claims() -> dict:
+    return {p: load_claims(p) for p in PAPERS}
+
+
+def claim_table(paper: str, table: str) -> pd.DataFrame:
+    """One claimed table as a DataFrame (row label, key, then the columns as printed; pairs as 'a / b')."""
+    t = load_claims(paper)["tables"][str(table)]
+    cols = [c if isinstance(c, str) else (c.get("label") if isinstance(c, dict) and "label" in c else
+                                         (f"{c['method']} {c['config']}" if isinstance(c, dict) else f"col{i + 1}"))
+            for i, c in enumerate(t["columns"])]
+    cols = [c if c is not None else f"(header lost {i + 1})" for i, c in enumerate(cols)]
+    rows = []
+    for r in t["rows"]:
+        row = {"Row": r["label"], "key": r.get("key", "")}
+        if "qp" in r:
+            row["QP"] = r["qp"]
+        for c, v in zip(cols, r["values"]):
+            row[c] = (" / ".join("n/a" if x is None else f"{x:g}" for x in v) if isinstance(v, list) else v)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def normalize_sequence(name: str) -> str:
+    """Project sequence name -> claims key: ``Traffic_2560x1600_30_crop`` -> ``traffic``; class C RaceHorses handled by caller."""
+    base = re.split(r"_\d+x\d+", str(name))[0]
+    return re.sub(r"[^a-z0-9]", "", base.lower())
+
+
+def _seq_key(sequence: str, seq_class: str) -> str:
+    k = normalize_sequence(sequence)
+    if k in ("racehorses", "racehorsesc"):
+        return "racehorses_c" if (seq_class == "C" or k == "racehorsesc") else "racehorses_d"
+    return k
+
+
+def _row_key(level: str, row: str, sequence: str, seq_class: str) -> str:
+    if level == "average":
+        return "average"
+    if level == "class":
+        return f"class_{seq_class.lower()}"
+    return _seq_key(sequence, seq_class)
+
+
+# --------------------------------------------------------------------------- setup differences
+
+
+def setup_differences(paper: str, repro: dict) -> str:
+    """One sentence: what differs between the paper's setup and this run (codec, data, training length).
+
+    ``repro`` may hold ``codec``, ``codec_version``, ``dataset``, ``classes``
+    (CTC classes present), ``sequences``, ``frames``, ``train_steps``,
+    ``device``.
+    """
+    c = load_claims(paper)["setup"]
+    parts = []
+    codec = repro.get("codec") or "?"
+    version = f" ({repro['codec_version']})" if repro.get("codec_version") else ""
+    paper_codec = c["codec"] if isinstance(c["codec"], str) else "; ".join(f"{k}: {v}" for k, v in c["codec"].items())
+    parts.append(f"codec {codec}{version} vs paper: {paper_codec}")
+    data = repro.get("dataset") or "?"
+    classes = repro.get("classes") or []
+    parts.append(f"test data '{data}' ({repro.get('sequences', '?')} sequence(s), "
+                 f"{'classes ' + ''.join(classes) if classes else 'no CTC class'}, "
+                 f"{repro.get('frames', '?')} frame(s) each) vs paper: {c['test_data']}")
+    steps = repro.get("train_steps")
+    if steps is not None:
+        parts.append(f"training {steps} steps on {repro.get('device', 'cpu')} vs paper: {c['training']}")
+    elif repro.get("models") == []:
+        parts.append("no network trained or evaluated in this run (anchor vs filters off only)")
+    return "; ".join(parts)
+
+
+# --------------------------------------------------------------------------- comparison
+
+
+def _bd_targets(paper: str) -> list[dict]:
+    """Claimed BD-rate cells that name a project model: table, row key, config, model, value, labels."""
+    d = load_claims(paper)
+    out = []
+    for m in d.get("match") or []:
+        if m.get("metric") != "bd_rate_y_vs_anchor":
+            continue
+        t = d["tables"][m["table"]]
+        for i, col in enumerate(t["columns"]):
+            if isinstance(col, dict):
+                model, config, col_label = col.get("model"), col.get("config"), f"{col['method']} {col['config']}"
+            else:
+                model = (t.get("column_models") or [None] * len(t["columns"]))[i]
+                config, col_label = t.get("config"), col
+            if not model or not config:
+                continue
+            for r in t["rows"]:
+                out.append({"paper": paper, "table": m["table"], "row_key": r["key"], "row": r["label"],
+                            "column": col_label, "model": model, "config": CONFIG_ALIASES[str(config).lower()],
+                            "claimed": r["values"][i], "unit": "BD-rate Y (%) vs anchor"})
+    return out
+
+
+def _delta_targets(paper: str) -> list[dict]:
+    d = load_claims(paper)
+    out = []
+    for m in d.get("match") or []:
+        if m.get("metric") != "delta_psnr_ssim":
+            continue
+        t = d["tables"][m["table"]]
+        for i, model in enumerate(t.get("column_models") or []):
+            for r in t["rows"]:
+                v = r["values"][i]
+                for j, (what, unit) in enumerate((("delta_psnr_y", "ΔPSNR-Y (dB)"), ("delta_ssim_y", "ΔSSIM-Y (×10^-2)"))):
+                    out.append({"paper": paper, "table": m["table"], "row_key": r["key"], "row": r["label"],
+                                "column": t["columns"][i], "model": model, "config": str(t["config"]).lower(),
+                                "qp": r.get("qp"), "what": what, "claimed": v[j] if v else None, "unit": unit})
+    return out
+
+
+def compare(summary: pd.DataFrame, points: pd.DataFrame | None = None, repro: dict | None = None,
+            papers: Iterable[str] = PAPERS) -> pd.DataFrame:
+    """Claimed | reproduced | difference | what differs, for every claim that matches a reproduced row.
+
+    BD-rate claims (GL-Fusion Tables II-VI) match the ``model_vs_anchor`` luma
+    rows of ``summary`` by model, configuration and row (Average, Class X, or a
+    CTC sequence by normalised name). Delta claims (NL-ConvLSTM Table 4) match
+    the mean ``delta`` of ``points`` by model, configuration, QP and sequence.
+    Headline claims (each registry's ``headline``) are listed even when the
+    model has no results, with reproduced NaN and the reason. ``difference`` is
+    reproduced minus claimed, in the claim's unit.
+    """
+    repro = dict(repro or {})
+    rows: list[dict] = []
+    s = summary if summary is not None and not summary.empty else pd.DataFrame(
+        columns=["model", "config", "comparison", "metric", "level", "row", "sequence", "seq_class", "bd_rate_pct",
+                 "codec", "dataset", "note"])
+    s = s[(s["comparison"] == "model_vs_anchor") & (s["metric"] == "y")]
+    index: dict = {}
+    for r in s.itertuples(index=False):
+        index.setdefault((r.model, r.config, _row_key(r.level, r.row, r.sequence, r.seq_class)), []).append(r)
+    for paper in papers:
+        d = load_claims(paper)
+        headline = {(h["table"], h["row"], h["model"]) for h in d.get("headline") or []}
+        for t in _bd_targets(paper):
+            hits = index.get((t["model"], t["config"], t["row_key"]), [])
+            for h in hits:
+                rep = h.bd_rate_pct
+                rows.append({**t, "codec": h.codec, "dataset": h.dataset, "reproduced": rep,
+                             "difference": (rep - t["claimed"]) if t["claimed"] is not None and pd.notna(rep) else math.nan,
+                             "note": h.note})
+            if not hits and (t["table"], t["row_key"], t["model"]) in headline:
+                runs = [k for k in repro if isinstance(k, tuple)] or [("", "")]
+                for codec, dataset in runs:
+                    rows.append({**t, "codec": codec, "dataset": dataset, "reproduced": math.nan,
+                                 "difference": math.nan,
+                                 "note": f"model '{t['model']}' not evaluated in this run"
+                                         + ("" if t["row_key"] == "average" else " (or no such row)")})
+        if points is not None and not points.empty:
+            p = points[points["model"] != "none"]
+            for t in _delta_targets(paper):
+                g = p[(p["model"] == t["model"]) & (p["config"] == t["config"]) & (p["qp"] == t["qp"])]
+                if t["row_key"] != "average":
+                    g = g[g["sequence"].map(normalize_sequence) == t["row_key"]]
+                if g.empty:
+                    continue
+                rep = pd.to_numeric(g[t["what"]], errors="coerce").mean()
+                if t["what"] == "delta_ssim_y":
+                    rep *= 100.0
+                for (codec, dataset), _ in g.groupby(["codec", "dataset"]):
+                    rows.append({**t, "codec": codec, "dataset": dataset, "reproduced": rep,
+                                 "difference": rep - t["claimed"] if t["claimed"] is not None else math.nan,
+                                 "note": f"QP {t['qp']}, mean over {g['sequence'].nunique()} sequence(s)"})
+    if not rows:
+        return pd.DataFrame(columns=["paper", "table", "row", "column", "config", "model", "unit", "claimed",
+                                     "reproduced", "difference", "what differs in the setup", "note"])
+    out = pd.DataFrame(rows)
+    diffs = {}
+    for (paper, codec, dataset), g in out.groupby(["paper", "codec", "dataset"], dropna=False):
+        info = dict(repro.get((codec, dataset)) or repro.get("default") or {})
+        info.setdefault("codec", codec or None)
+        info.setdefault("dataset", dataset or None)
+        diffs[(paper, codec, dataset)] = setup_differences(paper, info)
+    out["what differs in the setup"] = [diffs[(a, b, c)] for a, b, c in zip(out["paper"], out["codec"], out["dataset"])]
+    cols = ["paper", "table", "row", "column", "config", "model", "codec", "dataset", "unit", "claimed", "reproduced",
+            "difference", "what differs in the setup", "note"]
+    return out[[c for c in cols if c in out.columns]]
+
+
+__all__ = ["PAPERS", "all_claims", "claim_table", "compare", "load_claims", "normalize_sequence",
+           "setup_differences"]

@@ -1,0 +1,335 @@
+"""Paper-shaped tables, written as CSV and Markdown (atomically).
+
+Each builder returns a :class:`pandas.DataFrame` whose first column is the row
+label and whose other columns are the paper's; :func:`write_table` writes it.
+The builders take the aggregated rows (:mod:`inloop.reporting.aggregate`) or,
+for the shapes whose stages come later (SPiLF, NL-ConvLSTM), plain row dicts,
+so those stages only supply rows.
+
+* :func:`glfusion_table` -- GL-Fusion Table VI (state of the art): sequences by
+  class, class averages, Average; BD-rate (%) against the anchor per
+  configuration and method, plus delta-PSNR.
+* :func:`ablation_table` -- GL-Fusion Tables II-V: one configuration, one column
+  per model / variant present.
+* :func:`spilf_table` -- SPiLF Table 2: PSNR, MS-SSIM, LPIPS at 0.075 / 0.15 /
+  0.3 bpp per method; "n/a (reason)" where a value cannot exist.
+* :func:`delta_table` -- NL-ConvLSTM Table 4 (and Table 2's metrics): delta PSNR /
+  delta SSIM per sequence and QP, "Ave." per QP.
+* :func:`fluctuation_table` -- NL-ConvLSTM section 4.3: STD and PVD of the
+  per-frame PSNR curve.
+* :func:`runtime_table` -- NL-ConvLSTM Table 5: run time per frame by resolution.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..evaluation.metrics import fluctuation
+from ..fsutil import atomic_write
+from .aggregate import CLASSES, CONFIG_ORDER
+
+SPILF_BPP = (0.075, 0.15, 0.3)
+NA = "n/a"
+
+
+def cfg_label(config: str) -> str:
+    return str(config).upper()
+
+
+def model_label(model: str) -> str:
+    return "filters off" if model == "none" else str(model)
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _cell(x, digits: int) -> str:
+    if x is None:
+        return NA
+    if isinstance(x, (float, np.floating)):
+        return NA if not math.isfinite(float(x)) else f"{float(x):.{digits}f}"
+    if isinstance(x, (int, np.integer)) and not isinstance(x, bool):
+        return str(int(x))
+    s = str(x)
+    return s if s.strip() else ""
+
+
+def to_markdown(df: pd.DataFrame, digits: int = 2) -> str:
+    """A GitHub-flavoured Markdown table (no ``tabulate`` dependency); NaN shows as "n/a"."""
+    cols = [str(c) for c in df.columns]
+    esc = lambda s: s.replace("|", "\\|").replace("\n", " ")  # noqa: E731
+    lines = ["| " + " | ".join(esc(c) for c in cols) + " |",
+             "|" + "|".join("---" if i == 0 else "---:" for i in range(len(cols))) + "|"]
+    for row in df.itertuples(index=False):
+        lines.append("| " + " | ".join(esc(_cell(v, digits)) for v in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_table(df: pd.DataFrame, out_dir: str | os.PathLike, name: str, title: str = "",
+                notes: Sequence[str] = (), digits: int = 2) -> dict:
+    """Write ``{name}.csv`` (full precision) and ``{name}.md`` (title, table, notes) atomically."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path, md_path = out_dir / f"{name}.csv", out_dir / f"{name}.md"
+    buf = io.StringIO()
+    df.to_csv(buf, index=False)
+    with atomic_write(csv_path, "w") as fh:
+        fh.write(buf.getvalue())
+    md = (f"## {title}\n\n" if title else "") + to_markdown(df, digits)
+    if notes:
+        md += "\n" + "\n".join(f"- {n}" for n in notes if n) + "\n"
+    with atomic_write(md_path, "w") as fh:
+        fh.write(md)
+    return {"name": name, "title": title, "csv": csv_path, "md": md_path, "notes": list(notes), "frame": df,
+            "digits": digits}
+
+
+# --------------------------------------------------------------------------- GL-Fusion shapes
+
+
+def _row_order(summary: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """(level, row label, class) in paper order: sequences by class (A..E, then unclassified), classes, Average."""
+    seq = summary[summary["level"] == "sequence"][["row", "seq_class"]].drop_duplicates("row")
+    seq = seq.assign(_c=seq["seq_class"].map(lambda c: CLASSES.index(c) if c in CLASSES else 9))
+    seq = seq.sort_values(["_c", "row"], kind="stable")
+    out = [("sequence", r, c) for r, c in zip(seq["row"], seq["seq_class"])]
+    classes = sorted(set(summary.loc[summary["level"] == "class", "seq_class"]))
+    out += [("class", f"Class {c}", c) for c in classes]
+    out.append(("average", "Average", ""))
+    return out
+
+
+def _lookup(summary: pd.DataFrame) -> dict:
+    return {(r.model, r.config, r.comparison, r.level, r.row): r for r in summary.itertuples(index=False)}
+
+
+def glfusion_table(summary: pd.DataFrame, metric: str = "y") -> pd.DataFrame:
+    """GL-Fusion Table VI shape (and Table II's row layout): BD-rate (%) against the anchor with filters on.
+
+    Rows: the sequences (grouped by class A-E), ``Class A`` .. ``Class E`` (means
+    over the class's sequences), ``Average`` (mean over all sequences). Columns:
+    for "filters off" (the codec with its in-loop filters switched off, against
+    the anchor) and for each model (enhanced against the anchor) one BD-rate
+    column per configuration (AI / LDP / RA), then for each model the mean
+    delta PSNR-Y over QPs (enhanced - filters-off decode, dB) per configuration.
+    ``summary`` holds one (codec, dataset) only.
+    """
+    s = summary[summary["metric"] == metric]
+    if s.empty:
+        return pd.DataFrame()
+    configs = sorted(s["config"].unique(), key=lambda c: CONFIG_ORDER.get(c, 9))
+    models = sorted(m for m in s["model"].unique() if m != "none")
+    look = _lookup(s)
+    rows = []
+    for level, label, cls in _row_order(s):
+        row = {"Sequence": label, "Class": cls if level == "sequence" else ""}
+        for m in (["none"] if "none" in set(s["model"]) else []) + models:
+            comp = "off_vs_anchor" if m == "none" else "model_vs_anchor"
+            for c in configs:
+                r = look.get((m, c, comp, level, label))
+                row[f"{model_label(m)} {cfg_label(c)} BD-rate (%)"] = r.bd_rate_pct if r is not None else math.nan
+        for m in models:
+            for c in configs:
+                r = look.get((m, c, "model_vs_anchor", level, label))
+                row[f"{m} {cfg_label(c)} ΔPSNR-Y (dB)"] = r.delta_psnr_y_mean if r is not None else math.nan
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    if not (out["Class"] != "").any():
+        out = out.drop(columns="Class")  # no CTC class in these data (demo clips)
+    return out
+
+
+def ablation_table(summary: pd.DataFrame, config: str, comparison: str = "model_vs_anchor",
+                   metric: str = "y", models: Iterable[str] | None = None) -> pd.DataFrame:
+    """GL-Fusion Tables II-V shape: one configuration, one BD-rate column per model / variant present.
+
+    Rows as :func:`glfusion_table`; columns are ``models`` (default: every model
+    in ``summary`` other than "none", sorted).
+    """
+    s = summary[(summary["metric"] == metric) & (summary["config"] == config) & (summary["comparison"] == comparison)]
+    if s.empty:
+        return pd.DataFrame()
+    models = list(models) if models is not None else sorted(m for m in s["model"].unique() if m != "none")
+    look = _lookup(s)
+    rows = []
+    for level, label, cls in _row_order(s):
+        row = {"Sequences": label}
+        for m in models:
+            r = look.get((m, config, comparison, level, label))
+            row[m] = r.bd_rate_pct if r is not None else math.nan
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- SPiLF Table 2
+
+
+def interpolate_at(rate: Sequence[float], values: Sequence[float], target: float) -> tuple[float, str]:
+    """Value at ``target`` bpp, linear in log(bpp) between the two nearest points; NaN + reason outside the range."""
+    pts = sorted((float(r), float(v)) for r, v in zip(rate, values) if r is not None and v is not None
+                 and math.isfinite(float(r)) and math.isfinite(float(v)) and float(r) > 0)
+    if len(pts) < 2:
+        return math.nan, f"{len(pts)} measured point(s)"
+    r = np.array([p[0] for p in pts])
+    v = np.array([p[1] for p in pts])
+    if not r.min() <= target <= r.max():
+        return math.nan, f"{target} bpp outside the measured range [{r.min():.3g}, {r.max():.3g}] bpp"
+    return float(np.interp(math.log(target), np.log(r), v)), ""
+
+
+def spilf_rows_from_points(points: pd.DataFrame, curve: str, label: str, model: str | None = None,
+                           config: str = "ai") -> list[dict]:
+    """SPiLF Table 2 rows from evaluation points: one row per (codec, dataset), averaged over sequences.
+
+    ``curve`` is ``anchor``, ``decoded`` or ``enhanced`` (of ``model``). Each
+    sequence's curve is interpolated at the target bpp (log-linear) and the
+    values averaged over sequences; LPIPS is taken from the points when the
+    evaluate stage stored it (``lpips``), otherwise reported unavailable.
+    """
+    p = points[points["config"] == config]
+    if model is not None:
+        p = p[p["model"] == model]
+    rows = []
+    rate_col = "decoded_bpp" if curve == "enhanced" else f"{curve}_bpp"
+    for (codec, dataset), g in p.groupby(["codec", "dataset"], sort=False):
+        row: dict = {"label": label, "codec": codec, "dataset": dataset}
+        for bpp in SPILF_BPP:
+            for metric, col in (("psnr", f"{curve}_psnr_y"), ("ms_ssim", f"{curve}_ms_ssim_y")):
+                vals, reasons = [], set()
+                for _, s in g.groupby("sequence"):
+                    v, why = interpolate_at(s[rate_col], s[col], bpp)
+                    (vals.append(v) if not why else reasons.add(why))
+                row[(bpp, metric)] = float(np.mean(vals)) if vals and not reasons else (
+                    f"{NA} ({'; '.join(sorted(reasons)) or 'no data'})")
+            lp = g["lpips"].dropna() if "lpips" in g else pd.Series([], dtype=object)
+            row[(bpp, "lpips")] = (f"{NA} (LPIPS not computed by the evaluate stage)" if lp.empty
+                                   else f"{NA} (LPIPS per rate point not interpolated yet)")
+        rows.append(row)
+    return rows
+
+
+def spilf_table(rows: Iterable[dict]) -> pd.DataFrame:
+    """SPiLF Table 2 shape: rows = methods (anchor, Arabica, ArabicaPerceptual ...), columns = PSNR / MS-SSIM / LPIPS at 0.075 / 0.15 / 0.3 bpp.
+
+    Each row dict has ``label`` and values keyed ``(bpp, metric)`` with metric in
+    ``psnr``, ``ms_ssim``, ``lpips``: a number, or a string such as
+    ``"n/a (LPIPS unavailable)"``. Missing keys become ``"n/a (not measured)"``.
+    The paper measures MS-SSIM and LPIPS on RGB (CLIC); rows built from this
+    project's evaluation carry luma MS-SSIM, which the column name says.
+    """
+    out = []
+    for r in rows:
+        row = {"Method": r["label"]}
+        for k in ("codec", "dataset"):
+            if k in r:
+                row[k] = r[k]
+        for bpp in SPILF_BPP:
+            for metric, name in (("psnr", "PSNR-Y ↑"), ("ms_ssim", "MS-SSIM-Y ↑"), ("lpips", "LPIPS ↓")):
+                row[f"{bpp} bpp {name}"] = r.get((bpp, metric), f"{NA} (not measured)")
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+# --------------------------------------------------------------------------- NL-ConvLSTM shapes
+
+
+def delta_table(points: pd.DataFrame, config: str) -> pd.DataFrame:
+    """NL-ConvLSTM Table 4 shape: delta PSNR (dB) / delta SSIM (x 10^-2) per sequence and QP, "Ave." per QP.
+
+    Rows: (QP, sequence) then (QP, "Ave."); columns per model: ``{model} ΔPSNR
+    (dB)`` and ``{model} ΔSSIM (×10^-2)``, enhanced minus the filters-off decode
+    it was computed from (the evaluate stage's ``delta``).
+    """
+    p = points[(points["config"] == config) & (points["model"] != "none")]
+    if p.empty:
+        return pd.DataFrame()
+    models = sorted(p["model"].unique())
+    rows = []
+    for qp, gq in p.groupby("qp", sort=True):
+        seqs = list(dict.fromkeys(gq["sequence"]))
+        for label in seqs + ["Ave."]:
+            row = {"QP": int(qp), "Seq.": label}
+            for m in models:
+                g = gq[gq["model"] == m]
+                if label != "Ave.":
+                    g = g[g["sequence"] == label]
+                dp = pd.to_numeric(g["delta_psnr_y"], errors="coerce")
+                ds = pd.to_numeric(g["delta_ssim_y"], errors="coerce") * 100.0
+                row[f"{m} ΔPSNR (dB)"] = float(dp.mean()) if dp.notna().any() else math.nan
+                row[f"{m} ΔSSIM (×10^-2)"] = float(ds.mean()) if ds.notna().any() else math.nan
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _fluct(frames) -> tuple[float, float]:
+    if frames is None or (isinstance(frames, float) and math.isnan(frames)) or len(frames) == 0:
+        return math.nan, math.nan
+    try:
+        f = fluctuation(frames)
+    except Exception:  # non-finite per-frame values: no finite fluctuation
+        return math.nan, math.nan
+    return f["std"], f["pvd"]
+
+
+def fluctuation_table(points: pd.DataFrame, config: str) -> pd.DataFrame:
+    """NL-ConvLSTM section 4.3 shape: STD and PVD (dB) of per-frame Y-PSNR, mean over sequences, per QP.
+
+    Rows per QP: the anchor (codec with filters on), the filters-off decode
+    (the paper's "HEVC baseline" is the codec's output) and each model's
+    enhanced output. STD / PVD from :func:`inloop.evaluation.metrics.fluctuation`
+    (PVD: mean peak-to-nearest-valley difference; NaN where a curve has no
+    peak-valley pair, e.g. fewer than three frames).
+    """
+    p = points[points["config"] == config]
+    if p.empty:
+        return pd.DataFrame()
+    rows = []
+    base = p.drop_duplicates(["codec", "dataset", "sequence", "qp"])
+    for qp, g in base.groupby("qp", sort=True):
+        for curve, label in (("anchor", "anchor (filters on)"), ("decoded", "filters off (decoded)")):
+            st = [_fluct(f) for f in g[f"{curve}_psnr_y_frames"]]
+            rows.append({"QP": int(qp), "Method": label, "STD (dB)": _nanmean([s[0] for s in st]),
+                         "PVD (dB)": _nanmean([s[1] for s in st]), "sequences": len(st)})
+    for (qp, m), g in p[p["model"] != "none"].groupby(["qp", "model"], sort=True):
+        st = [_fluct(f) for f in g["enhanced_psnr_y_frames"]]
+        rows.append({"QP": int(qp), "Method": m, "STD (dB)": _nanmean([s[0] for s in st]),
+                     "PVD (dB)": _nanmean([s[1] for s in st]), "sequences": len(st)})
+    return pd.DataFrame(rows).sort_values(["QP"], kind="stable").reset_index(drop=True)
+
+
+def _nanmean(v) -> float:
+    a = np.asarray(v, dtype=float)
+    return float(np.nanmean(a)) if np.isfinite(a).any() else math.nan
+
+
+def runtime_table(points: pd.DataFrame) -> pd.DataFrame:
+    """NL-ConvLSTM Table 5 shape: run time per frame (ms) by resolution, one row per model.
+
+    Means over every (config, sequence, QP) point of that resolution; the
+    evaluate stage's ``seconds_per_frame`` (device and tiling as in params
+    ``evaluate``).
+    """
+    if "seconds_per_frame" not in points:
+        return pd.DataFrame()
+    p = points[(points["model"] != "none") & points["seconds_per_frame"].notna()]
+    if p.empty:
+        return pd.DataFrame()
+    p = p.assign(resolution=p["width"].astype(int).astype(str) + "x" + p["height"].astype(int).astype(str),
+                 pixels=p["width"].astype(int) * p["height"].astype(int),
+                 ms=p["seconds_per_frame"].astype(float) * 1000.0)
+    order = p.drop_duplicates("resolution").sort_values("pixels")["resolution"].tolist()
+    t = p.pivot_table(index="model", columns="resolution", values="ms", aggfunc="mean")
+    return t[order].reset_index().rename(columns={"model": "Method"})
+
+
+__all__ = [
+    "SPILF_BPP", "ablation_table", "delta_table", "fluctuation_table", "glfusion_table", "interpolate_at",
+    "runtime_table", "spilf_rows_from_points", "spilf_table", "to_markdown", "write_table",
+]
