@@ -13,8 +13,9 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/codec.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
     input:
-        all_encodes(),
+        "results/report/index.html",

@@ -186,7 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     from .datasets.cli import register as register_datasets
+    from .reporting.report import register as register_report
+
     register_datasets(sub)
+    register_report(sub)
 
     p = sub.add_parser("check", help="say which codecs can run here (FFmpeg/libx265, HM, VTM, ECM)")
     p.add_argument("--params")

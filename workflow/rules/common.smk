@@ -1,5 +1,12 @@
 # Shared definitions: wildcard patterns and the target lists derived from params.yaml.
+import os
+import sys
+
 import inloop.datasets
+
+# Rules call `inloop`: use the one installed beside the Python running Snakemake
+# (the project's .venv, or the cluster's conda env), whatever PATH the caller has.
+os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
 
 
 wildcard_constraints:

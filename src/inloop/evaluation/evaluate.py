@@ -77,7 +77,7 @@ def evaluate_point(original: str | os.PathLike, anchor_stats: str | os.PathLike,
             raise InloopError("an enhanced output path is needed with a model")
         model, payload = load_trained(model_path, device)
         timing = enhance_file(model, off["decoded"], enhanced_out, fmt, tuple(payload["planes"]), device, tile,
-                              overlap)
+                              overlap, multiple=getattr(model, "pad_multiple", 16))
         ev_enh = evaluate_sequence(original, enhanced_out, fmt, frames=n, **opts)
         enh = _summary(ev_enh, off)  # no extra bits: the rate of the filters-off bitstream
         result.update({

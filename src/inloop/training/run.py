@@ -78,7 +78,10 @@ def train_model(store: str | os.PathLike, out: str | os.PathLike, model_name: st
         init_sampler = PatchSampler(train, min(len(train), 2 * cfg.batch_size), meta["bitdepth"], "cpu",
                                     seed=cfg.seed + 10_000)
         x, y = init_sampler.next()
-        lsuv_init(model, x, y)
+        # init_last: "distortion" (IV.B: R's spread matched to the ground-truth distortion)
+        # or "zero" (R = 0: the untrained filter is the identity).
+        last = train_params.get("init_last", "distortion")
+        lsuv_init(model, x, y if last == "distortion" else None, residual_std=0.0)
     model.to(device)
     if world_size() > 1:
         from torch.nn.parallel import DistributedDataParallel

@@ -1,0 +1,26 @@
+# Report stage: BD-rate tables, RD and training plots, claims comparison, one HTML page.
+
+
+def _model_reports(wildcards=None):
+    return [
+        model_file(m, cfg, qp).replace("model.pt", "model.json")
+        for m in trained_models()
+        for cfg in config["train"]["configs"]
+        for qp in config["encode"]["qps"]
+    ]
+
+
+rule report:
+    input:
+        evals=all_evals(),
+        models=_model_reports(),
+    output:
+        html="results/report/index.html",
+    log:
+        "results/logs/report.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=20,
+    shell:
+        "inloop report --eval-dir results/eval --models-dir results/models --out results/report > {log} 2>&1"
