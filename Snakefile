@@ -8,14 +8,15 @@ configfile: "params.yaml"
 validate(config, "workflow/schemas/params.schema.yaml")
 
 
+rule all:
+    """The main job: data -> encodes -> patches -> models -> evaluation -> report."""
+    input:
+        "results/report/index.html",
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/codec.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
-
-
-rule all:
-    input:
-        "results/report/index.html",

@@ -167,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True)
     p.add_argument("--qp", type=int, required=True)
     p.add_argument("--checkpoint", help="checkpoint path (default: results/checkpoints/..., keyed by the settings)")
-    p.add_argument("--manifest", help="dataset manifest, hashed into the MLflow run")
+    p.add_argument("--manifest", nargs="+", help="dataset manifest(s), hashed into the MLflow run")
     p.add_argument("--threads", type=int, help="CPU threads for torch")
     p.add_argument("--no-mlflow", action="store_true", help="do not track the run")
     p.add_argument("--params")

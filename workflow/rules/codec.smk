@@ -30,3 +30,9 @@ rule encode:
         " --decoded {output.decoded} --stats {output.stats} --qp {wildcards.qp}"
         " --config {wildcards.cfg} --filters {wildcards.filters} --frames {params.frames}"
         " > {log} 2>&1"
+
+
+rule encodes:
+    """Every clip of every dataset in every configuration, filters off and on (`snakemake encodes`)."""
+    input:
+        all_encodes(),

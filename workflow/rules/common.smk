@@ -20,11 +20,16 @@ wildcard_constraints:
     model=r"[a-z][a-z0-9-]*",
 
 
-DATASETS = ["demo"]
+PIPELINE = config.get("pipeline") or {}
+# Which datasets train which configuration, and which are held out for testing
+# (GL-Fusion IV.A: images for AI, sequences for LDP/RA, the CTC classes for testing).
+TRAIN_DATASETS = PIPELINE.get("train_datasets") or {"ai": ["demo"], "ldp": ["demo"], "ra": ["demo"]}
+TEST_DATASETS = PIPELINE.get("test_datasets") or ["demo"]
+DATASETS = sorted({ds for v in TRAIN_DATASETS.values() for ds in v} | set(TEST_DATASETS))
 
 
 def clips(dataset="demo", split=None):
-    """The clips of a dataset as params.yaml defines them (no file is read)."""
+    """The clips of a dataset: the demo from params.yaml (no file read), others from their manifest."""
     return [c for c in inloop.datasets.clips(config, dataset) if split is None or c.split == split]
 
 
@@ -68,13 +73,17 @@ def decoded(dataset, clip, cfg, filters, qp):
     return f"results/encoded/{CODEC}/{cfg}/{filters}/{dataset}/{clip.stem}/qp{qp}_{geom}_420.yuv"
 
 
-def train_clips(cfg, dataset="demo"):
-    """Training sources of a configuration: images for AI only, videos for every configuration."""
-    return [c for c in clips(dataset, "train") if cfg in encode_configs(c)]
+def train_clips(cfg):
+    """(dataset, clip) training sources of a configuration: images for AI only, videos for any."""
+    return [(ds, c) for ds in TRAIN_DATASETS.get(cfg, []) for c in clips(ds, "train") if cfg in encode_configs(c)]
 
 
-def test_clips(dataset="demo"):
+def test_clips(dataset):
     return clips(dataset, "test")
+
+
+def manifests(datasets):
+    return [f"results/data/{ds}/manifest.json" for ds in sorted(set(datasets))]
 
 
 def trained_models():
@@ -92,7 +101,7 @@ def eval_file(model, cfg, dataset, clip, qp):
 def all_evals():
     """'none' (anchor vs filters off) and every trained model, on every held-out clip."""
     out = []
-    for ds in DATASETS:
+    for ds in TEST_DATASETS:
         for clip in test_clips(ds):
             for cfg in encode_configs(clip):
                 for qp in config["encode"]["qps"]:

@@ -4,10 +4,11 @@
 def _patch_inputs(wildcards):
     cl = train_clips(wildcards.cfg)
     if not cl:
-        raise ValueError(f"no training clips for configuration {wildcards.cfg} (params.yaml datasets.demo)")
+        raise ValueError(f"no training clips for configuration {wildcards.cfg} "
+                         "(params.yaml pipeline.train_datasets and datasets.demo.clips)")
     return {
-        "originals": [original("demo", c) for c in cl],
-        "decoded": [decoded("demo", c, wildcards.cfg, "off", wildcards.qp) for c in cl],
+        "originals": [original(ds, c) for ds, c in cl],
+        "decoded": [decoded(ds, c, wildcards.cfg, "off", wildcards.qp) for ds, c in cl],
     }
 
 
@@ -36,7 +37,7 @@ rule train:
         meta="results/patches/{codec}/{cfg}/qp{qp}/meta.json",
         train="results/patches/{codec}/{cfg}/qp{qp}/train.npy",
         val="results/patches/{codec}/{cfg}/qp{qp}/val.npy",
-        manifest="results/data/demo/manifest.json",
+        manifests=lambda wc: manifests(TRAIN_DATASETS.get(wc.cfg, [])),
     output:
         model="results/models/{model}/{codec}/{cfg}/qp{qp}/model.pt",
         report="results/models/{model}/{codec}/{cfg}/qp{qp}/model.json",
@@ -54,4 +55,4 @@ rule train:
     shell:
         "inloop train --model {wildcards.model} --store {params.store} --out {output.model}"
         " --codec {wildcards.codec} --config {wildcards.cfg} --qp {wildcards.qp}"
-        " --manifest {input.manifest} --threads {threads} > {log} 2>&1"
+        " --manifest {input.manifests} --threads {threads} > {log} 2>&1"

@@ -191,9 +191,10 @@ def demo_clips(params: dict) -> list[Clip]:
 def clips(params: dict, dataset: str = "demo") -> list[Clip]:
     """The clips of ``dataset`` as the pipeline will find them after ``inloop datasets fetch``.
 
-    Pure: reads nothing but ``params`` (and the static registry); safe to call
-    from a Snakefile at parse time. Supported: ``demo`` (from params) and
-    ``jctvc-ctc`` (from the registry manifest).
+    ``demo`` (from params) and ``jctvc-ctc`` (the registry's list) read nothing
+    but ``params``: safe to call from a Snakefile at parse time before any
+    download. Every other dataset is listed by its manifest
+    (``{datasets.out}/{dataset}/manifest.json``), so fetch it first.
     """
     if dataset == "demo":
         return demo_clips(params)
@@ -204,8 +205,17 @@ def clips(params: dict, dataset: str = "demo") -> list[Clip]:
         return [Clip(name=s.name, split="test", kind="video", fmt=YuvFormat(s.width, s.height, s.bitdepth, s.fps),
                      frames=s.frames, source=s.name, license=ds.license, cls=s.cls, origin=s.file)
                 for s in ds.sequences]
-    raise DatasetError(f"the clips of dataset {dataset!r} are known only after `inloop datasets fetch {dataset}`; "
-                       f"read results/data/{dataset}/manifest.json instead")
+    # Any other dataset: known once fetched and converted (its manifest is the list).
+    out = Path((params.get("datasets") or {}).get("out", "results/data"))
+    manifest = out / dataset / "manifest.json"
+    if manifest.is_file():
+        entries = json.loads(manifest.read_text()).get("clips", [])
+        return [Clip(name=e["name"], split=e.get("split", "train"), kind=e.get("kind", "video"),
+                     fmt=YuvFormat(e["width"], e["height"], e.get("bitdepth", 8), e["fps"]), frames=e["frames"],
+                     source=e.get("source", e["name"]), license=e.get("license", ""), cls=e.get("class", ""),
+                     origin=e.get("origin", "")) for e in entries]
+    raise DatasetError(f"the clips of dataset {dataset!r} are known only after `inloop datasets fetch {dataset}` "
+                       f"(no {manifest} yet): fetch it first, then run the pipeline")
 
 
 def spec_hash(clip: Clip) -> str:

@@ -53,7 +53,7 @@ def _init_distributed(device: torch.device) -> tuple[torch.device, int]:
 
 def train_model(store: str | os.PathLike, out: str | os.PathLike, model_name: str, model_kwargs: dict,
                 train_params: dict, describe: dict, checkpoint: str | os.PathLike | None = None,
-                manifest: str | os.PathLike | None = None, track: bool = True, experiment: str = "inloop",
+                manifest: list[str] | str | None = None, track: bool = True, experiment: str = "inloop",
                 threads: int | None = None) -> dict:
     """Train ``model_name`` on a patch store and write the model file ``out`` (+ ``.json``)."""
     from ..models import build_model, lsuv_init
@@ -103,7 +103,7 @@ def train_model(store: str | os.PathLike, out: str | os.PathLike, model_name: st
                                 "patches": {k: meta[k] for k in ("patch_size", "bitdepth", "planes", "counts")}})
             tracker.set_tags({**{k: v for k, v in describe.items() if k != "model_kwargs"},
                               "git_commit": git_commit(),
-                              "dataset_manifest_sha256": sha256_file(manifest) if manifest else "none"})
+                              "dataset_manifest_sha256": manifest_hash(manifest)})
     trainer = Trainer(task, sampler, cfg, checkpoint, tracker, val_array=val, bitdepth=meta["bitdepth"],
                       describe=describe)
     try:
@@ -146,6 +146,16 @@ def default_checkpoint(store, model_name: str, model_kwargs: dict, train_params:
     root = Path(train_params.get("checkpoint_dir", "results/checkpoints"))
     return root / model_name / str(describe.get("codec")) / str(describe.get("config")) / \
         f"qp{describe.get('qp')}-{digest}.ckpt"
+
+
+def manifest_hash(manifest: list[str] | str | None) -> str:
+    """sha256 of the dataset manifest (of their sha256s, in order, for several)."""
+    if not manifest:
+        return "none"
+    paths = [manifest] if isinstance(manifest, (str, os.PathLike)) else list(manifest)
+    if len(paths) == 1:
+        return sha256_file(paths[0])
+    return hashlib.sha256("".join(sha256_file(p) for p in paths).encode()).hexdigest()
 
 
 def world_size() -> int:

@@ -264,6 +264,8 @@ class Trainer:
                         self.tracker.log_metrics(last_val, self.step, flush=True)
             if self.step % cfg.checkpoint_every == 0 or last:
                 self.save_checkpoint()
+                if self.tracker is not None and self.rank == 0:
+                    self.tracker.flush()  # what a checkpoint holds is in MLflow too
         bar.close()
         elapsed = time.perf_counter() - t_start
         steps_run = self.step - start_step

@@ -1,0 +1,111 @@
+"""The train stage end to end: `inloop patches` and `inloop train` as a user runs them,
+killed midway and re-run, tracked in a real MLflow store."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from inloop.codecs import EncodeJob, get_codec
+from inloop.yuv import YuvFormat
+
+INLOOP = str(Path(sys.executable).with_name("inloop"))
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory, codec_fixtures):
+    """Real x265 decodes of two real sources, a patch store and a small params file."""
+    d = tmp_path_factory.mktemp("train")
+    originals, decodeds = [], []
+    for name in ("cityA", "cityB"):
+        src = d / f"{name}_128x96_30fps_8bit_420.yuv"
+        shutil.copyfile(codec_fixtures / "city_128x96_5f.yuv", src)
+        out = d / "enc" / name / "qp37.bin"
+        get_codec("x265").encode(EncodeJob(src, YuvFormat(128, 96), 5, 37, "ai", "off"), out)
+        originals.append(str(src))
+        decodeds.append(str(out.with_name("qp37_128x96_30fps_8bit_420.yuv")))
+    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    params["train"].update(patch_size=32, patches_per_frame=8, steps=300, batch_size=4, checkpoint_every=20,
+                           val_every=100, log_every=10, val_sources=["cityB"], checkpoint_dir=str(d / "ckpt"))
+    params["models"]["glfusion"] = {"channels": 4, "hgf_depth": 2, "hlf_modules": 1}
+    (d / "params.yaml").write_text(yaml.safe_dump(params))
+    manifest = d / "manifest.json"
+    manifest.write_text(json.dumps({"clips": ["cityA", "cityB"]}))
+    subprocess.run([INLOOP, "patches", "--original", *originals, "--decoded", *decodeds, "--out", str(d / "store"),
+                    "--params", str(d / "params.yaml")], check=True, capture_output=True)
+    return d
+
+
+def train_cmd(d, out):
+    return [INLOOP, "train", "--model", "glfusion", "--store", str(d / "store"), "--out", str(out), "--codec", "x265",
+            "--config", "ai", "--qp", "37", "--threads", "1", "--manifest", str(d / "manifest.json"),
+            "--params", str(d / "params.yaml")]
+
+
+def test_killed_training_resumes_from_its_checkpoint(workdir, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    out = tmp_path / "model.pt"
+    proc = subprocess.Popen(train_cmd(workdir, out), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    ckpts = workdir / "ckpt"
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(ckpts.rglob("qp*.ckpt")):
+        assert proc.poll() is None, proc.stdout.read().decode()
+        time.sleep(0.05)
+    (ckpt,) = list(ckpts.rglob("qp*.ckpt"))
+    os.killpg(proc.pid, signal.SIGKILL)  # as a scheduler or an out-of-memory killer would
+    proc.wait()
+    step_at_kill = torch.load(ckpt, weights_only=False)["step"]
+    assert 0 < step_at_kill < 300 and not out.exists()
+
+    again = subprocess.run(train_cmd(workdir, out), env=env, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "resuming" in again.stdout and "300 steps" in again.stdout
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert report["result"]["resumed_from"] >= step_at_kill and report["result"]["steps"] == 300
+    assert report["result"]["steps_this_run"] == 300 - report["result"]["resumed_from"]
+
+    # One MLflow run across both processes, with params, tags, metrics and the model.
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    run = client.get_run(report["mlflow_run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["train.lr"] == "0.002" and run.data.params["model.channels"] == "4"
+    assert run.data.tags["qp"] == "37" and len(run.data.tags["git_commit"]) >= 7
+    assert run.data.tags["dataset_manifest_sha256"] != "none"
+    steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "train_mse"))
+    assert steps[0] == 10 and steps[-1] == 300
+    assert "val_delta_psnr" in run.data.metrics
+    assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["model.pt"]
+
+
+def test_trained_model_loads_and_filters(workdir, tmp_path):
+    from inloop.training.run import load_trained
+
+    out = tmp_path / "m.pt"
+    r = subprocess.run(train_cmd(workdir, out) + ["--no-mlflow"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    model, payload = load_trained(out)
+    assert payload["planes"] == ["y"] and payload["describe"]["qp"] == 37
+    x = torch.rand(1, 1, 40, 56)
+    assert model(x).shape == x.shape
+
+
+def test_bad_model_param_names_the_key(workdir, tmp_path):
+    p = yaml.safe_load((workdir / "params.yaml").read_text())
+    p["models"]["glfusion"] = {"fusion": "multiply"}
+    bad = tmp_path / "params.yaml"
+    bad.write_text(yaml.safe_dump(p))
+    cmd = train_cmd(workdir, tmp_path / "m.pt")
+    cmd[cmd.index("--params") + 1] = str(bad)
+    r = subprocess.run(cmd + ["--no-mlflow"], capture_output=True, text=True)
+    assert r.returncode == 2 and "models.glfusion.fusion" in r.stderr
