@@ -3,7 +3,6 @@
 import hashlib
 import os
 import shlex
-import shutil
 from pathlib import Path
 
 import numpy as np

@@ -3,7 +3,6 @@ killed midway and re-run, tracked in a real MLflow store."""
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -14,24 +13,15 @@ import pytest
 import torch
 import yaml
 
-from inloop.codecs import EncodeJob, get_codec
-from inloop.yuv import YuvFormat
 
 INLOOP = str(Path(sys.executable).with_name("inloop"))
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory, codec_fixtures):
-    """Real x265 decodes of two real sources, a patch store and a small params file."""
+def workdir(tmp_path_factory, two_sources):
+    """A patch store from real x265 decodes of two real sources, and a small params file."""
     d = tmp_path_factory.mktemp("train")
-    originals, decodeds = [], []
-    for name in ("cityA", "cityB"):
-        src = d / f"{name}_128x96_30fps_8bit_420.yuv"
-        shutil.copyfile(codec_fixtures / "city_128x96_5f.yuv", src)
-        out = d / "enc" / name / "qp37.bin"
-        get_codec("x265").encode(EncodeJob(src, YuvFormat(128, 96), 5, 37, "ai", "off"), out)
-        originals.append(str(src))
-        decodeds.append(str(out.with_name("qp37_128x96_30fps_8bit_420.yuv")))
+    originals, decodeds = two_sources
     params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
     params["train"].update(patch_size=32, patches_per_frame=8, steps=300, batch_size=4, checkpoint_every=20,
                            val_every=100, log_every=10, val_sources=["cityB"], checkpoint_dir=str(d / "ckpt"))

@@ -2,20 +2,17 @@
 
 import math
 import multiprocessing as mp
-import shutil
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from inloop.codecs import EncodeJob, get_codec
 from inloop.errors import InloopError
 from inloop.training.data import PatchSampler, dihedral
 from inloop.training.patches import build_patch_store, open_patch_store, sources_from_paths, split_by_source
 from inloop.training.tracking import Tracker
 from inloop.training.trainer import RestorationTask, TrainConfig, Trainer, TrainingError, seed_everything
-from inloop.yuv import YuvFormat
 
 
 class Tiny(nn.Module):
@@ -28,17 +25,10 @@ class Tiny(nn.Module):
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory, codec_fixtures):
+def store(tmp_path_factory, two_sources):
     """A patch store from real x265 decodes (filters off, QP 37) of two real sources."""
     d = tmp_path_factory.mktemp("store")
-    originals, decodeds = [], []
-    for name in ("cityA", "cityB"):
-        src = d / f"{name}_128x96_30fps_8bit_420.yuv"
-        shutil.copyfile(codec_fixtures / "city_128x96_5f.yuv", src)
-        out = d / "enc" / name / "qp37.bin"
-        get_codec("x265").encode(EncodeJob(src, YuvFormat(128, 96), 5, 37, "ai", "off"), out)
-        originals.append(str(src))
-        decodeds.append(str(out.with_name("qp37_128x96_30fps_8bit_420.yuv")))
+    originals, decodeds = two_sources
     meta = build_patch_store(sources_from_paths(originals, decodeds), d / "patches", patch_size=32,
                              patches_per_frame=8, planes=("y", "u"), val_sources=["cityB"], seed=1)
     return d / "patches", meta

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 from ..codecs.ffmpeg import run_ffmpeg
 from ..errors import InloopError
