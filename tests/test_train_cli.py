@@ -99,3 +99,21 @@ def test_bad_model_param_names_the_key(workdir, tmp_path):
     cmd[cmd.index("--params") + 1] = str(bad)
     r = subprocess.run(cmd + ["--no-mlflow"], capture_output=True, text=True)
     assert r.returncode == 2 and "models.glfusion.fusion" in r.stderr
+
+
+def test_ddp_training_with_torchrun_on_cpu(workdir, tmp_path):
+    """Two processes under torchrun (gloo on CPU): the DDP code path a multi-GPU node uses."""
+    p = yaml.safe_load((workdir / "params.yaml").read_text())
+    p["train"].update(steps=20, device="cpu", checkpoint_dir=str(tmp_path / "ckpt"))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(p))
+    cmd = train_cmd(workdir, tmp_path / "ddp.pt") + ["--no-mlflow"]
+    cmd[cmd.index("--params") + 1] = str(tmp_path / "params.yaml")
+    torchrun = str(Path(sys.executable).with_name("torchrun"))
+    r = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", "-m", "inloop.cli", *cmd[1:]],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    assert r.stdout.count("20 steps") == 1  # one report, from rank 0
+    report = json.loads((tmp_path / "ddp.json").read_text())
+    assert report["result"]["steps"] == 20
+    # samples/s counts both ranks' batches
+    assert report["result"]["samples_per_s"] > 0

@@ -102,6 +102,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         describe={"codec": args.codec, "config": args.config, "qp": args.qp}, checkpoint=args.checkpoint,
         manifest=args.manifest, track=not args.no_mlflow, threads=args.threads)
     r = report["result"]
+    if report.get("rank", 0) != 0:
+        return 0  # DDP: rank 0 reports
     print(f"{args.model} {args.codec} {args.config} QP {args.qp}: {r['steps']} steps "
           f"({r['steps_this_run']} this run, {r['samples_per_s']:.1f} samples/s), "
           f"validation delta-PSNR {r.get('val_delta_psnr', float('nan')):+.3f} dB -> {args.out}")

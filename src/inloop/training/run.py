@@ -83,6 +83,8 @@ def train_model(store: str | os.PathLike, out: str | os.PathLike, model_name: st
         last = train_params.get("init_last", "distortion")
         lsuv_init(model, x, y if last == "distortion" else None, residual_std=0.0)
     model.to(device)
+    if device.type == "cuda" and cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
     if world_size() > 1:
         from torch.nn.parallel import DistributedDataParallel
 
@@ -107,15 +109,19 @@ def train_model(store: str | os.PathLike, out: str | os.PathLike, model_name: st
     trainer = Trainer(task, sampler, cfg, checkpoint, tracker, val_array=val, bitdepth=meta["bitdepth"],
                       describe=describe)
     try:
-        if trainer.load_checkpoint():
+        if trainer.load_checkpoint() and rank == 0:
             print(f"resuming {checkpoint} from step {trainer.step}")
         result = trainer.run()
     except BaseException:
         if tracker is not None:
             tracker.finish("FAILED" if checkpoint.exists() is False else "KILLED")
         raise
+    if world_size() > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
     if rank != 0:
-        return result
+        return {"result": result, "rank": rank}
     net = _unwrap(model)
     payload = {"name": model_name, "kwargs": model_kwargs, "state_dict": net.state_dict(),
                "bitdepth": meta["bitdepth"], "planes": meta["planes"], "describe": describe, "result": result}

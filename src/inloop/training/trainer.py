@@ -114,8 +114,10 @@ class RestorationTask:
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor, autocast: Callable) -> torch.Tensor:
+        # The bare network: under DDP only rank 0 validates, and the wrapper's forward
+        # may start a collective (buffer broadcast) the other ranks never join.
         with autocast():
-            return self.model(x).float()
+            return _unwrap(self.model)(x).float()
 
 
 def psnr_of_mse(mse: float) -> float:
@@ -166,8 +168,8 @@ class Trainer:
         self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_bf16 else contextlib.nullcontext
         for m in task.modules().values():
             m.to(self.device)
-            if self.device.type == "cuda" and cfg.channels_last:
-                m.to(memory_format=torch.channels_last)
+            if self.device.type == "cuda" and cfg.channels_last and m is _unwrap(m):
+                m.to(memory_format=torch.channels_last)  # wrapped models: set before wrapping
 
     # ---------------------------------------------------------------- checkpoints
     def state(self) -> dict:
