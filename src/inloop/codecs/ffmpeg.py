@@ -187,8 +187,3 @@ def filter_flags_match(flags: dict, filters: str) -> bool:
                 and flags["slices_with_deblocking"] == 0 and flags["slices_with_sao"] == 0)
     return flags["deblocking_enabled"] and flags["sao_enabled"]
 
-
-def bitstream_path_ok(path: Path) -> None:
-    """An encoder's output must exist and be non-empty."""
-    if not path.is_file() or path.stat().st_size == 0:
-        raise CodecError(f"the encoder wrote no bitstream (or an empty one) at {path}")
