@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import subprocess
-from pathlib import Path
 
 from ..errors import CodecError
 from ..fsutil import atomic_path
