@@ -171,3 +171,19 @@ def test_console_script_check():
     status = json.loads(proc.stdout)
     assert proc.returncode == 0 and status["x265"]["ok"] and "ffmpeg version" in status["ffmpeg"]["version"]
     assert not status["hm"]["ok"] or "encoder" in status["hm"]
+
+
+def test_an_empty_bitstream_is_an_error_and_leaves_nothing(city_yuv, tmp_path):
+    """x265 through the base class, with the encoder's output truncated to nothing
+    (as a crashed or misconfigured encoder can leave it)."""
+    from inloop.codecs.x265 import X265
+
+    class Truncating(X265):
+        def _encode(self, job, bitstream, recon, workdir):
+            run = super()._encode(job, bitstream, recon, workdir)
+            bitstream.write_bytes(b"")
+            return run
+
+    with pytest.raises(CodecError, match="wrote no bitstream \\(or an empty one\\)"):
+        Truncating().encode(EncodeJob(city_yuv, YuvFormat(128, 96), 5, 32, "ai", "off"), tmp_path / "e" / "qp32.bin")
+    assert no_outputs(tmp_path / "e")
