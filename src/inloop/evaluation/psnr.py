@@ -15,8 +15,7 @@ import os
 
 import numpy as np
 
-from ..errors import YuvError
-from ..yuv import Frame, YuvFormat, open_video
+from ..yuv import Frame, YuvFormat
 
 PLANES = ("y", "u", "v")
 
@@ -59,14 +58,9 @@ def sequence_psnr(
     the comparison to the first N frames (the reference may be longer than an
     encode of its first frames); otherwise the frame counts must be equal.
     """
-    with open_video(ref_path, fmt) as ref, open_video(test_path, test_fmt or fmt) as test:
-        if (ref.fmt.width, ref.fmt.height, ref.fmt.bitdepth) != (test.fmt.width, test.fmt.height, test.fmt.bitdepth):
-            raise YuvError(f"{test_path} ({test.fmt.width}x{test.fmt.height}, {test.fmt.bitdepth}-bit) does not "
-                           f"match its reference {ref_path} ({ref.fmt.width}x{ref.fmt.height}, {ref.fmt.bitdepth}-bit)")
-        n = frames if frames is not None else len(test)
-        if n > len(test) or n > len(ref) or (frames is None and len(ref) != len(test)):
-            raise YuvError(f"frame counts do not match: {ref_path} has {len(ref)}, {test_path} has {len(test)}"
-                           + (f", {frames} requested" if frames is not None else ""))
-        per_frame = [frame_psnr(ref[i], test[i], ref.fmt.bitdepth) for i in range(n)]
-    mean = {k: float(np.mean([f[k] for f in per_frame])) for k in (*PLANES, "yuv")}
-    return {"frames": n, "mean": mean, "per_frame": per_frame}
+    from .metrics import evaluate_sequence  # the shared reader: same checks, same frame loop
+
+    ev = evaluate_sequence(ref_path, test_path, fmt, test_fmt, frames, ssim_y=False, ms_ssim_y=False)
+    keys = (*PLANES, "yuv")
+    per_frame = [{k: f[f"psnr_{k}"] for k in keys} for f in ev["per_frame"]]
+    return {"frames": ev["frames"], "mean": {k: ev["mean"][f"psnr_{k}"] for k in keys}, "per_frame": per_frame}
