@@ -120,7 +120,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     r = evaluate_point(args.original, args.anchor_stats, args.off_stats, args.out, model_path=args.model,
                        enhanced_out=args.enhanced, dataset=args.dataset, seq_class=args.seq_class,
                        device=ev.get("device", "cpu"), tile=ev.get("tile"), overlap=int(ev.get("overlap", 64)),
-                       metric_options=metric_options)
+                       metric_options=metric_options, baseline=args.baseline)
     line = (f"{r['sequence']} {r['config']} QP {r['qp']}: anchor {r['anchor']['psnr']['y']:.3f} dB "
             f"@ {r['anchor']['kbps']:.1f} kbps, filters off {r['decoded']['psnr']['y']:.3f} dB "
             f"@ {r['decoded']['kbps']:.1f} kbps")
@@ -184,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--enhanced", help="where to write the enhanced YUV (with --model)")
     p.add_argument("--dataset", default="")
     p.add_argument("--seq-class", default="")
+    p.add_argument("--baseline", help="the model-'none' evaluation JSON of this point, reused for anchor and decode")
     p.add_argument("--params")
     p.set_defaults(func=cmd_evaluate)
 

@@ -33,6 +33,7 @@ rule evaluate_model:
         anchor=ENC.replace("{filters}", "on"),
         off=ENC.replace("{filters}", "off"),
         model="results/models/{model}/{codec}/{cfg}/qp{qp}/model.pt",
+        baseline="results/eval/none/{codec}/{cfg}/{dataset}/{name}_{geom}_420/qp{qp}.json",
     output:
         json="results/eval/{model}/{codec}/{cfg}/{dataset}/{name}_{geom}_420/qp{qp}.json",
         enhanced="results/enhanced/{model}/{codec}/{cfg}/{dataset}/{name}_{geom}_420/qp{qp}_{geom}_420.yuv",
@@ -46,4 +47,5 @@ rule evaluate_model:
     shell:
         "inloop evaluate --original {input.original} --anchor-stats {input.anchor} --off-stats {input.off}"
         " --out {output.json} --dataset {wildcards.dataset} --model {input.model} --enhanced {output.enhanced}"
+        " --baseline {input.baseline}"
         " > {log} 2>&1"

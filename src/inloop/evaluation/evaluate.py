@@ -48,8 +48,12 @@ def evaluate_point(original: str | os.PathLike, anchor_stats: str | os.PathLike,
                    out: str | os.PathLike, model_path: str | os.PathLike | None = None,
                    enhanced_out: str | os.PathLike | None = None, dataset: str = "", seq_class: str = "",
                    device: str = "cpu", tile: int | None = None, overlap: int = 64,
-                   metric_options: dict | None = None) -> dict:
-    """Measure anchor, filters-off decode and (with a model) the enhanced decode; write ``out``."""
+                   metric_options: dict | None = None, baseline: str | os.PathLike | None = None) -> dict:
+    """Measure anchor, filters-off decode and (with a model) the enhanced decode; write ``out``.
+
+    ``baseline``: the model-"none" evaluation of the same point; its anchor and
+    filters-off measurements are reused instead of being computed again.
+    """
     on, off = _stats(anchor_stats), _stats(off_stats)
     for key in ("codec", "config", "qp", "frames", "width", "height"):
         if on[key] != off[key]:
@@ -59,16 +63,25 @@ def evaluate_point(original: str | os.PathLike, anchor_stats: str | os.PathLike,
     fmt = YuvFormat(off["width"], off["height"], off["bitdepth"], off["fps"])
     n = off["frames"]
     opts = {"ssim_y": True, "ms_ssim_y": True, **(metric_options or {})}
-    ev_on = evaluate_sequence(original, on["decoded"], fmt, frames=n, **opts)
-    ev_off = evaluate_sequence(original, off["decoded"], fmt, frames=n, **opts)
     result = {
         "model": "none", "codec": off["codec"], "config": off["config"], "dataset": dataset,
         "sequence": Path(off["decoded"]).parent.name, "seq_class": seq_class, "qp": off["qp"], "frames": n,
         "width": fmt.width, "height": fmt.height, "fps": fmt.fps, "mode": MODES[off["config"]],
-        "anchor": _summary(ev_on, on), "decoded": _summary(ev_off, off), "enhanced": None, "delta": None,
-        "fluctuation": {"decoded": ev_off["fluctuation"].get("psnr_y"), "enhanced": None},
-        "seconds_per_frame": None, "lpips": None, "notes": ev_off["notes"],
+        "anchor": None, "decoded": None, "enhanced": None, "delta": None,
+        "fluctuation": {"decoded": None, "enhanced": None}, "seconds_per_frame": None, "lpips": None, "notes": {},
     }
+    if baseline is not None:
+        base = json.loads(Path(baseline).read_text())
+        for key in ("codec", "config", "qp", "frames", "sequence"):
+            if base.get(key) != result[key]:
+                raise InloopError(f"baseline {baseline} is for {key}={base.get(key)!r}, not {result[key]!r}")
+        result.update({k: base[k] for k in ("anchor", "decoded", "notes")})
+        result["fluctuation"]["decoded"] = base["fluctuation"]["decoded"]
+    else:
+        ev_on = evaluate_sequence(original, on["decoded"], fmt, frames=n, **opts)
+        ev_off = evaluate_sequence(original, off["decoded"], fmt, frames=n, **opts)
+        result.update({"anchor": _summary(ev_on, on), "decoded": _summary(ev_off, off), "notes": ev_off["notes"]})
+        result["fluctuation"]["decoded"] = ev_off["fluctuation"].get("psnr_y")
     if model_path is not None:
         from ..training.run import load_trained
         from .enhance import enhance_file

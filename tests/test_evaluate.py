@@ -1,0 +1,63 @@
+"""The evaluate stage on real x265 encodes: anchor, filters-off decode, a network's output."""
+
+import json
+
+import pytest
+import torch
+
+from inloop.codecs import EncodeJob, get_codec
+from inloop.errors import InloopError
+from inloop.evaluation.evaluate import evaluate_point
+from inloop.models import build_model
+from inloop.yuv import YuvFormat
+
+
+@pytest.fixture(scope="module")
+def point(tmp_path_factory, codec_fixtures):
+    import shutil
+
+    d = tmp_path_factory.mktemp("eval")
+    src = d / "city_128x96_30fps_8bit_420.yuv"
+    shutil.copyfile(codec_fixtures / "city_128x96_5f.yuv", src)
+    stats = {}
+    for filters in ("on", "off"):
+        stats[filters] = get_codec("x265").encode(EncodeJob(src, YuvFormat(128, 96), 5, 37, "ai", filters),
+                                                  d / filters / "city_128x96_30fps_8bit_420" / "qp37.bin")
+    model = build_model("dncnn", depth=3, channels=8)
+    torch.save({"name": "dncnn", "kwargs": {"depth": 3, "channels": 8}, "state_dict": model.state_dict(),
+                "bitdepth": 8, "planes": ["y"]}, d / "model.pt")
+    return d, src, stats
+
+
+def test_anchor_decode_and_enhanced(point, tmp_path):
+    d, src, stats = point
+    on, off = d / "on/city_128x96_30fps_8bit_420/qp37.json", d / "off/city_128x96_30fps_8bit_420/qp37.json"
+    none = evaluate_point(src, on, off, tmp_path / "none.json", dataset="demo")
+    assert none["anchor"]["psnr"] == pytest.approx(stats["on"]["psnr"])
+    assert none["decoded"]["psnr"] == pytest.approx(stats["off"]["psnr"])
+    assert none["decoded"]["kbps"] == stats["off"]["kbps"] and none["enhanced"] is None
+    assert none["sequence"] == "city_128x96_30fps_8bit_420" and len(none["decoded"]["psnr_y_frames"]) == 5
+
+    full = evaluate_point(src, on, off, tmp_path / "m.json", model_path=d / "model.pt",
+                          enhanced_out=tmp_path / "enh_128x96_30fps_8bit_420.yuv")
+    reused = evaluate_point(src, on, off, tmp_path / "m2.json", model_path=d / "model.pt",
+                            enhanced_out=tmp_path / "enh2_128x96_30fps_8bit_420.yuv", baseline=tmp_path / "none.json")
+    assert full["model"] == "dncnn" and full["enhanced"]["kbps"] == full["decoded"]["kbps"]
+    assert full["delta"]["psnr_y"] == pytest.approx(full["enhanced"]["psnr"]["y"] - full["decoded"]["psnr"]["y"])
+    for key in ("anchor", "decoded", "enhanced", "delta"):
+        assert reused[key] == full[key]
+    assert json.loads((tmp_path / "m2.json").read_text())["model_file"] == str(d / "model.pt")
+
+
+def test_mismatched_inputs_are_refused(point, tmp_path):
+    d, src, _ = point
+    on, off = d / "on/city_128x96_30fps_8bit_420/qp37.json", d / "off/city_128x96_30fps_8bit_420/qp37.json"
+    with pytest.raises(InloopError, match="expected an anchor with filters on"):
+        evaluate_point(src, off, on, tmp_path / "x.json")
+    bad = tmp_path / "base.json"
+    bad.write_text(json.dumps({"codec": "x265", "config": "ai", "qp": 32, "frames": 5,
+                               "sequence": "city_128x96_30fps_8bit_420"}))
+    with pytest.raises(InloopError, match="is for qp=32, not 37"):
+        evaluate_point(src, on, off, tmp_path / "y.json", model_path=d / "model.pt",
+                       enhanced_out=tmp_path / "e_128x96_30fps_8bit_420.yuv", baseline=bad)
+    assert not (tmp_path / "x.json").exists() and not (tmp_path / "y.json").exists()
