@@ -17,9 +17,9 @@ from .errors import InloopError
 
 
 def _params(args: argparse.Namespace) -> dict:
-    from .params import load_params
+    from .params import cli_params
 
-    return load_params(args.params) if args.params or Path("params.yaml").is_file() else {}
+    return cli_params(args.params)
 
 
 def _source_format(args: argparse.Namespace):

@@ -8,6 +8,13 @@ import inloop.datasets
 # (the project's .venv, or the cluster's conda env), whatever PATH the caller has.
 os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
 
+# ...and read the configuration this run uses (params.yaml merged with any --configfile or
+# --config), not ./params.yaml alone: the merged config is written where every job sees it.
+import inloop.params
+
+PARAMS_RESOLVED = str(inloop.params.write_resolved(config, ".snakemake/inloop/params.yaml"))
+os.environ["INLOOP_PARAMS"] = PARAMS_RESOLVED
+
 
 wildcard_constraints:
     dataset=r"[A-Za-z0-9-]+",

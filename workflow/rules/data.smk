@@ -5,7 +5,6 @@ from inloop.datasets import clips as _dataset_clips
 
 DATA_OUT = config.get("datasets", {}).get("out", "results/data")
 DEMO_CLIPS = _dataset_clips(config, "demo")
-DATA_PARAMS = workflow.configfiles[-1] if workflow.configfiles else "params.yaml"
 
 
 def demo_yuv(split=None, kind=None):
@@ -28,7 +27,6 @@ rule data_demo:
         yuv=demo_yuv(),
     params:
         out=DATA_OUT,
-        cfg=DATA_PARAMS,
     log:
         "results/logs/data/demo.log",
     threads: 1
@@ -36,7 +34,7 @@ rule data_demo:
         mem_mb=1000,
         runtime=20,
     shell:
-        "inloop datasets fetch demo --out {params.out} --params {params.cfg} --no-progress > {log} 2>&1"
+        "inloop datasets fetch demo --out {params.out} --no-progress > {log} 2>&1"
 
 
 rule data_registry:
@@ -47,7 +45,6 @@ rule data_registry:
         dataset="(?!demo$)[a-z0-9-]+",
     params:
         out=DATA_OUT,
-        cfg=DATA_PARAMS,
     log:
         "results/logs/data/{dataset}.log",
     threads: 2
@@ -55,4 +52,4 @@ rule data_registry:
         mem_mb=2000,
         runtime=24 * 60,
     shell:
-        "inloop datasets fetch {wildcards.dataset} --out {params.out} --params {params.cfg} --no-progress > {log} 2>&1"
+        "inloop datasets fetch {wildcards.dataset} --out {params.out} --no-progress > {log} 2>&1"

@@ -11,9 +11,9 @@ from pathlib import Path
 
 
 def _params(args):
-    from ..params import load_params
+    from ..params import cli_params
 
-    return load_params(args.params) if args.params or Path("params.yaml").is_file() else {}
+    return cli_params(args.params)
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
