@@ -32,6 +32,15 @@ rule patches:
         "inloop patches --original {input.originals} --decoded {input.decoded} --out {params.store} > {log} 2>&1"
 
 
+def train_launcher():
+    """`inloop`, or torchrun with one process per GPU of the job's allocation (DDP) when
+    train.gpus > 1: under SLURM the job owns those GPUs, so a standalone rendezvous is enough."""
+    gpus = int(config["train"].get("gpus", 0) or 0)
+    if gpus > 1:
+        return f"torchrun --standalone --nproc-per-node {gpus} -m inloop.cli"
+    return "inloop"
+
+
 rule train:
     input:
         meta="results/patches/{codec}/{cfg}/qp{qp}/meta.json",
@@ -45,6 +54,7 @@ rule train:
         store=lambda wc, input: os.path.dirname(input.meta),
         train=lambda wc: config["train"],
         model=lambda wc: (config.get("models") or {}).get(wc.model) or {},
+        launch=train_launcher(),
     log:
         "results/logs/train/{model}/{codec}/{cfg}/qp{qp}.log",
     threads: config["train"].get("threads", 2)
@@ -53,6 +63,6 @@ rule train:
         runtime=config["train"].get("runtime_min", 60),
         gpu=config["train"].get("gpus", 0),
     shell:
-        "inloop train --model {wildcards.model} --store {params.store} --out {output.model}"
+        "{params.launch} train --model {wildcards.model} --store {params.store} --out {output.model}"
         " --codec {wildcards.codec} --config {wildcards.cfg} --qp {wildcards.qp}"
         " --manifest {input.manifests} --threads {threads} > {log} 2>&1"
