@@ -49,6 +49,37 @@ def test_patch_store_layout_and_split_by_source(store):
     assert not np.array_equal(train[:, 0], train[:, 1])
 
 
+def test_clip_store_holds_windows_of_consecutive_decoded_frames(tmp_path, two_sources):
+    """frames=3 (NL-ConvLSTM's layout with a shorter window): each sample is the decoded
+    frames t-1, t, t+1 and the original of frame t, at one place, for every target t."""
+    from inloop.training.data import split_sample
+    from inloop.yuv import YuvFormat, YuvReader
+
+    originals, decodeds = two_sources
+    meta = build_patch_store(sources_from_paths(originals[:1], decodeds[:1]), tmp_path / "clips", patch_size=32,
+                             patches_per_frame=4, val_fraction=0, seed=3, frames=3)
+    _, train, _ = open_patch_store(tmp_path / "clips")
+    assert meta["frames"] == 3 and train.shape == (3 * 4, 4, 1, 32, 32)  # 5 frames: targets 1, 2, 3
+    fmt = YuvFormat(128, 96)
+    with YuvReader(originals[0], fmt) as o, YuvReader(decodeds[0], fmt) as d:
+        dec = np.stack([np.asarray(d[i][0]) for i in range(5)])
+        org = np.stack([np.asarray(o[i][0]) for i in range(5)])
+    for k, sample in enumerate(train):
+        t = 1 + k // 4
+        hits = [(r, c) for r in range(96 - 31) for c in range(128 - 31)
+                if np.array_equal(org[t, r:r + 32, c:c + 32], sample[3, 0])]
+        assert hits, f"sample {k}: target is not a window of original frame {t}"
+        r, c = hits[0]
+        assert np.array_equal(sample[:3, 0], dec[t - 1:t + 2, r:r + 32, c:c + 32])
+    x, y = split_sample(torch.from_numpy(np.asarray(train[:2]).astype(np.float32)))
+    assert x.shape == (2, 3, 1, 32, 32) and y.shape == (2, 1, 32, 32)
+    with pytest.raises(InloopError, match="odd"):
+        build_patch_store(sources_from_paths(originals[:1], decodeds[:1]), tmp_path / "bad", frames=2)
+    with pytest.raises(InloopError, match="shorter than frames=7"):
+        build_patch_store(sources_from_paths(originals[:1], decodeds[:1]), tmp_path / "bad", patch_size=32,
+                          val_fraction=0, frames=7)
+
+
 def test_split_by_source_is_stable_and_never_empty():
     names = [f"s{i}" for i in range(10)]
     val = split_by_source(names, 0.2)

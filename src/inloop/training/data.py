@@ -28,8 +28,17 @@ def dihedral(x: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def split_sample(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch of store rows (B, T + 1, C, P, P) -> ``(input, target)``: the input is
+    (B, C, P, P) for single-frame stores (T = 1) and the clip (B, T, C, P, P) otherwise."""
+    frames = x.shape[1] - 1
+    inp = x[:, 0] if frames == 1 else x[:, :frames]
+    return inp, x[:, frames]
+
+
 class PatchSampler:
-    """Random batches ``(input, target)`` of shape (B, 1, P, P) in [0, 1] on ``device``.
+    """Random batches ``(input, target)`` in [0, 1] on ``device``: (B, 1, P, P) pairs, or
+    (B, T, 1, P, P) clips and their (B, 1, P, P) targets from a T-frame store.
 
     The generator state is part of the trainer's checkpoint, so a resumed run
     draws the same batches as an uninterrupted one. Under DDP each rank uses
@@ -63,7 +72,7 @@ class PatchSampler:
         x = to_unit(raw, self.bitdepth)
         if self.augment:
             x = dihedral(x, codes.to(self.device))
-        return x[:, 0], x[:, 1]
+        return split_sample(x)
 
 
 def iterate_pairs(array: np.ndarray, batch_size: int, bitdepth: int, device: torch.device | str = "cpu"):
@@ -71,5 +80,4 @@ def iterate_pairs(array: np.ndarray, batch_size: int, bitdepth: int, device: tor
     device = torch.device(device)
     for i in range(0, len(array), batch_size):
         raw = torch.from_numpy(np.ascontiguousarray(array[i : i + batch_size]).astype(np.int32, copy=False))
-        x = to_unit(raw.to(device), bitdepth)
-        yield x[:, 0], x[:, 1]
+        yield split_sample(to_unit(raw.to(device), bitdepth))

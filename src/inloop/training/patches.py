@@ -4,10 +4,13 @@ GL-Fusion IV.B trains on random 128x128 patches of frames coded with the
 in-loop filters off, one store per codec / configuration / QP. A store is a
 directory holding
 
-* ``train.npy`` and ``val.npy``: arrays of shape (N, 2, 1, P, P) in the
-  sample type of the source (uint8, or uint16 above 8 bit); ``[:, 0]`` is the
-  decoded (network input) patch and ``[:, 1]`` the original (target);
-* ``meta.json``: patch size, bit depth, planes, sources per split, counts.
+* ``train.npy`` and ``val.npy``: arrays of shape (N, T + 1, 1, P, P) in the
+  sample type of the source (uint8, or uint16 above 8 bit); ``[:, :T]`` are
+  the decoded (network input) patches of T consecutive frames and ``[:, T]``
+  the original of the centre frame (the target). T = ``frames`` is 1 for
+  single-frame filters (GL-Fusion, SPiLF, the baselines) and 7 for
+  NL-ConvLSTM (its section 3: three frames before and three after the target);
+* ``meta.json``: patch size, frames, bit depth, planes, sources per split, counts.
 
 The arrays are read through a memory map, so loading never bounds training:
 a batch is a fancy-indexed read of the rows it needs, and flips/transposes
@@ -80,23 +83,34 @@ def split_by_source(names: list[str], val_fraction: float, val_sources: list[str
 
 
 def _patches_of_plane(orig: np.ndarray, dec: np.ndarray, size: int, count: int, rng: np.random.Generator) -> np.ndarray:
+    """``count`` random co-located windows of ``dec`` (T, h, w) and ``orig`` (h, w): (count, T + 1, 1, P, P)."""
     h, w = orig.shape
     if h < size or w < size:
-        return np.empty((0, 2, 1, size, size), orig.dtype)
+        return np.empty((0, len(dec) + 1, 1, size, size), orig.dtype)
     tops = rng.integers(0, h - size + 1, count)
     lefts = rng.integers(0, w - size + 1, count)
     # Gather all windows at once: (count, size, size) index grids.
     rows = tops[:, None, None] + np.arange(size)[None, :, None]
     cols = lefts[:, None, None] + np.arange(size)[None, None, :]
-    return np.stack([dec[rows, cols], orig[rows, cols]], axis=1)[:, :, None]
+    planes = np.concatenate([dec, orig[None]])  # (T + 1, h, w)
+    return planes[:, rows, cols].transpose(1, 0, 2, 3)[:, :, None]
 
 
 def build_patch_store(sources: list[PatchSource], out_dir: str | os.PathLike, patch_size: int = 128,
                       patches_per_frame: int = 16, planes: tuple[str, ...] = ("y",), val_fraction: float = 0.2,
-                      val_sources: list[str] | None = None, seed: int = 0, max_frames: int | None = None) -> dict:
-    """Cut patches from every frame of every source; write the store atomically."""
+                      val_sources: list[str] | None = None, seed: int = 0, max_frames: int | None = None,
+                      frames: int = 1) -> dict:
+    """Cut patches from every frame of every source; write the store atomically.
+
+    With ``frames`` = T > 1 each sample is a T-frame window centred on its target
+    frame; only frames with T // 2 decoded neighbours on each side are targets
+    (sources shorter than T give none).
+    """
     if not sources:
         raise InloopError("no sources given for the patch store")
+    if frames < 1 or frames % 2 == 0:
+        raise InloopError(f"frames={frames}: the temporal window must be odd (target in the centre)")
+    half = frames // 2
     for p in planes:
         if p not in PLANE_INDEX:
             raise InloopError(f"unknown plane {p!r} in train.planes (use y, u, v)")
@@ -116,11 +130,12 @@ def build_patch_store(sources: list[PatchSource], out_dir: str | os.PathLike, pa
             if len(orig) < n:
                 raise InloopError(f"{src.original} has {len(orig)} frames, its decode {src.decoded} has {len(dec)}")
             count = 0
-            for i in range(n):
-                fo, fd = orig[i], dec[i]
+            for i in range(half, n - half):
+                fo, window = orig[i], [dec[j] for j in range(i - half, i + half + 1)]
                 for p in planes:
                     k = PLANE_INDEX[p]
-                    patches = _patches_of_plane(np.asarray(fo[k]), np.asarray(fd[k]), patch_size, patches_per_frame, rng)
+                    stack = np.stack([np.asarray(f[k]) for f in window])
+                    patches = _patches_of_plane(np.asarray(fo[k]), stack, patch_size, patches_per_frame, rng)
                     chunks[split].append(patches.astype(dtype, copy=False))
                     count += len(patches)
         used[split].append({"name": src.name, "original": str(src.original), "decoded": str(src.decoded),
@@ -130,14 +145,15 @@ def build_patch_store(sources: list[PatchSource], out_dir: str | os.PathLike, pa
     counts = {}
     for split in ("train", "val"):
         arr = (np.concatenate(chunks[split]) if chunks[split]
-               else np.empty((0, 2, 1, patch_size, patch_size), dtype))
+               else np.empty((0, frames + 1, 1, patch_size, patch_size), dtype))
         counts[split] = int(len(arr))
         with atomic_path(out_dir / f"{split}.npy") as tmp:
             np.save(tmp, arr)
     if counts["train"] == 0:
-        raise InloopError(f"no training patches: every source is smaller than patch_size={patch_size} "
-                          "or went to validation (train.patch_size, train.val_fraction)")
-    meta = {"patch_size": patch_size, "bitdepth": bitdepth, "planes": list(planes), "seed": seed,
+        raise InloopError(f"no training patches: every source is smaller than patch_size={patch_size}, "
+                          f"shorter than frames={frames}, or went to validation "
+                          "(train.patch_size, train.val_fraction)")
+    meta = {"patch_size": patch_size, "frames": frames, "bitdepth": bitdepth, "planes": list(planes), "seed": seed,
             "patches_per_frame": patches_per_frame, "counts": counts, "sources": used}
     write_json(out_dir / "meta.json", meta)
     return meta
