@@ -102,6 +102,9 @@ def test_filters_change_the_picture_and_encodes_are_deterministic(city_yuv, tmp_
         runs[name] = stats
     assert (tmp_path / "off/qp37.bin").read_bytes() == (tmp_path / "off2/qp37.bin").read_bytes()
     assert runs["off"]["psnr"]["y"] != runs["on"]["psnr"]["y"]
+    # The rate is the coded pictures' (plus parameter sets), as with HM: no x265 version/options SEI.
+    assert b"x265 (build" not in (tmp_path / "off/qp37.bin").read_bytes()
+    assert runs["off"]["bits"] == 8 * (tmp_path / "off/qp37.bin").stat().st_size
 
 
 def test_ten_bit(city_yuv, tmp_path, ffmpeg):
