@@ -75,3 +75,28 @@ def test_tile_must_match_the_network_multiple():
 
     with pytest.raises(InloopError, match="multiple of the network's down-sampling factor 16"):
         apply_model(nn.Identity(), torch.zeros(1, 1, 64, 64), tile=40, overlap=8, multiple=16)
+
+
+class NextFrame(nn.Module):
+    """A 3-frame 'network' that outputs the window's last frame: shows which frames it was given."""
+
+    frames = 3
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(()))
+
+    def forward(self, clip):
+        assert clip.dim() == 5 and clip.shape[1] == 3
+        return clip[:, 2] * self.w
+
+
+def test_multi_frame_networks_get_centred_windows_clamped_at_the_ends(city_yuv, tmp_path):
+    fmt = YuvFormat(128, 96)
+    out = tmp_path / "next_128x96_30fps_8bit_420.yuv"
+    timing = enhance_file(NextFrame(), city_yuv, out, fmt, planes=("y",), tile=32, overlap=8, multiple=16)
+    assert timing["frames"] == 5
+    with YuvReader(city_yuv, fmt) as src, YuvReader(out, fmt) as res:
+        for i in range(5):
+            assert np.array_equal(res[i][0], src[min(i + 1, 4)][0]), f"frame {i}: not frame {min(i + 1, 4)}'s luma"
+            assert np.array_equal(res[i][1], src[i][1])  # chroma passes through

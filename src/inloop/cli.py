@@ -77,30 +77,31 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_patches(args: argparse.Namespace) -> int:
-    from .params import get
+    from .params import model_spec, store_settings
     from .training.patches import build_patch_store, sources_from_paths
 
-    p = _params(args)
-    t = get(p, "train")
+    s = store_settings(model_spec(_params(args), args.model))
     meta = build_patch_store(
-        sources_from_paths(args.original, args.decoded), args.out, patch_size=int(get(p, "train.patch_size")),
-        patches_per_frame=int(get(p, "train.patches_per_frame")), planes=tuple(get(p, "train.planes")),
-        val_fraction=float(t.get("val_fraction", 0.2)), val_sources=t.get("val_sources"), seed=int(t.get("seed", 0)),
-        max_frames=t.get("max_frames_per_source"))
+        sources_from_paths(args.original, args.decoded), args.out, patch_size=int(s["patch_size"]),
+        patches_per_frame=int(s["patches_per_frame"]), planes=tuple(s["planes"]),
+        val_fraction=float(s["val_fraction"] if s["val_fraction"] is not None else 0.2),
+        val_sources=s["val_sources"], seed=int(s["seed"] or 0), max_frames=s["max_frames_per_source"],
+        frames=s["frames"])
     print(f"patch store {args.out}: {meta['counts']['train']} training and {meta['counts']['val']} validation "
-          f"patches of {meta['patch_size']}x{meta['patch_size']} from {len(args.original)} sources")
+          f"samples of {meta['frames']} frame(s) of {meta['patch_size']}x{meta['patch_size']} "
+          f"from {len(args.original)} sources")
     return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .params import get
+    from .params import model_spec
     from .training.run import train_model
 
-    p = _params(args)
+    spec = model_spec(_params(args), args.model)
     report = train_model(
-        args.store, args.out, args.model, dict((get(p, "models", {}) or {}).get(args.model) or {}), get(p, "train"),
+        args.store, args.out, spec["arch"], spec["kwargs"], spec["train"],
         describe={"codec": args.codec, "config": args.config, "qp": args.qp}, checkpoint=args.checkpoint,
-        manifest=args.manifest, track=not args.no_mlflow, threads=args.threads)
+        manifest=args.manifest, track=not args.no_mlflow, threads=args.threads, name=args.model)
     r = report["result"]
     if report.get("rank", 0) != 0:
         return 0  # DDP: rank 0 reports
@@ -158,6 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--original", nargs="+", required=True, help="original YUV files")
     p.add_argument("--decoded", nargs="+", required=True, help="their decodes with filters off, same order")
     p.add_argument("--out", required=True, help="patch store directory")
+    p.add_argument("--model", default="glfusion",
+                   help="a train.models entry: its store settings (patch size, frames...) are used")
     p.add_argument("--params")
     p.set_defaults(func=cmd_patches)
 

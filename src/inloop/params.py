@@ -62,3 +62,68 @@ def get(params: dict, dotted: str, default: Any = _MISSING) -> Any:
             return default
         node = node[part]
     return node
+
+
+# Keys of a ``models.<name>`` block that describe the run, not the network's constructor.
+MODEL_SPEC_KEYS = ("arch", "configs", "qps", "train")
+
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def model_spec(params: dict, name: str) -> dict:
+    """What ``train.models`` entry ``name`` trains, from its ``models.<name>`` block.
+
+    Besides the network's constructor keywords the block may hold ``arch`` (the
+    registered network, default ``name``: two entries can share one network with
+    different losses, as SPiLF's Arabica and ArabicaPerceptual do), ``configs``
+    and ``qps`` (default ``train.configs`` and ``encode.qps``) and ``train``
+    (settings merged over the ``train`` section for this model only). Returns
+    ``{name, arch, kwargs, train, configs, qps, frames}``; ``frames`` is the
+    temporal window (the ``frames`` keyword of clip networks, else 1).
+    """
+    block = (params.get("models") or {}).get(name)
+    if block is None:
+        block = {}
+    if not isinstance(block, dict):
+        raise ParamsError(f"models.{name}: expected a mapping of settings, got {block!r}")
+    overrides = block.get("train") or {}
+    if not isinstance(overrides, dict):
+        raise ParamsError(f"models.{name}.train: expected a mapping of train settings, got {overrides!r}")
+    train = _deep_merge(params.get("train") or {}, overrides)
+    configs = block.get("configs", train.get("configs") or ["ai"])
+    qps = block.get("qps", (params.get("encode") or {}).get("qps") or [])
+    for key, val in (("configs", configs), ("qps", qps)):
+        if not isinstance(val, list) or not val:
+            raise ParamsError(f"models.{name}.{key}: expected a non-empty list, got {val!r}")
+    kwargs = {k: v for k, v in block.items() if k not in MODEL_SPEC_KEYS}
+    frames = kwargs.get("frames", 1)
+    if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1 or frames % 2 == 0:
+        raise ParamsError(f"models.{name}.frames: expected an odd number of frames >= 1, got {frames!r}")
+    return {"name": name, "arch": block.get("arch", name), "kwargs": kwargs, "train": train,
+            "configs": list(configs), "qps": [int(q) for q in qps], "frames": frames}
+
+
+# The train settings that decide what a patch store holds.
+STORE_KEYS = ("patch_size", "patches_per_frame", "max_frames_per_source", "planes", "val_fraction", "val_sources",
+              "seed")
+
+
+def store_settings(spec: dict) -> dict:
+    """The patch-store settings of a model spec (:func:`model_spec`)."""
+    return {**{k: spec["train"].get(k) for k in STORE_KEYS}, "frames": spec["frames"]}
+
+
+def store_key(spec: dict) -> str:
+    """Directory name of the patch store a model trains on: models with equal store
+    settings share one, e.g. ``p48-t1-3f2a9c`` (patch size, frames, settings hash)."""
+    import hashlib
+    import json
+
+    s = store_settings(spec)
+    digest = hashlib.sha256(json.dumps(s, sort_keys=True).encode()).hexdigest()[:6]
+    return f"p{s['patch_size']}-t{s['frames']}-{digest}"

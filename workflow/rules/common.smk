@@ -63,7 +63,7 @@ def all_encodes():
         for clip in clips(ds)
         for cfg in encode_configs(clip)
         for filters in config["encode"]["filters"]
-        for qp in config["encode"]["qps"]
+        for qp in encode_qps(cfg)
     ]
 
 
@@ -97,6 +97,34 @@ def trained_models():
     return list(config["train"]["models"])
 
 
+# Each train.models entry: its network (arch), configurations, QPs, merged train settings and
+# the patch store it trains on (inloop.params.model_spec; SPiLF and NL-ConvLSTM train at
+# other QPs and configurations than GL-Fusion).
+SPECS = {m: inloop.params.model_spec(config, m) for m in trained_models()}
+for _m, _s in SPECS.items():
+    for _cfg in _s["configs"]:
+        if _cfg not in config["encode"]["configs"]:
+            raise ValueError(f"models.{_m}.configs: {_cfg} is not in encode.configs {config['encode']['configs']}")
+# One patch store per distinct store settings; the first model naming it describes it.
+STORE_MODEL = {}
+for _m, _s in SPECS.items():
+    STORE_MODEL.setdefault(inloop.params.store_key(_s), _m)
+
+
+def model_points():
+    """(model, configuration, QP) of every network to train."""
+    return [(m, cfg, qp) for m, s in SPECS.items() for cfg in s["configs"] for qp in s["qps"]]
+
+
+def encode_qps(cfg):
+    """encode.qps, plus the QPs of the models trained in this configuration."""
+    return sorted(set(config["encode"]["qps"]) | {qp for m, c, qp in model_points() if c == cfg})
+
+
+def store_dir(model, cfg, qp):
+    return f"results/patches/{CODEC}/{cfg}/qp{qp}/{inloop.params.store_key(SPECS[model])}"
+
+
 def model_file(model, cfg, qp):
     return f"results/models/{model}/{CODEC}/{cfg}/qp{qp}/model.pt"
 
@@ -106,13 +134,12 @@ def eval_file(model, cfg, dataset, clip, qp):
 
 
 def all_evals():
-    """'none' (anchor vs filters off) and every trained model, on every held-out clip."""
+    """'none' (anchor vs filters off at encode.qps) and every trained model at its
+    configurations and QPs, on every held-out clip."""
     out = []
     for ds in TEST_DATASETS:
         for clip in test_clips(ds):
-            for cfg in encode_configs(clip):
-                for qp in config["encode"]["qps"]:
-                    out.append(eval_file("none", cfg, ds, clip, qp))
-                    if cfg in config["train"]["configs"]:
-                        out += [eval_file(m, cfg, ds, clip, qp) for m in trained_models()]
+            cfgs = encode_configs(clip)
+            out += [eval_file("none", cfg, ds, clip, qp) for cfg in cfgs for qp in config["encode"]["qps"]]
+            out += [eval_file(m, cfg, ds, clip, qp) for m, cfg, qp in model_points() if cfg in cfgs]
     return out

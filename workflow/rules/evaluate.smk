@@ -21,9 +21,18 @@ rule evaluate_codec:
     resources:
         mem_mb=2000,
         runtime=20,
+    conda:
+        "../../envs/train.yaml"
     shell:
         "inloop evaluate --original {input.original} --anchor-stats {input.anchor} --off-stats {input.off}"
         " --out {output.json} --dataset {wildcards.dataset} > {log} 2>&1"
+
+
+def _baseline(wc):
+    """The model-'none' evaluation of this point, reused for anchor and decode (only encode.qps have one)."""
+    if int(wc.qp) not in config["encode"]["qps"]:
+        return []
+    return f"results/eval/none/{wc.codec}/{wc.cfg}/{wc.dataset}/{wc.name}_{wc.geom}_420/qp{wc.qp}.json"
 
 
 rule evaluate_model:
@@ -33,7 +42,7 @@ rule evaluate_model:
         anchor=ENC.replace("{filters}", "on"),
         off=ENC.replace("{filters}", "off"),
         model="results/models/{model}/{codec}/{cfg}/qp{qp}/model.pt",
-        baseline="results/eval/none/{codec}/{cfg}/{dataset}/{name}_{geom}_420/qp{qp}.json",
+        baseline=_baseline,
     output:
         json="results/eval/{model}/{codec}/{cfg}/{dataset}/{name}_{geom}_420/qp{qp}.json",
         enhanced="results/enhanced/{model}/{codec}/{cfg}/{dataset}/{name}_{geom}_420/qp{qp}_{geom}_420.yuv",
@@ -44,8 +53,18 @@ rule evaluate_model:
         mem_mb=4000,
         runtime=30,
         gpu=config.get("evaluate", {}).get("gpus", 0),
+    params:
+        baseline=lambda wc, input: f"--baseline {input.baseline}" if input.baseline else "",
+    conda:
+        "../../envs/train.yaml"
     shell:
         "inloop evaluate --original {input.original} --anchor-stats {input.anchor} --off-stats {input.off}"
         " --out {output.json} --dataset {wildcards.dataset} --model {input.model} --enhanced {output.enhanced}"
-        " --baseline {input.baseline}"
+        " {params.baseline}"
         " > {log} 2>&1"
+
+
+rule evaluations:
+    """Every evaluation: anchor vs filters off, and each network (`snakemake evaluations`; DVC stage evaluate)."""
+    input:
+        all_evals(),

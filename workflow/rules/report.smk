@@ -2,12 +2,7 @@
 
 
 def _model_reports(wildcards=None):
-    return [
-        model_file(m, cfg, qp).replace("model.pt", "model.json")
-        for m in trained_models()
-        for cfg in config["train"]["configs"]
-        for qp in config["encode"]["qps"]
-    ]
+    return [model_file(m, cfg, qp).replace("model.pt", "model.json") for m, cfg, qp in model_points()]
 
 
 rule report:
@@ -16,11 +11,14 @@ rule report:
         models=_model_reports(),
     output:
         html="results/report/index.html",
+        metrics="results/report/metrics.json",
     log:
         "results/logs/report.log",
     threads: 1
     resources:
         mem_mb=2000,
         runtime=20,
+    conda:
+        "../../envs/report.yaml"
     shell:
         "inloop report --eval-dir results/eval --models-dir results/models --out results/report > {log} 2>&1"

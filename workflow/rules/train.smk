@@ -13,23 +13,31 @@ def _patch_inputs(wildcards):
 
 
 rule patches:
+    """(decoded, original) samples of the training clips; one store per store settings
+    (patch size, temporal window...) shared by the models that use them."""
     input:
         unpack(_patch_inputs),
     output:
-        train="results/patches/{codec}/{cfg}/qp{qp}/train.npy",
-        val="results/patches/{codec}/{cfg}/qp{qp}/val.npy",
-        meta="results/patches/{codec}/{cfg}/qp{qp}/meta.json",
+        train="results/patches/{codec}/{cfg}/qp{qp}/{store}/train.npy",
+        val="results/patches/{codec}/{cfg}/qp{qp}/{store}/val.npy",
+        meta="results/patches/{codec}/{cfg}/qp{qp}/{store}/meta.json",
+    wildcard_constraints:
+        store=r"p\d+-t\d+-[0-9a-f]{6}",
     params:
         store=lambda wc, output: os.path.dirname(output.meta),
-        train=lambda wc: {k: config["train"].get(k) for k in ("patch_size", "patches_per_frame", "planes", "val_fraction", "val_sources", "seed", "max_frames_per_source")},
+        model=lambda wc: STORE_MODEL[wc.store],
+        settings=lambda wc: inloop.params.store_settings(SPECS[STORE_MODEL[wc.store]]),
     log:
-        "results/logs/patches/{codec}/{cfg}/qp{qp}.log",
+        "results/logs/patches/{codec}/{cfg}/qp{qp}/{store}.log",
     threads: 1
     resources:
         mem_mb=2000,
         runtime=20,
+    conda:
+        "../../envs/train.yaml"
     shell:
-        "inloop patches --original {input.originals} --decoded {input.decoded} --out {params.store} > {log} 2>&1"
+        "inloop patches --original {input.originals} --decoded {input.decoded} --out {params.store}"
+        " --model {params.model} > {log} 2>&1"
 
 
 def train_launcher():
@@ -41,19 +49,24 @@ def train_launcher():
     return "inloop"
 
 
+def _store_files(wc):
+    if wc.model not in SPECS:
+        raise ValueError(f"{wc.model} is not in train.models {list(SPECS)}")
+    d = store_dir(wc.model, wc.cfg, wc.qp)
+    return {"meta": f"{d}/meta.json", "train": f"{d}/train.npy", "val": f"{d}/val.npy"}
+
+
 rule train:
     input:
-        meta="results/patches/{codec}/{cfg}/qp{qp}/meta.json",
-        train="results/patches/{codec}/{cfg}/qp{qp}/train.npy",
-        val="results/patches/{codec}/{cfg}/qp{qp}/val.npy",
+        unpack(_store_files),
         manifests=lambda wc: manifests(TRAIN_DATASETS.get(wc.cfg, [])),
     output:
         model="results/models/{model}/{codec}/{cfg}/qp{qp}/model.pt",
         report="results/models/{model}/{codec}/{cfg}/qp{qp}/model.json",
     params:
         store=lambda wc, input: os.path.dirname(input.meta),
-        train=lambda wc: config["train"],
-        model=lambda wc: (config.get("models") or {}).get(wc.model) or {},
+        train=lambda wc: SPECS[wc.model]["train"],
+        model=lambda wc: {k: v for k, v in SPECS[wc.model].items() if k != "train"},
         launch=train_launcher(),
     log:
         "results/logs/train/{model}/{codec}/{cfg}/qp{qp}.log",
@@ -62,7 +75,15 @@ rule train:
         mem_mb=config["train"].get("mem_mb", 4000),
         runtime=config["train"].get("runtime_min", 60),
         gpu=config["train"].get("gpus", 0),
+    conda:
+        "../../envs/train.yaml"
     shell:
         "{params.launch} train --model {wildcards.model} --store {params.store} --out {output.model}"
         " --codec {wildcards.codec} --config {wildcards.cfg} --qp {wildcards.qp}"
         " --manifest {input.manifests} --threads {threads} > {log} 2>&1"
+
+
+rule models:
+    """Every network of train.models at its configurations and QPs (`snakemake models`; DVC stage train)."""
+    input:
+        [model_file(m, cfg, qp) for m, cfg, qp in model_points()],

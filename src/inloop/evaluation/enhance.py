@@ -44,13 +44,14 @@ def _windows(size: int, tile: int, overlap: int, multiple: int) -> list[tuple[in
 @torch.no_grad()
 def apply_model(model: nn.Module, x: torch.Tensor, tile: int | None = None, overlap: int = 64,
                 multiple: int = 16) -> torch.Tensor:
-    """Filter ``x`` (N, C, H, W) in [0, 1], whole or tile by tile; returns the same shape."""
+    """Filter ``x`` (N, C, H, W) in [0, 1], or a clip (N, T, C, H, W) for multi-frame
+    networks, whole or tile by tile; returns (N, C, H, W)."""
     h, w = x.shape[-2:]
     if not tile or (h <= tile and w <= tile):
         return model(x)
     if tile % multiple:
         raise InloopError(f"evaluate.tile={tile} must be a multiple of the network's down-sampling factor {multiple}")
-    out = torch.empty_like(x)
+    out = torch.empty_like(x[:, 0] if x.dim() == 5 else x)
     for r0, r1, wr0, wr1 in _windows(h, tile, overlap, multiple):
         for c0, c1, wc0, wc1 in _windows(w, tile, overlap, multiple):
             y = model(x[..., wr0:wr1, wc0:wc1])
@@ -63,20 +64,31 @@ def enhance_file(model: nn.Module, decoded: str | os.PathLike, out: str | os.Pat
                  overlap: int = 64, multiple: int = 16) -> dict:
     """Filter the listed planes of every frame of ``decoded``; the other planes pass through.
 
-    Returns timing: seconds per frame (filtering only, device synchronised).
+    A multi-frame network (``model.frames`` = T > 1, NL-ConvLSTM) gets the T decoded
+    frames centred on each frame, the first and last frame repeated at the ends of
+    the sequence. Returns timing: seconds per frame (filtering only, device synchronised).
     """
     device = torch.device(device)
     model = model.to(device).eval()
     peak = float(fmt.max_value)
+    half = int(getattr(model, "frames", 1)) // 2
     times = []
 
+    def plane(frame: Frame, k: int) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(frame[k], dtype=np.float32) / peak).to(device)
+
     def filtered(reader: YuvReader):
-        for frame in tqdm(reader, desc=f"enhance {Path(decoded).name}", unit="frame", leave=False):
+        n = len(reader)
+        for i, frame in enumerate(tqdm(reader, desc=f"enhance {Path(decoded).name}", unit="frame", leave=False)):
             result = list(frame)
             t0 = time.perf_counter()
             for p in planes:
                 k = PLANE_INDEX[p]
-                x = torch.from_numpy(np.asarray(frame[k], dtype=np.float32) / peak)[None, None].to(device)
+                if half:
+                    idx = [min(max(j, 0), n - 1) for j in range(i - half, i + half + 1)]
+                    x = torch.stack([plane(reader[j], k) for j in idx])[None, :, None]
+                else:
+                    x = plane(frame, k)[None, None]
                 y = apply_model(model, x, tile, overlap, multiple)
                 result[k] = (y[0, 0].clamp(0, 1) * peak).round().to(torch.int32).cpu().numpy()
             if device.type == "cuda":

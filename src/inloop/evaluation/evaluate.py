@@ -94,7 +94,7 @@ def evaluate_point(original: str | os.PathLike, anchor_stats: str | os.PathLike,
         ev_enh = evaluate_sequence(original, enhanced_out, fmt, frames=n, **opts)
         enh = _summary(ev_enh, off)  # no extra bits: the rate of the filters-off bitstream
         result.update({
-            "model": payload["name"], "enhanced": enh, "seconds_per_frame": timing["seconds_per_frame"],
+            "model": payload.get("instance", payload["name"]), "enhanced": enh, "seconds_per_frame": timing["seconds_per_frame"],
             "delta": {"psnr_y": enh["psnr"]["y"] - result["decoded"]["psnr"]["y"],
                       "psnr_yuv": enh["psnr"]["yuv"] - result["decoded"]["psnr"]["yuv"],
                       "ssim_y": (enh["ssim_y"] - result["decoded"]["ssim_y"]) if enh["ssim_y"] is not None else None},

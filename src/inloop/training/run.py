@@ -54,11 +54,17 @@ def _init_distributed(device: torch.device) -> tuple[torch.device, int]:
 def train_model(store: str | os.PathLike, out: str | os.PathLike, model_name: str, model_kwargs: dict,
                 train_params: dict, describe: dict, checkpoint: str | os.PathLike | None = None,
                 manifest: list[str] | str | None = None, track: bool = True, experiment: str = "inloop",
-                threads: int | None = None) -> dict:
-    """Train ``model_name`` on a patch store and write the model file ``out`` (+ ``.json``)."""
+                threads: int | None = None, name: str | None = None) -> dict:
+    """Train the network ``model_name`` on a patch store and write the model file ``out`` (+ ``.json``).
+
+    ``name`` is the ``train.models`` entry (default: the network's name); runs,
+    checkpoints and reports are named after it (params ``models.<name>.arch``).
+    """
     from ..models import build_model, lsuv_init
 
     out = Path(out)
+    name = name or model_name
+    describe = {**describe, "model": name}
     if checkpoint is None:
         checkpoint = default_checkpoint(store, model_name, model_kwargs, train_params, describe)
     checkpoint = Path(checkpoint)
@@ -70,8 +76,12 @@ def train_model(store: str | os.PathLike, out: str | os.PathLike, model_name: st
     device, rank = _init_distributed(pick_device(cfg.device))
 
     model = build_model(model_name, **model_kwargs)
+    frames = int(getattr(model, "frames", 1))
+    if int(meta.get("frames", 1)) != frames:
+        raise InloopError(f"{store} holds {meta.get('frames', 1)}-frame samples but {name} ({model_name}) takes "
+                          f"{frames} frame(s): models.{name}.frames and the store disagree; rebuild the store")
     sampler = PatchSampler(train, cfg.batch_size, meta["bitdepth"], device, seed=cfg.seed, rank=rank)
-    describe = {**describe, "model": model_name, "model_kwargs": model_kwargs, "store": str(store)}
+    describe = {**describe, "arch": model_name, "model_kwargs": model_kwargs, "store": str(store)}
     resuming = checkpoint.is_file()
     if not resuming and train_params.get("init", "lsuv") == "lsuv":
         # GL-Fusion IV.B; the batch comes from its own stream so the sampler's is untouched.
@@ -91,15 +101,15 @@ def train_model(store: str | os.PathLike, out: str | os.PathLike, model_name: st
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     if cfg.compile:
         model = torch.compile(model)
-    task = RestorationTask(model, lr=cfg.lr, loss=train_params.get("loss", "mse"))
+    task = make_task(model_name, model, cfg, train_params)
 
     run_id = None
     if resuming:
         run_id = torch.load(checkpoint, map_location="cpu", weights_only=False).get("run_id")
     tracker = None
     if track and rank == 0:
-        name = "/".join(str(describe.get(k)) for k in ("model", "codec", "config", "qp"))
-        tracker = Tracker(experiment, name, resume_run_id=run_id)
+        run_name = "/".join(str(describe.get(k)) for k in ("model", "codec", "config", "qp"))
+        tracker = Tracker(experiment, run_name, resume_run_id=run_id)
         if not resuming:
             tracker.log_params({"train": {k: v for k, v in train_params.items()}, "model": model_kwargs,
                                 "patches": {k: meta[k] for k in ("patch_size", "bitdepth", "planes", "counts")}})
@@ -123,7 +133,7 @@ def train_model(store: str | os.PathLike, out: str | os.PathLike, model_name: st
     if rank != 0:
         return {"result": result, "rank": rank}
     net = _unwrap(model)
-    payload = {"name": model_name, "kwargs": model_kwargs, "state_dict": net.state_dict(),
+    payload = {"name": model_name, "instance": name, "kwargs": model_kwargs, "state_dict": net.state_dict(),
                "bitdepth": meta["bitdepth"], "planes": meta["planes"], "describe": describe, "result": result}
     with atomic_path(out) as tmp:
         torch.save(payload, tmp)
@@ -135,6 +145,17 @@ def train_model(store: str | os.PathLike, out: str | os.PathLike, model_name: st
         tracker.log_artifact(out)
         tracker.finish()
     return report
+
+
+def make_task(arch: str, model: torch.nn.Module, cfg: TrainConfig, train_params: dict):
+    """The training task of a network: SPiLF's GAN task (generator + discriminator, two
+    optimisers, two stages) for ``spilf``, else one network with one loss (GL-Fusion IV.B,
+    the baselines, NL-ConvLSTM's MSE on the target frame)."""
+    if arch == "spilf":
+        from .spilf import make_spilf_task
+
+        return make_spilf_task(model, cfg, train_params)
+    return RestorationTask(model, lr=cfg.lr, loss=train_params.get("loss", "mse"))
 
 
 # Settings that do not change what a step computes: a checkpoint made under other
@@ -150,7 +171,7 @@ def default_checkpoint(store, model_name: str, model_kwargs: dict, train_params:
            "train": {k: v for k, v in train_params.items() if k not in _RESUMABLE_KEYS}}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
     root = Path(train_params.get("checkpoint_dir", "results/checkpoints"))
-    return root / model_name / str(describe.get("codec")) / str(describe.get("config")) / \
+    return root / str(describe.get("model", model_name)) / str(describe.get("codec")) / str(describe.get("config")) / \
         f"qp{describe.get('qp')}-{digest}.ckpt"
 
 
