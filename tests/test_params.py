@@ -28,3 +28,32 @@ def test_write_resolved_leaves_an_unchanged_file_alone(tmp_path):
     assert path.stat().st_mtime_ns == 1
     write_resolved({"a": 2}, path)
     assert path.stat().st_mtime_ns != 1 and yaml.safe_load(path.read_text()) == {"a": 2}
+
+
+def test_model_spec_merges_train_overrides_and_names_bad_keys():
+    import pytest
+
+    from inloop.errors import ParamsError
+    from inloop.params import model_spec, store_key
+
+    p = {"encode": {"qps": [22, 27, 32, 37]},
+         "train": {"configs": ["ai"], "lr": 2e-3, "patch_size": 48, "spilf": {"stage1_steps": 10}},
+         "models": {"glfusion": {"channels": 8},
+                    "spilf-p": {"arch": "spilf", "qps": [37, 42], "channels": 16,
+                                "train": {"lr": 1e-4, "spilf": {"variant": "arabica-perceptual"}}},
+                    "nl": {"arch": "nlconvlstm", "configs": ["ldp"], "frames": 7}}}
+    g = model_spec(p, "glfusion")
+    assert (g["arch"], g["kwargs"], g["configs"], g["qps"], g["frames"]) == ("glfusion", {"channels": 8}, ["ai"],
+                                                                             [22, 27, 32, 37], 1)
+    s = model_spec(p, "spilf-p")
+    assert s["arch"] == "spilf" and s["kwargs"] == {"channels": 16} and s["qps"] == [37, 42]
+    assert s["train"]["lr"] == 1e-4 and s["train"]["patch_size"] == 48
+    assert s["train"]["spilf"] == {"stage1_steps": 10, "variant": "arabica-perceptual"}  # deep merge
+    n = model_spec(p, "nl")
+    assert n["frames"] == 7 and n["configs"] == ["ldp"]
+    assert store_key(g) == store_key(s) != store_key(n)  # same store settings share one store
+    assert store_key(n).startswith("p48-t7-")
+    for bad, key in (({"frames": 4}, "models.x.frames"), ({"qps": []}, "models.x.qps"),
+                     ({"train": [1]}, "models.x.train")):
+        with pytest.raises(ParamsError, match=key):
+            model_spec({**p, "models": {"x": bad}}, "x")
