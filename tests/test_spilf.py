@@ -1,0 +1,293 @@
+"""SPiLF (paper 001): gradient map, generator, patch discriminator, RaGAN/structural/LPIPS losses, two-stage task."""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from inloop.errors import ParamsError
+from inloop.evaluation import lpips as L
+from inloop.models import build_model
+from inloop.models.spilf import SPiLF, PatchDiscriminator, gradient_map
+from inloop.training.data import PatchSampler
+from inloop.training.spilf import (
+    VARIANTS,
+    SPiLFTask,
+    lpips_loss,
+    ragan_d_loss,
+    ragan_g_loss,
+    spilf_config,
+    structural_loss,
+)
+from inloop.training.trainer import TrainConfig, Trainer, seed_everything
+
+TINY = dict(channels=8, grad_blocks=1, pixel_units=1, dru_layers=2, growth=4, reduction=2)
+TINY_D = {"disc_channels": 8, "disc_layers": 2}  # patches >= 12
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: one intra-op thread is much faster than two on a busy 2-core box."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(autouse=True)
+def no_lpips_env(monkeypatch):
+    monkeypatch.delenv("INLOOP_LPIPS_BACKBONE", raising=False)
+    monkeypatch.delenv("INLOOP_LPIPS_LINEAR", raising=False)
+
+
+def no_lpips_params(tmp_path) -> dict:
+    """Params under which the LPIPS weights are unavailable: an empty cache and downloads off."""
+    return {"metrics": {"lpips": {"cache_dir": str(tmp_path / "no-lpips"), "download": False}}}
+
+
+def synthetic_store(n: int, size: int, seed: int = 0) -> np.ndarray:
+    """(n, 2, 1, size, size) uint8 rows: [degraded, original]. The original is a smooth
+    random texture; the degraded one is its 4x4 block means (blocking, lost detail) + noise."""
+    g = torch.Generator().manual_seed(seed)
+    orig = F.interpolate(torch.rand(n, 1, size // 4, size // 4, generator=g), size=(size, size),
+                         mode="bicubic", align_corners=False).clamp(0, 1)
+    blocks = F.interpolate(F.avg_pool2d(orig, 4), scale_factor=4, mode="nearest")
+    dec = (blocks + 0.02 * torch.randn(orig.shape, generator=g)).clamp(0, 1)
+    return torch.stack([dec, orig], dim=1).mul(255).round().to(torch.uint8).numpy()
+
+
+def pair(rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Store rows -> (decoded, original) float batches in [0, 1]."""
+    return tuple(torch.from_numpy(rows[:, i].astype(np.float32) / 255) for i in (0, 1))
+
+
+# --------------------------------------------------------------------------- gradient map (2.1.1)
+
+
+def test_gradient_map_of_a_ramp_is_the_central_difference():
+    a, b = 0.01, 0.003
+    yy, xx = torch.meshgrid(torch.arange(9.0), torch.arange(11.0), indexing="ij")
+    g = gradient_map((a * xx)[None, None])
+    # f[x+1] - f[x-1] = 2a inside (the equation has no 1/2), one-sided a on the first/last column
+    assert torch.allclose(g[..., 1:-1], torch.full_like(g[..., 1:-1], 2 * a), atol=1e-6)
+    assert torch.allclose(g[..., [0, -1]], torch.full_like(g[..., [0, -1]], a), atol=1e-6)
+    g = gradient_map((a * xx + b * yy)[None, None])
+    assert torch.allclose(g[..., 1:-1, 1:-1], torch.full_like(g[..., 1:-1, 1:-1], 2 * (a * a + b * b) ** 0.5),
+                          atol=1e-6)
+    # interior against the equation written out; flat image: finite gradient, ~0 value
+    f = torch.rand(2, 3, 7, 6)
+    dx = f[..., 1:-1, :-2] - f[..., 1:-1, 2:]
+    dy = f[..., :-2, 1:-1] - f[..., 2:, 1:-1]
+    assert torch.allclose(gradient_map(f)[..., 1:-1, 1:-1], (dx**2 + dy**2).sqrt(), atol=1e-5)
+    flat = torch.full((1, 1, 5, 5), 0.5, requires_grad=True)
+    gradient_map(flat).sum().backward()
+    assert torch.isfinite(flat.grad).all() and gradient_map(flat.detach()).max() < 1e-5
+
+
+# --------------------------------------------------------------------------- networks
+
+
+def test_generator_any_size_identity_and_gradient_output():
+    net = build_model("spilf", **TINY)
+    assert isinstance(net, SPiLF)
+    x = torch.rand(2, 1, 37, 29)
+    y, g_hat = net(x, return_gradient=True)
+    assert y.shape == x.shape and g_hat.shape == x.shape
+    assert torch.equal(net(x), y)
+    assert not torch.allclose(y, x)
+    torch.nn.init.zeros_(net.last_conv.weight)
+    torch.nn.init.zeros_(net.last_conv.bias)
+    assert torch.equal(net(x), x)
+    net3 = build_model("spilf", **{**TINY, "in_channels": 3})
+    assert net3(torch.rand(1, 3, 17, 20)).shape == (1, 3, 17, 20)
+
+
+def test_discriminator_gives_a_patch_map():
+    d = PatchDiscriminator(1, 8, 3)
+    assert d(torch.rand(2, 1, 48, 48)).shape == (2, 1, 4, 4)
+    assert d(torch.rand(2, 1, 64, 40)).shape == (2, 1, 6, 3)
+    assert PatchDiscriminator(1, 8, 2)(torch.rand(1, 1, 12, 12)).shape == (1, 1, 1, 1)
+    with pytest.raises(ValueError, match="at least 24x24"):
+        d(torch.rand(1, 1, 20, 32))
+
+
+# --------------------------------------------------------------------------- losses (2.2)
+
+
+def test_ragan_losses_match_the_equations():
+    g = torch.Generator().manual_seed(3)
+    c_r, c_f = torch.randn(4, 1, 3, 3, generator=g), torch.randn(4, 1, 3, 3, generator=g) - 0.5
+
+    def d_pat(a, b):  # sigma(C(a) - E[C(b)]), expectation over every patch of the batch
+        return torch.sigmoid(a - b.mean())
+
+    l_d = -torch.log(d_pat(c_r, c_f)).mean() - torch.log(1 - d_pat(c_f, c_r)).mean()
+    l_g = -torch.log(1 - d_pat(c_r, c_f)).mean() - torch.log(d_pat(c_f, c_r)).mean()
+    l_g_literal = -(1 - torch.log(d_pat(c_r, c_f))).mean() - torch.log(d_pat(c_f, c_r)).mean()
+    assert torch.allclose(ragan_d_loss(c_r, c_f), l_d, atol=1e-6)
+    assert torch.allclose(ragan_g_loss(c_r, c_f), l_g, atol=1e-6)
+    assert torch.allclose(ragan_g_loss(c_r, c_f, "literal"), l_g_literal, atol=1e-6)
+
+
+def test_discriminator_steps_lower_l_d_on_a_separable_toy():
+    g = torch.Generator().manual_seed(5)
+    real = torch.rand(8, 1, 24, 24, generator=g)                             # sharp noise
+    fake = F.avg_pool2d(torch.rand(8, 1, 24, 24, generator=g), 5, 1, 2, count_include_pad=False)  # blurred
+    d = PatchDiscriminator(1, 8, 2)
+    opt = torch.optim.Adam(d.parameters(), lr=1e-3, betas=(0.9, 0.999))
+    losses = []
+    for _ in range(6):
+        opt.zero_grad()
+        loss = ragan_d_loss(d(real), d(fake))
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    after = ragan_d_loss(d(real), d(fake)).item()
+    assert after < losses[0] and losses[1] < losses[0]
+    with torch.no_grad():
+        assert torch.sigmoid(d(real) - d(fake).mean()).mean() > 0.5  # D_Pat(x_r, x_f): real judged more real
+
+
+def test_structural_loss_uses_gradient_maps():
+    y = torch.rand(2, 1, 16, 16)
+    assert structural_loss(y, gradient_map(y), y).item() < 1e-6
+    assert structural_loss(y + 0.3, None, y).item() < 1e-6     # a shift keeps the structure
+    blurred = F.avg_pool2d(y, 3, 1, 1, count_include_pad=False)
+    assert structural_loss(blurred, None, y).item() > 0.05     # blur loses it
+
+
+def test_lpips_loss_on_grey_planes_uses_the_project_lpips():
+    torch.manual_seed(0)
+    m = L.LPIPS()
+    for lin in m.lins:
+        lin.weight.data.abs_()
+    a, b = torch.rand(2, 1, 32, 32), torch.rand(2, 1, 32, 32)
+    expected = m(a.expand(-1, 3, -1, -1), b.expand(-1, 3, -1, -1), normalize=True).mean()
+    assert torch.allclose(lpips_loss(m, a, b), expected)
+    assert lpips_loss(m, a, a).item() == 0.0
+
+
+# --------------------------------------------------------------------------- params
+
+
+def test_params_errors_name_the_key():
+    assert spilf_config({"variant": "arabica"}).weights == VARIANTS["arabica"]
+    cfg = spilf_config({"variant": "arabica", "weights": {"lpips": 2}})
+    assert cfg.weights == {"l1": 1.0, "lpips": 2.0, "adv": 0.0, "struct": 5e-3} and cfg.disc_lr == cfg.lr == 1e-4
+    bad = [({"variant": "robusta"}, r"train\.spilf\.variant"),
+           ({"weights": {"lpips": -1}}, r"train\.spilf\.weights\.lpips"),
+           ({"weights": {"gan": 1}}, r"train\.spilf\.weights\.gan"),
+           ({"weights": {"l1": 0, "struct": 0}}, r"train\.spilf\.weights"),
+           ({"stage1_steps": -1}, r"train\.spilf\.stage1_steps"),
+           ({"lr": 0}, r"train\.spilf\.lr"),
+           ({"disc_lr": "fast"}, r"train\.spilf\.disc_lr"),
+           ({"plateau_window": 0}, r"train\.spilf\.plateau_window"),
+           ({"plateau_patience": 1.5}, r"train\.spilf\.plateau_patience"),
+           ({"gan_form": "wgan"}, r"train\.spilf\.gan_form"),
+           ({"disc_layers": 0}, r"train\.spilf\.disc_layers"),
+           ({"stage_one": 3}, r"train\.spilf\.stage_one: not a SPiLF")]
+    for params, match in bad:
+        with pytest.raises(ParamsError, match=match):
+            spilf_config(params)
+    with pytest.raises(ParamsError, match=r"models\.spilf\.growth"):
+        build_model("spilf", growth=0)
+
+
+# --------------------------------------------------------------------------- task
+
+
+def test_lpips_unavailable_warns_once_and_the_rest_trains(tmp_path):
+    params = {"variant": "arabica-perceptual", "stage1_steps": 0, **TINY_D}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        task = SPiLFTask(SPiLF(**TINY), params, lpips_params=no_lpips_params(tmp_path))
+    msgs = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert len(msgs) == 1 and "LPIPS unavailable" in msgs[0] and "dropped" in msgs[0]
+    assert task.lpips_available is False and "LPIPS unavailable" in task.lpips_unavailable_reason
+    x, y = pair(synthetic_store(4, 24))
+    d0 = [p.clone() for p in task.discriminator.parameters()]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no further warning while training
+        out = task.train_step((x, y), contextlib.nullcontext)
+    assert "lpips" not in out and out["stage"].item() == 2
+    assert out["d_adv"].item() > 0 and out["g_adv"].item() > 0
+    w = task.config.weights
+    assert torch.allclose(out["total"], w["l1"] * out["l1"] + w["struct"] * out["struct"] + w["adv"] * out["g_adv"])
+    assert any(not torch.equal(a, b) for a, b in zip(d0, task.discriminator.parameters()))
+    assert SPiLFTask(SPiLF(**TINY), {"variant": "arabica"}).lpips_available is None
+
+
+def test_lpips_term_enters_the_total_loss_in_stage_two():
+    torch.manual_seed(0)
+    m = L.LPIPS()
+    for lin in m.lins:
+        lin.weight.data.abs_()
+    task = SPiLFTask(SPiLF(**TINY), {"weights": {"adv": 0, "lpips": 2.0}, "stage1_steps": 1}, lpips=m)
+    assert task.lpips_available is True and task.discriminator is None
+    x, y = pair(synthetic_store(2, 32))
+    first = task.train_step((x, y), contextlib.nullcontext)
+    second = task.train_step((x, y), contextlib.nullcontext)
+    assert first["stage"].item() == 1 and first["lpips"].item() == 0.0
+    assert second["stage"].item() == 2 and second["lpips"].item() > 0
+    assert torch.allclose(second["total"], second["l1"] + 5e-3 * second["struct"] + 2.0 * second["lpips"])
+
+
+def make_trainer(tmp_path, ckpt: str, steps: int, params: dict):
+    seed_everything(0)
+    store = synthetic_store(24, 24, seed=1)
+    gen = SPiLF(**TINY)
+    task = SPiLFTask(gen, params, lpips_params=no_lpips_params(tmp_path))
+    cfg = TrainConfig(steps=steps, batch_size=4, checkpoint_every=2, val_every=2, log_every=1, device="cpu")
+    sampler = PatchSampler(store[:20], cfg.batch_size, 8, "cpu", seed=cfg.seed)
+    return Trainer(task, sampler, cfg, tmp_path / ckpt, val_array=store[20:], bitdepth=8,
+                   describe={"model": "spilf"}), task
+
+
+def test_stage_switch_and_bit_exact_resume(tmp_path):
+    params = {"variant": "arabica", "weights": {"adv": 0.05}, "stage1_steps": 3, "plateau_window": 1,
+              "plateau_patience": 0, "lr": 1e-3, **TINY_D}
+    straight, t1 = make_trainer(tmp_path, "a.pt", 6, params)
+    d_init = [p.clone() for p in t1.discriminator.parameters()]
+    r1 = straight.run()
+    stages = [h["stage"] for h in straight.history if "stage" in h]
+    assert stages == [1, 1, 1, 2, 2, 2]
+    assert [h["d_adv"] > 0 for h in straight.history if "d_adv" in h] == [False] * 3 + [True] * 3
+    assert any(not torch.equal(a, b) for a, b in zip(d_init, t1.discriminator.parameters()))
+    lrs = [t1.opt_g.param_groups[0]["lr"], t1.opt_d.param_groups[0]["lr"]]
+    assert lrs[0] < 1e-3  # the plateau (window 1, patience 0) halved it on some step
+
+    first, t2 = make_trainer(tmp_path, "b.pt", 4, params)
+    first.run()
+    resumed, t3 = make_trainer(tmp_path, "b.pt", 6, params)
+    assert t3.step == 0 and resumed.load_checkpoint()
+    assert resumed.step == 4 and t3.step == 4 and t3.stage == 2
+    r2 = resumed.run()
+    assert r2["resumed_from"] == 4 and r2["steps_this_run"] == 2
+    for name in ("generator", "discriminator"):
+        for a, b in zip(t1.modules()[name].state_dict().values(), t3.modules()[name].state_dict().values()):
+            assert torch.equal(a, b), name
+    assert [t3.opt_g.param_groups[0]["lr"], t3.opt_d.param_groups[0]["lr"]] == lrs
+    assert t3.plateaus[0].state_dict() == t1.plateaus[0].state_dict()
+    assert r1["val_delta_psnr"] == r2["val_delta_psnr"]
+    assert straight.history[-1]["l1"] == resumed.history[-1]["l1"]
+
+
+def test_a_few_steps_reduce_l1_on_a_degraded_image():
+    torch.manual_seed(0)
+    x, y = pair(synthetic_store(8, 32, seed=2))
+    net = SPiLF(**{**TINY, "channels": 16, "growth": 8})
+    task = SPiLFTask(net, {"variant": "arabica", "lr": 2e-3, "stage1_steps": 5})
+    with torch.no_grad():
+        start = F.l1_loss(net(x), y).item()
+    hist = [task.train_step((x, y), contextlib.nullcontext)["l1"].item() for _ in range(40)]
+    with torch.no_grad():
+        end = F.l1_loss(net(x), y).item()
+    assert hist[0] == pytest.approx(start, rel=1e-5)
+    assert end < 0.7 * start
+    assert end < F.l1_loss(x, y).item()  # better than leaving the decoded image as it is
