@@ -19,13 +19,14 @@ from inloop.models.registry import (
     pad_to_multiple,
     register,
 )
-from inloop.models import baselines, glfusion, spilf  # noqa: E402,F401  (registers the networks)
+from inloop.models import baselines, glfusion, nlconvlstm, spilf  # noqa: E402,F401  (registers the networks)
 from inloop.models.baselines import ARCNN, VRCNN, DnCNN
 from inloop.models.glfusion import GLFusion
+from inloop.models.nlconvlstm import NLConvLSTM
 from inloop.models.spilf import SPiLF
 from inloop.models.init import lsuv_init
 
 __all__ = [
     "MODELS", "ResidualFilter", "build_model", "count_parameters", "macs_per_pixel", "model_kwargs",
-    "pad_to_multiple", "register", "lsuv_init", "GLFusion", "SPiLF", "ARCNN", "DnCNN", "VRCNN",
+    "pad_to_multiple", "register", "lsuv_init", "GLFusion", "NLConvLSTM", "SPiLF", "ARCNN", "DnCNN", "VRCNN",
 ]

@@ -1,0 +1,456 @@
+"""NL-ConvLSTM: non-local ConvLSTM for video compression artifact reduction.
+
+Y. Xu, L. Gao, K. Tian, S. Zhou, H. Sun, "Non-Local ConvLSTM for Video
+Compression Artifact Reduction", ICCV 2019 (section 3; ablations Table 1).
+
+Structure (section 3.1, Fig. 2)::
+
+    clip X_{t-T..t+T} ─ Encoder (2D convs, per frame) ─ F_{t-T..t+T}
+        forward  NL-ConvLSTM over F_{t-T} .. F_t  ─ H_t^fwd
+        backward NL-ConvLSTM over F_{t+T} .. F_t  ─ H_t^bwd
+    Decoder: 1x1 conv on [H_t^fwd, H_t^bwd], stacked 3x3 convs -> R;   Y_t = X_t + R
+
+Before each LSTM step the previous hidden and cell states are warped towards
+the current frame by a non-local weighted sum (eqs. (3)-(4)) whose weights come
+from the encoder features of the previous and the current frame; the
+two-stage approximation of section 3.3 (average pooling with kernel p, top-k
+blocks, pixel similarity inside those blocks only) makes this affordable.
+
+Table 1's ablations are the ``mode`` param: ``"single"`` (Encoder-Decoder on the
+target frame alone), ``"convlstm"`` (bidirectional ConvLSTM on the seven frames,
+no warp) and ``"nlconvlstm"`` (the method). All three take the same clip
+(N, T, C, H, W), so one data path serves them all.
+
+Symbols lost in the stored text of the paper and the values chosen here (each
+repeated next to its param in :class:`NLConvLSTM`):
+
+* T (frames before/after the target): 3, i.e. ``frames=7`` -- Table 1 says
+  "with 7 frames" and section 4.2 "the same settings with T=3".
+* p (pooling kernel) = 10 and k (top-k blocks) = 4: the complexity analysis of
+  section 3.3 gives the approximate cost O(HW C (HW/p^4 + k p^2)) [stage 1 +
+  stage 2], minimised at p^6 = 2HW/k; for a 1920x1080 frame and k=4 that is
+  p = 10.0, and then HW/p^4 + k p^2 = 207 + 400 = 607 ~ 9 * 64 = K^2 C, the
+  "close to a K x K convolution" statement of the same paragraph with K=3 and
+  C=64. These are the values of the published version as far as we can
+  reconstruct them; they are params, so they are easy to change.
+* C (feature / state width) = 64: the same consistency argument (K^2 C ~ 607).
+* ConvLSTM kernel: 3x3 ("global motion can be captured with a small kernel in
+  ConvLSTM", section 3.4; the ConvLSTM of [37], eq. (2), uses 3x3 too).
+* Encoder / decoder depth ("several 2D convolutional layers", "several stacked
+  convolutional layers"): not given; 3 and 3 here (``enc_layers``, ``dec_layers``).
+* Similarity (eq. (4)): S(i, j) = exp(-D(i, j)) / sum_i exp(-D(i, j)) with D the
+  *squared* Euclidean distance over all channels -- the quantity eq. (7) expands
+  (||a||^2 + ||b||^2 - 2 a.b) and the Gaussian weight of non-local means [3].
+  No temperature: the encoder learns the feature scale. Weights sum to one
+  over the preceding frame's pixels for every pixel of the current frame.
+
+Memory (inference, batch 1, float32, 1920x1080, C = C_h = 64, p=10, k=4):
+
+* exact non-local (eq. (4)): the HW x HW distance and weight matrices are
+  2 x (2,073,600)^2 x 4 B = 34 TB per warp -- it cannot run; it exists for the
+  ablation and for Table 5's run-time comparison on small frames (180x180:
+  2 x 32,400^2 x 4 B = 8.4 GB per warp, plus the gathered states).
+* approximate (section 3.3): stage 1 needs a B x B block-distance matrix,
+  B = HW/p^2 = 20,736 blocks (1.7 GB if done at once); stage 2 per query block
+  p^2 x k p^2 distances and weights and the k p^2 gathered features and states
+  (C + 2 C_h channels): ~14 GB for the whole frame at once. Query blocks are
+  therefore processed in chunks (``max_elements`` = 2^26 distance entries,
+  1,677 blocks per chunk at these settings): 1.3 GB per chunk, 5.5 GB for the
+  whole warp with its whole-frame block layouts and output
+  (:func:`approx_warp_peak_bytes`; measured on CPU: 4.3 GB peak RSS increase,
+  62 s single-threaded). With the encoder features of the 7 frames (3.7 GB),
+  the LSTM gates (2.1 GB) and states, a no-grad whole-frame 1080p forward is
+  estimated at ~16 GB (:func:`inference_peak_bytes`), well inside 80 GB.
+  Distances are always computed in float32 or wider (autocast off):
+  eq. (7) subtracts large numbers and bf16 would wreck the top-k.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from inloop.errors import ParamsError
+from inloop.models.registry import ResidualFilter, check_choice, check_int, pad_to_multiple, register
+
+MODES = ("nlconvlstm", "convlstm", "single")
+MAX_ELEMENTS = 2**26  # stage-2 distance entries per chunk of query blocks (256 MB in float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# Non-local similarity and warp (sections 3.2-3.4)
+# ---------------------------------------------------------------------------------------------
+
+
+def sq_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Squared Euclidean distances, vectorised as eq. (7): ||a||^2 + ||b||^2 - 2 a b^T.
+
+    ``a`` (..., m, C), ``b`` (..., n, C) -> (..., m, n); one batched matmul, no loops.
+    Clamped at 0 (rounding can make the expansion slightly negative).
+    """
+    a2 = a.square().sum(-1, keepdim=True)
+    b2 = b.square().sum(-1).unsqueeze(-2)
+    return (a2 + b2 - 2.0 * (a @ b.transpose(-1, -2))).clamp_min(0.0)
+
+
+def _compute_dtype(*xs: torch.Tensor) -> torch.dtype:
+    dt = torch.float32
+    for x in xs:
+        dt = torch.promote_types(dt, x.dtype)
+    return dt
+
+
+def exact_nonlocal_weights(query: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """Eq. (4): S(i, j) = softmax_i(-D(i, j)) between every pixel j of ``query`` (frame t)
+    and every pixel i of ``ref`` (frame t-1); (N, C, H, W) each -> (N, HW_query, HW_ref).
+
+    Each row sums to one. Memory is O((HW)^2): for small frames only.
+    """
+    q = query.flatten(2).transpose(1, 2)  # (N, HW, C)
+    r = ref.flatten(2).transpose(1, 2)
+    return torch.softmax(-sq_distances(q, r), dim=-1)
+
+
+def exact_nonlocal_warp(query: torch.Tensor, ref: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+    """NLWarp of eq. (3)-(4) without approximation: state_hat(j) = sum_i S(i, j) state(i).
+
+    ``query``/``ref``: features of frames t and t-1 (N, C, H, W); ``state`` (N, C_s, H, W)
+    lives on the grid of ``ref``. Returns the warped state on the grid of ``query``.
+    """
+    dt = _compute_dtype(query, ref, state)
+    with torch.autocast(query.device.type, enabled=False):
+        s = exact_nonlocal_weights(query.to(dt), ref.to(dt))
+        out = s @ state.to(dt).flatten(2).transpose(1, 2)  # (N, HW, C_s)
+    n, c, h, w = query.shape
+    return out.transpose(1, 2).reshape(n, state.shape[1], h, w).to(state.dtype)
+
+
+def to_blocks(x: torch.Tensor, p: int) -> torch.Tensor:
+    """(N, C, H, W) with H, W multiples of ``p`` -> (N, B, p*p, C), blocks in raster order."""
+    n, c, hh, ww = x.shape
+    h, w = hh // p, ww // p
+    return x.reshape(n, c, h, p, w, p).permute(0, 2, 4, 3, 5, 1).reshape(n, h * w, p * p, c)
+
+
+def from_blocks(x: torch.Tensor, p: int, hh: int, ww: int) -> torch.Tensor:
+    """Inverse of :func:`to_blocks`: (N, B, p*p, C) -> (N, C, H, W)."""
+    n, _, _, c = x.shape
+    h, w = hh // p, ww // p
+    return x.reshape(n, h, w, p, p, c).permute(0, 5, 1, 3, 2, 4).reshape(n, c, hh, ww)
+
+
+def _gather_blocks(blocks: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """``blocks`` (N, B, P, C), ``idx`` (N, b, k) -> the k chosen blocks per query, (N, b, k*P, C)."""
+    n, b, k = idx.shape
+    batch = torch.arange(n, device=idx.device).view(n, 1, 1)
+    return blocks[batch, idx].reshape(n, b, k * blocks.shape[2], blocks.shape[3])
+
+
+def _approx_chunk(q_blocks: torch.Tensor, q_pooled: torch.Tensor, r_blocks: torch.Tensor,
+                  r_pooled: torch.Tensor, topk: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two-stage weights (section 3.3) for a chunk of b query blocks.
+
+    Stage 1, eq. (5) vectorised as eq. (7): distances between the average-pooled
+    query blocks (N, b, C) and all pooled reference blocks (N, B, C); keep the
+    ``topk`` nearest reference blocks per query block (torch.topk).
+    Stage 2: the sparse version of eq. (7) between each query pixel (N, b, p^2, C)
+    and the k p^2 pixels of its block's candidates; softmax over those only (all
+    other reference pixels get weight 0, distance +inf).
+    Returns weights (N, b, p^2, k p^2), summing to one over the last dim, and the
+    chosen block indices (N, b, k).
+    """
+    idx = sq_distances(q_pooled, r_pooled).topk(topk, dim=-1, largest=False).indices
+    cand = _gather_blocks(r_blocks, idx)  # (N, b, k p^2, C)
+    return torch.softmax(-sq_distances(q_blocks, cand), dim=-1), idx
+
+
+def approx_nonlocal_weights(query: torch.Tensor, ref: torch.Tensor, pool: int,
+                            topk: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Section 3.3 weights for the whole frame at once (for inspection and tests).
+
+    ``query``, ``ref`` (N, C, H, W) with H, W multiples of ``pool``. Returns the
+    weights (N, B, p^2, k p^2) -- row (b, a) holds pixel a of query block b's weights
+    over the pixels of its k candidate blocks, in the order of ``idx`` -- and the
+    candidate block indices ``idx`` (N, B, k). ``topk`` is capped at B.
+    """
+    k = min(topk, (query.shape[-2] // pool) * (query.shape[-1] // pool))
+    return _approx_chunk(to_blocks(query, pool), F.avg_pool2d(query, pool).flatten(2).transpose(1, 2),
+                         to_blocks(ref, pool), F.avg_pool2d(ref, pool).flatten(2).transpose(1, 2), k)
+
+
+def _chunk_blocks(n: int, pool: int, k: int, max_elements: int) -> int:
+    return max(1, max_elements // (n * pool**2 * k * pool**2))
+
+
+def approx_nonlocal_warp(query: torch.Tensor, ref: torch.Tensor, state: torch.Tensor, pool: int, topk: int,
+                         max_elements: int = MAX_ELEMENTS) -> torch.Tensor:
+    """Approximate NLWarp (section 3.3): the state of each query pixel is the weighted sum
+    of the states of the pixels in the ``topk`` reference blocks most similar to its block.
+
+    ``query``/``ref``: encoder features of frames t and t-1 (N, C, H, W), ``state``
+    (N, C_s, H, W) on ``ref``'s grid (hidden and cell states concatenated); H, W
+    multiples of ``pool``. Query blocks are processed in chunks so that at most
+    ``max_elements`` stage-2 distances exist at a time (the loop runs over chunks
+    of ~thousands of blocks; everything inside is batched). ``topk`` is capped at
+    the number of blocks, where the result equals :func:`exact_nonlocal_warp`.
+    """
+    n, _, hh, ww = query.shape
+    nb = (hh // pool) * (ww // pool)
+    k = min(topk, nb)
+    dt = _compute_dtype(query, ref, state)
+    with torch.autocast(query.device.type, enabled=False):
+        q, r, s = query.to(dt), ref.to(dt), state.to(dt)
+        q_blocks, r_blocks, s_blocks = to_blocks(q, pool), to_blocks(r, pool), to_blocks(s, pool)
+        q_pooled = F.avg_pool2d(q, pool).flatten(2).transpose(1, 2)  # (N, B, C)
+        r_pooled = F.avg_pool2d(r, pool).flatten(2).transpose(1, 2)
+        step = _chunk_blocks(n, pool, k, max_elements)
+        out = s_blocks.new_empty(s_blocks.shape)  # (N, B, p^2, C_s), filled chunk by chunk
+        for b0 in range(0, nb, step):  # chunks of query blocks: bounded memory at 1080p
+            sl = slice(b0, b0 + step)
+            weights, idx = _approx_chunk(q_blocks[:, sl], q_pooled[:, sl], r_blocks, r_pooled, k)
+            out[:, sl] = weights @ _gather_blocks(s_blocks, idx)
+        warped = from_blocks(out, pool, hh, ww)
+    return warped.to(state.dtype)
+
+
+def approx_warp_peak_bytes(h: int, w: int, channels: int, state_channels: int, pool: int, topk: int,
+                           batch: int = 1, max_elements: int = MAX_ELEMENTS, bytes_per: int = 4) -> int:
+    """Memory :func:`approx_nonlocal_warp` allocates beyond its inputs (an estimate).
+
+    Whole frame: the block layouts of q, r and the state (reshapes copy:
+    (2 C + C_s) HW), the output in block layout and in (N, C_s, H, W) (2 C_s HW).
+    Per chunk of b query blocks: stage-1 distances b x B, stage-2 distances and
+    weights 2 x b p^2 k p^2, gathered candidate features and states b k p^2 (C + C_s),
+    the chunk's product b p^2 C_s.
+    """
+    hh, ww = -(-h // pool) * pool, -(-w // pool) * pool
+    nb = (hh // pool) * (ww // pool)
+    k = min(topk, nb)
+    b = min(nb, _chunk_blocks(batch, pool, k, max_elements))
+    per_chunk = b * nb + 2 * b * pool**2 * k * pool**2 + b * k * pool**2 * (channels + state_channels) \
+        + b * pool**2 * state_channels
+    whole = (2 * channels + 3 * state_channels) * hh * ww
+    return batch * (per_chunk + whole) * bytes_per
+
+
+def exact_warp_peak_bytes(h: int, w: int, state_channels: int, batch: int = 1, bytes_per: int = 4) -> int:
+    """Working set of :func:`exact_nonlocal_warp`: distances + weights (HW)^2 each, plus the output."""
+    return batch * (2 * (h * w) ** 2 + h * w * state_channels) * bytes_per
+
+
+# ---------------------------------------------------------------------------------------------
+# Network (section 3.1)
+# ---------------------------------------------------------------------------------------------
+
+
+class ConvLSTMCell(nn.Module):
+    """ConvLSTM step, eq. (2) as in [37] (no peephole terms), 3x3 kernel (section 3.4).
+
+    i, f, o = sigma(W_x* * X_t + W_h* * H_{t-1} + b), g = tanh(W_xc * X_t + W_hc * H_{t-1} + b_c),
+    C_t = f . C_{t-1} + i . g,  H_t = o . tanh(C_t). In NL-ConvLSTM (eq. (3)) H_{t-1} and
+    C_{t-1} are replaced by their warped versions before this step.
+    """
+
+    def __init__(self, cin: int, hidden: int, kernel: int = 3):
+        super().__init__()
+        self.hidden = hidden
+        self.gates = nn.Conv2d(cin + hidden, 4 * hidden, kernel, padding=kernel // 2)
+
+    def forward(self, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        i, f, o, g = self.gates(torch.cat([x, h], dim=1)).chunk(4, dim=1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        return torch.sigmoid(o) * torch.tanh(c), c
+
+
+def _conv_relu(cin: int, cout: int, k: int = 3) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, k, padding=k // 2), nn.ReLU(inplace=True)]
+
+
+@register("nlconvlstm")
+class NLConvLSTM(ResidualFilter):
+    """Encoder -> bidirectional (NL-)ConvLSTM -> decoder -> R; ``Y_t = X_t + R`` (section 3.1).
+
+    Takes a clip (N, T, C, H, W) in [0, 1], T = ``frames``, target in the centre;
+    returns the enhanced target (N, C, H, W). Any H, W: frames are padded
+    bottom/right (reflect) to a multiple of ``pool`` for the approximate warp and
+    R is cropped back.
+
+    Params (``models.nlconvlstm.<key>``):
+
+    * ``mode``: Table 1's rows -- ``"single"`` Encoder-Decoder on the target frame
+      only (the clip is still the input), ``"convlstm"`` plain bidirectional
+      ConvLSTM on all frames, ``"nlconvlstm"`` the method.
+    * ``frames``: 2T + 1 = 7 (T = 3 before and 3 after; the paper's "T=" is lost,
+      Table 1 reads "with 7 frames"). Must be odd.
+    * ``channels``: encoder feature width C and ConvLSTM state width C_h; 64 (lost
+      in the text; 64 is what makes the complexity example of section 3.3
+      consistent, see the module docstring).
+    * ``pool``: p, the average-pooling kernel of stage 1 (section 3.3); 10 (lost;
+      the optimum p^6 = 2HW/k of the complexity analysis at 1920x1080, k = 4).
+    * ``topk``: k, reference blocks kept per query block; 4 (lost; see above).
+    * ``exact``: use the exact non-local warp of eq. (4) instead of the two-stage
+      approximation (ablation and Table 5's "original NL"; small frames only).
+    * ``in_channels``: planes filtered (1 = luma).
+    * ``enc_layers``: 3x3 conv + ReLU layers of the encoder ("several"; 3).
+    * ``dec_layers``: 3x3 convs after the decoder's 1x1 merge, the last producing R
+      ("several stacked convolutional layers"; 3).
+    """
+
+    is_clip_model = True
+
+    def __init__(self, mode: str = "nlconvlstm", frames: int = 7, channels: int = 64, pool: int = 10,
+                 topk: int = 4, exact: bool = False, in_channels: int = 1, enc_layers: int = 3,
+                 dec_layers: int = 3):
+        super().__init__()
+        self.mode = check_choice("mode", mode, MODES)
+        check_int("frames", frames, 1)
+        if frames % 2 == 0:
+            raise ParamsError(f"frames: {frames} is even; the clip is T frames before, the target and T after "
+                              "(2T + 1, e.g. 7)")
+        check_int("channels", channels, 1)
+        check_int("pool", pool, 1)
+        check_int("topk", topk, 1)
+        if not isinstance(exact, bool):
+            raise ParamsError(f"exact: expected true or false, got {exact!r}")
+        check_int("in_channels", in_channels, 1)
+        check_int("enc_layers", enc_layers, 1)
+        check_int("dec_layers", dec_layers, 1)
+        self.frames, self.channels, self.pool, self.topk, self.exact = frames, channels, pool, topk, exact
+        self.in_channels = in_channels
+        # Padding to the block grid is needed only by the approximate warp.
+        self.pad_multiple = pool if (mode == "nlconvlstm" and not exact) else 1
+
+        # Encoder: several 2D convs, each frame separately (section 3.1).
+        enc: list[nn.Module] = _conv_relu(in_channels, channels)
+        for _ in range(enc_layers - 1):
+            enc += _conv_relu(channels, channels)
+        self.encoder = nn.Sequential(*enc)
+
+        # Bidirectional (NL-)ConvLSTM (sections 3.1-3.2): separate forward / backward cells.
+        if mode == "single":
+            self.fwd = self.bwd = None
+            merged = channels
+        else:
+            self.fwd = ConvLSTMCell(channels, channels)
+            self.bwd = ConvLSTMCell(channels, channels)
+            merged = 2 * channels
+
+        # Decoder: 1x1 conv combining both directions, then stacked convs to R (section 3.1).
+        dec: list[nn.Module] = _conv_relu(merged, channels, k=1)
+        for _ in range(dec_layers - 1):
+            dec += _conv_relu(channels, channels)
+        self.decoder = nn.Sequential(*dec)
+        self.tail = nn.Conv2d(channels, in_channels, 3, padding=1)
+
+    @property
+    def last_conv(self) -> nn.Conv2d:
+        return self.tail
+
+    def warp(self, query: torch.Tensor, ref: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """NLWarp of eq. (3): ``state`` of frame t-1 -> frame t, weights from features ``ref`` -> ``query``."""
+        if self.exact:
+            return exact_nonlocal_warp(query, ref, state)
+        return approx_nonlocal_warp(query, ref, state, self.pool, self.topk)
+
+    def _run(self, cell: ConvLSTMCell, feats: torch.Tensor) -> torch.Tensor:
+        """One direction over ``feats`` (N, S, C, H, W), ending at the target; returns its last H.
+
+        Eq. (3) for ``nlconvlstm`` (warp H_{t-1}, C_{t-1} with S(F_{t-1}, F_t) first),
+        eq. (2) for ``convlstm``. The initial states are zero (no warp needed).
+        """
+        n, steps, _, hh, ww = feats.shape
+        h = feats.new_zeros(n, cell.hidden, hh, ww)
+        c = torch.zeros_like(h)
+        for t in range(steps):  # loop over time steps only
+            if t > 0 and self.mode == "nlconvlstm":
+                h, c = self.warp(feats[:, t], feats[:, t - 1], torch.cat([h, c], dim=1)).chunk(2, dim=1)
+            h, c = cell(feats[:, t], h, c)
+        return h
+
+    def residual(self, clip: torch.Tensor) -> torch.Tensor:
+        """R for a padded clip (N, T, C, H, W)."""
+        n, t = clip.shape[:2]
+        centre = t // 2
+        if self.mode == "single":  # Table 1, "Encoder-Decoder with 1 frame"
+            return self.tail(self.decoder(self.encoder(clip[:, centre])))
+        feats = self.encoder(clip.flatten(0, 1)).unflatten(0, (n, t))
+        h_fwd = self._run(self.fwd, feats[:, : centre + 1])  # t-T .. t
+        h_bwd = self._run(self.bwd, feats[:, centre:].flip(1))  # t+T .. t
+        return self.tail(self.decoder(torch.cat([h_fwd, h_bwd], dim=1)))
+
+    def forward(self, clip: torch.Tensor) -> torch.Tensor:
+        if clip.dim() != 5 or clip.shape[1] != self.frames or clip.shape[2] != self.in_channels:
+            raise ValueError(f"NLConvLSTM expects a clip (N, {self.frames}, {self.in_channels}, H, W), "
+                             f"got {tuple(clip.shape)}")
+        n, t, c, h, w = clip.shape
+        target = clip[:, t // 2]
+        padded = pad_to_multiple(clip.reshape(n * t, c, h, w), self.pad_multiple, self.pad_mode)
+        r = self.residual(padded.reshape(n, t, c, *padded.shape[-2:]))
+        return target + r[..., :h, :w]
+
+    # -- complexity ------------------------------------------------------------------------
+
+    def nonlocal_macs(self, h: int, w: int) -> int:
+        """Multiply-accumulates of all warps of one forward on an h x w frame (batch 1).
+
+        Per warp: approximate -- stage 1 B^2 C (eq. (5) via (7)), stage 2 HW k p^2 C
+        (pixel distances) + HW k p^2 2C_h (weighted sum of H and C); exact --
+        (HW)^2 C + (HW)^2 2C_h. 2 directions x T warps per forward.
+        """
+        if self.mode != "nlconvlstm":
+            return 0
+        c = self.channels
+        if self.exact:
+            per = (h * w) ** 2 * (c + 2 * c)
+        else:
+            hh, ww = -(-h // self.pool) * self.pool, -(-w // self.pool) * self.pool
+            nb = (hh // self.pool) * (ww // self.pool)
+            k = min(self.topk, nb)
+            per = nb * nb * c + hh * ww * k * self.pool**2 * (c + 2 * c)
+        return per * 2 * (self.frames // 2)
+
+    @torch.no_grad()
+    def macs_per_pixel(self, size: tuple[int, int] = (1080, 1920)) -> float:
+        """MACs per output pixel for an ``size`` = (H, W) frame: convolutions (counted with
+        hooks on a small probe clip, scaled to the padded frame) plus the non-local
+        matmuls (:meth:`nonlocal_macs`, which grow with the frame size). The generic
+        ``registry.macs_per_pixel`` feeds a single frame and cannot drive a clip model.
+        """
+        h, w = size
+        probe = max(self.pad_multiple, 8)
+        probe = -(-probe // self.pad_multiple) * self.pad_multiple
+        total = 0
+
+        def hook(mod, inp, out):
+            nonlocal total
+            total += out.numel() * mod.kernel_size[0] * mod.kernel_size[1] * mod.in_channels // mod.groups
+
+        hooks = [m.register_forward_hook(hook) for m in self.modules() if isinstance(m, nn.Conv2d)]
+        was_training = self.training
+        self.eval()
+        try:
+            dev = next(self.parameters()).device
+            self(torch.zeros(1, self.frames, self.in_channels, probe, probe, device=dev))
+        finally:
+            for hk in hooks:
+                hk.remove()
+            self.train(was_training)
+        hh, ww = -(-h // self.pad_multiple) * self.pad_multiple, -(-w // self.pad_multiple) * self.pad_multiple
+        conv = total / probe**2 * hh * ww
+        return (conv + self.nonlocal_macs(h, w)) / (h * w)
+
+
+def inference_peak_bytes(h: int, w: int, channels: int = 64, pool: int = 10, topk: int = 4, frames: int = 7,
+                         batch: int = 1, bytes_per: int = 4) -> int:
+    """Rough peak of a no-grad whole-frame forward of the approximate NL-ConvLSTM.
+
+    Live at the worst moment (a warp inside the backward direction): the encoder
+    features of all frames (T C HW), the forward direction's final H (C HW), the
+    current H, C and their concatenation (4 C HW), the warped state (2 C HW), the
+    gate pre-activations and LSTM input (4 C HW + 2 C HW), the warp's chunk working
+    set (:func:`approx_warp_peak_bytes`). An estimate for planning, not a measurement.
+    """
+    hh, ww = -(-h // pool) * pool, -(-w // pool) * pool
+    maps = (frames + 1 + 4 + 2 + 6) * channels * hh * ww * batch * bytes_per
+    return maps + approx_warp_peak_bytes(h, w, channels, 2 * channels, pool, topk, batch, bytes_per=bytes_per)

@@ -1,0 +1,262 @@
+"""NL-ConvLSTM (Xu et al., ICCV 2019): the non-local warp (exact and two-stage), the network and its ablations."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from inloop.errors import ParamsError
+from inloop.models import MODELS, NLConvLSTM, build_model
+from inloop.models.nlconvlstm import (
+    MODES,
+    approx_nonlocal_warp,
+    approx_nonlocal_weights,
+    exact_nonlocal_warp,
+    exact_nonlocal_weights,
+    from_blocks,
+    sq_distances,
+    to_blocks,
+)
+
+SMALL = dict(channels=8, pool=4, topk=2, enc_layers=2, dec_layers=2)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: one intra-op thread is much faster than two on a busy 2-core box."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    yield
+    torch.set_num_threads(n)
+
+
+def _feats(n=2, c=5, h=12, w=8, dtype=torch.float64):
+    return torch.randn(n, c, h, w, dtype=dtype), torch.randn(n, c, h, w, dtype=dtype)
+
+
+# -- the non-local operation ------------------------------------------------------------------
+
+
+def test_sq_distances_is_eq7():
+    a, b = torch.randn(3, 7, 5, dtype=torch.float64), torch.randn(3, 4, 5, dtype=torch.float64)
+    direct = (a[:, :, None, :] - b[:, None, :, :]).square().sum(-1)
+    torch.testing.assert_close(sq_distances(a, b), direct)
+
+
+def test_blocks_round_trip():
+    x = torch.randn(2, 3, 8, 12)
+    blocks = to_blocks(x, 4)
+    assert blocks.shape == (2, 6, 16, 3)
+    assert torch.equal(blocks[0, 1, :, 0], x[0, 0, 0:4, 4:8].reshape(-1))  # raster order of blocks and pixels
+    assert torch.equal(from_blocks(blocks, 4, 8, 12), x)
+
+
+@pytest.mark.parametrize("max_elements", [2**26, 1, 300])  # one chunk, one block per chunk, uneven chunks
+def test_approx_equals_exact_when_topk_covers_all_blocks(max_elements):
+    q, r = _feats()  # 12 x 8 with pool 4: 3 x 2 = 6 blocks
+    state = torch.randn(2, 3, 12, 8, dtype=torch.float64)
+    exact = exact_nonlocal_warp(q, r, state)
+    for k in (6, 50):  # k = B, and k > B (capped)
+        approx = approx_nonlocal_warp(q, r, state, pool=4, topk=k, max_elements=max_elements)
+        torch.testing.assert_close(approx, exact, atol=1e-10, rtol=0)
+    # fewer blocks than all: a different (sparser) operator
+    assert (approx_nonlocal_warp(q, r, state, pool=4, topk=2) - exact).abs().max() > 1e-3
+
+
+def test_approx_weights_equal_exact_weights_when_topk_covers_all_blocks():
+    """Warping a one-hot state (channel i = indicator of reference pixel i) returns the dense
+    weight matrix itself: the approximate one scattered back equals eq. (4)'s S."""
+    q, r = _feats(h=8, w=12)
+    hw = 8 * 12
+    eye = torch.eye(hw, dtype=torch.float64).view(1, hw, 8, 12).expand(2, -1, -1, -1)
+    dense = approx_nonlocal_warp(q, r, eye, pool=4, topk=6).flatten(2)  # (N, i_ref, j_query)
+    torch.testing.assert_close(dense.transpose(1, 2), exact_nonlocal_weights(q, r), atol=1e-12, rtol=0)
+    # with k < B each query pixel puts all its weight on k p^2 reference pixels
+    sparse = approx_nonlocal_warp(q, r, eye, pool=4, topk=2).flatten(2)
+    assert ((sparse > 0).sum(1) <= 2 * 16).all()
+    torch.testing.assert_close(sparse.sum(1), torch.ones(2, hw, dtype=torch.float64))
+
+
+def test_weights_sum_to_one():
+    q, r = _feats(c=4, h=16, w=20, dtype=torch.float32)
+    w, idx = approx_nonlocal_weights(q, r, pool=4, topk=3)
+    assert w.shape == (2, 20, 16, 3 * 16) and idx.shape == (2, 20, 3)
+    assert (w >= 0).all()
+    torch.testing.assert_close(w.sum(-1), torch.ones(2, 20, 16))
+    s = exact_nonlocal_weights(q, r)
+    assert s.shape == (2, 320, 320)
+    torch.testing.assert_close(s.sum(-1), torch.ones(2, 320))
+
+
+def test_stage1_keeps_the_nearest_pooled_blocks():
+    q, r = _feats(c=6, h=16, w=16, dtype=torch.float32)
+    _, idx = approx_nonlocal_weights(q, r, pool=4, topk=3)
+    qp = F.avg_pool2d(q, 4).flatten(2).transpose(1, 2)  # (N, 16, C)
+    rp = F.avg_pool2d(r, 4).flatten(2).transpose(1, 2)
+    brute = (qp[:, :, None] - rp[:, None]).square().sum(-1)  # eq. (5), the plain way
+    want = brute.argsort(-1)[..., :3]
+    assert torch.equal(idx.sort(-1).values, want.sort(-1).values)
+
+
+def test_warp_follows_block_motion():
+    """Frame t is frame t-1 moved by one block down and two blocks right: with distinctive
+    features the warp (k = 1) carries the state along the motion, without any flow."""
+    ref = 3.0 * torch.randn(1, 16, 16, 24)
+    query = ref.roll((4, 8), dims=(-2, -1))
+    state = torch.randn(1, 5, 16, 24)
+    warped = approx_nonlocal_warp(query, ref, state, pool=4, topk=1)
+    torch.testing.assert_close(warped, state.roll((4, 8), dims=(-2, -1)), atol=1e-4, rtol=0)
+    torch.testing.assert_close(exact_nonlocal_warp(query, ref, state), state.roll((4, 8), dims=(-2, -1)),
+                               atol=1e-4, rtol=0)
+
+
+def test_warp_ignores_bf16_autocast():
+    q, r = _feats(c=8, h=16, w=16, dtype=torch.float32)
+    state = torch.randn(2, 6, 16, 16)
+    plain = approx_nonlocal_warp(q, r, state, pool=4, topk=2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        auto = approx_nonlocal_warp(q, r, state, pool=4, topk=2)
+    assert auto.dtype == torch.float32
+    torch.testing.assert_close(auto, plain)
+
+
+def test_warp_gradients_reach_features_and_state():
+    q, r = _feats(c=4, h=8, w=8, dtype=torch.float64)
+    q.requires_grad_(True)
+    r.requires_grad_(True)
+    state = torch.randn(2, 3, 8, 8, dtype=torch.float64, requires_grad=True)
+    approx_nonlocal_warp(q, r, state, pool=4, topk=2).square().sum().backward()
+    for t in (q, r, state):
+        assert torch.isfinite(t.grad).all() and t.grad.abs().sum() > 0
+
+
+# -- the network ------------------------------------------------------------------------------
+
+
+def test_registered_and_params_errors():
+    assert MODELS["nlconvlstm"] is NLConvLSTM
+    m = build_model("nlconvlstm", **SMALL)
+    assert isinstance(m, NLConvLSTM) and m.frames == 7 and m.is_clip_model and m.pad_multiple == 4
+    assert build_model("nlconvlstm", exact=True, **SMALL).pad_multiple == 1
+    assert build_model("nlconvlstm", mode="convlstm", **SMALL).pad_multiple == 1
+    bad = [
+        (dict(frames=6), r"models\.nlconvlstm\.frames: 6 is even"),
+        (dict(frames=0), r"models\.nlconvlstm\.frames"),
+        (dict(mode="lstm"), r"models\.nlconvlstm\.mode: 'lstm' is not one of"),
+        (dict(exact="yes"), r"models\.nlconvlstm\.exact"),
+        (dict(pool=0), r"models\.nlconvlstm\.pool"),
+        (dict(topk=0), r"models\.nlconvlstm\.topk"),
+        (dict(channels=2.5), r"models\.nlconvlstm\.channels"),
+        (dict(in_channels=0), r"models\.nlconvlstm\.in_channels"),
+    ]
+    for kw, msg in bad:
+        with pytest.raises(ParamsError, match=msg):
+            build_model("nlconvlstm", **{**SMALL, **kw})
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_modes_any_frame_size_forward_backward(mode):
+    m = build_model("nlconvlstm", mode=mode, **SMALL)
+    for h, w in [(37, 29), (16, 20), (3, 5)]:
+        clip = torch.rand(2, 7, 1, h, w)
+        y = m(clip)
+        assert y.shape == (2, 1, h, w)
+    y.square().mean().backward()
+    unused = [n for n, p in m.named_parameters() if p.grad is None]
+    assert not unused, f"parameters outside the graph: {unused}"
+    assert all(torch.isfinite(p.grad).all() for p in m.parameters())
+
+
+def test_exact_mode_and_three_planes():
+    m = build_model("nlconvlstm", exact=True, in_channels=3, frames=5, **SMALL)
+    clip = torch.rand(1, 5, 3, 13, 11)
+    assert m(clip).shape == (1, 3, 13, 11)
+    with pytest.raises(ValueError, match="expects a clip"):
+        m(torch.rand(1, 7, 3, 13, 11))
+    with pytest.raises(ValueError, match="expects a clip"):
+        m(torch.rand(1, 3, 13, 11))
+
+
+def test_exact_model_equals_approx_model_when_topk_covers_all_blocks():
+    approx = NLConvLSTM(**{**SMALL, "topk": 10**6}).double()
+    exact = NLConvLSTM(**{**SMALL, "exact": True}).double()
+    exact.load_state_dict(approx.state_dict())
+    clip = torch.rand(2, 7, 1, 12, 16, dtype=torch.float64)  # multiple of pool: no padding either way
+    with torch.no_grad():
+        torch.testing.assert_close(approx(clip), exact(clip), atol=1e-10, rtol=0)
+        # and the warp matters: plain ConvLSTM with the same weights differs
+        plain = NLConvLSTM(**{**SMALL, "mode": "convlstm"}).double()
+        plain.load_state_dict(approx.state_dict())
+        assert (plain(clip) - approx(clip)).abs().max() > 1e-6
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_zero_last_layer_is_identity(mode):
+    m = build_model("nlconvlstm", mode=mode, **SMALL)
+    with torch.no_grad():
+        m.last_conv.weight.zero_()
+        m.last_conv.bias.zero_()
+    clip = torch.rand(2, 7, 1, 19, 30)
+    assert torch.equal(m(clip), clip[:, 3])
+    assert torch.equal(m.eval()(clip), clip[:, 3])
+
+
+def test_which_frames_each_mode_sees():
+    clip = torch.rand(1, 7, 1, 16, 16)
+    other = clip.clone()
+    other[:, [0, 1, 2, 4, 5, 6]] = torch.rand(1, 6, 1, 16, 16)  # same target, other neighbours
+    with torch.no_grad():
+        single = NLConvLSTM(mode="single", **SMALL).eval()
+        assert torch.equal(single(clip), single(other))  # Table 1: Encoder-Decoder with 1 frame
+        for mode in ("convlstm", "nlconvlstm"):
+            m = NLConvLSTM(mode=mode, **SMALL).eval()
+            assert (m(clip) - m(other)).abs().max() > 1e-6  # 7 frames
+            # both directions: changing only the last (or only the first) frame changes the output
+            for t in (0, 6):
+                one = clip.clone()
+                one[:, t] = torch.rand(1, 1, 16, 16)
+                assert (m(clip) - m(one)).abs().max() > 1e-7, (mode, t)
+
+
+def test_macs_per_pixel():
+    kw = dict(channels=8, enc_layers=2, dec_layers=2, pool=4, topk=2)
+    enc = 9 * 1 * 8 + 9 * 8 * 8
+    single_dec = 8 * 8 + 9 * 8 * 8 + 9 * 8 * 1  # 1x1 merge, 3x3, last 3x3
+    assert NLConvLSTM(mode="single", **kw).macs_per_pixel((32, 32)) == pytest.approx(enc + single_dec)
+    lstm_step = 9 * (8 + 8) * 4 * 8
+    dec = 16 * 8 + 9 * 8 * 8 + 9 * 8 * 1
+    conv = 7 * enc + 8 * lstm_step + dec  # 7 frames encoded, 4 steps per direction
+    assert NLConvLSTM(mode="convlstm", **kw).macs_per_pixel((32, 32)) == pytest.approx(conv)
+    m = NLConvLSTM(**kw)
+    nb, hw = 64, 32 * 32  # 8 x 8 blocks of 4 x 4
+    per_warp = nb * nb * 8 + hw * 2 * 16 * (8 + 16)  # stage 1 + stage 2 (distances, weighted sum of H and C)
+    assert m.nonlocal_macs(32, 32) == 6 * per_warp
+    assert m.macs_per_pixel((32, 32)) == pytest.approx(conv + 6 * per_warp / hw)
+    assert m.macs_per_pixel((64, 64)) > m.macs_per_pixel((32, 32))  # stage 1 grows with the frame
+    assert NLConvLSTM(exact=True, **kw).nonlocal_macs(32, 32) == 6 * hw * hw * 24
+
+
+def test_a_few_adam_steps_reduce_mse():
+    """A moving pattern, each frame noisy: a few Adam steps bring the output below the input's error."""
+    torch.manual_seed(0)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 24), torch.linspace(0, 1, 24), indexing="ij")
+    frames = torch.stack([0.5 + 0.3 * torch.sin(6 * (xx + 0.05 * t) + 4 * yy) for t in range(7)])
+    tgt = frames[3].view(1, 1, 24, 24).expand(4, -1, -1, -1)
+    clip = (frames.view(1, 7, 1, 24, 24) + 0.1 * torch.randn(4, 7, 1, 24, 24)).clamp(0, 1)
+    m = NLConvLSTM(**SMALL)
+    with torch.no_grad():
+        m.last_conv.weight.mul_(0.01)  # start close to the identity
+        m.last_conv.bias.zero_()
+    opt = torch.optim.Adam(m.parameters(), lr=5e-3)
+    input_mse = float((clip[:, 3] - tgt).square().mean())
+    for _ in range(70):
+        loss = (m(clip) - tgt).square().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        end = float((m(clip) - tgt).square().mean())
+    print(f"input MSE {input_mse:.2e} -> output MSE {end:.2e}")
+    assert end < 0.6 * input_mse, (input_mse, end)
