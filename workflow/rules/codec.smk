@@ -1,14 +1,6 @@
 # Encode stage: every clip x configuration x filter setting x QP, through `inloop encode`.
 
 
-def _clip_frames(wildcards):
-    stem = f"{wildcards.name}_{wildcards.geom}_420"
-    for clip in clips(wildcards.dataset):
-        if clip.stem == stem:
-            return encode_frames(wildcards.cfg, clip.frames)
-    raise ValueError(f"no clip {stem} in dataset {wildcards.dataset} (params.yaml datasets.{wildcards.dataset})")
-
-
 rule encode:
     input:
         yuv="results/data/{dataset}/{name}_{geom}_420.yuv",
@@ -25,6 +17,8 @@ rule encode:
     resources:
         mem_mb=1000,
         runtime=30,
+    conda:
+        "../../envs/codec.yaml"
     shell:
         "inloop encode --codec {wildcards.codec} --in {input.yuv} --out {output.bitstream}"
         " --decoded {output.decoded} --stats {output.stats} --qp {wildcards.qp}"

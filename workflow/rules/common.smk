@@ -6,14 +6,15 @@ import inloop.datasets
 
 # Rules call `inloop`: use the one installed beside the Python running Snakemake
 # (the project's .venv, or the cluster's conda env), whatever PATH the caller has.
-os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+# (os.environ.update: set here for the jobs, not required from the caller, so no envvars: directive)
+os.environ.update(PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
 
 # ...and read the configuration this run uses (params.yaml merged with any --configfile or
 # --config), not ./params.yaml alone: the merged config is written where every job sees it.
 import inloop.params
 
 PARAMS_RESOLVED = str(inloop.params.write_resolved(config, ".snakemake/inloop/params.yaml"))
-os.environ["INLOOP_PARAMS"] = PARAMS_RESOLVED
+os.environ.update(INLOOP_PARAMS=PARAMS_RESOLVED)
 
 
 wildcard_constraints:
@@ -143,3 +144,67 @@ def all_evals():
             out += [eval_file("none", cfg, ds, clip, qp) for cfg in cfgs for qp in config["encode"]["qps"]]
             out += [eval_file(m, cfg, ds, clip, qp) for m, cfg, qp in model_points() if cfg in cfgs]
     return out
+
+
+# ---------------------------------------------------------------- input functions of the stages' rules
+# (`snakemake --lint`: functions live here, rules in workflow/rules/<stage>.smk)
+
+# data.smk
+DATA_OUT = config.get("datasets", {}).get("out", "results/data")
+DEMO_CLIPS = inloop.datasets.clips(config, "demo")
+
+
+def demo_yuv(split=None, kind=None):
+    """Paths of the demo clips' YUV files, optionally one split / kind."""
+    return [f"{DATA_OUT}/demo/{c.stem}.yuv" for c in DEMO_CLIPS
+            if (split is None or c.split == split) and (kind is None or c.kind == kind)]
+
+
+# codec.smk
+def _clip_frames(wildcards):
+    stem = f"{wildcards.name}_{wildcards.geom}_420"
+    for clip in clips(wildcards.dataset):
+        if clip.stem == stem:
+            return encode_frames(wildcards.cfg, clip.frames)
+    raise ValueError(f"no clip {stem} in dataset {wildcards.dataset} (params.yaml datasets.{wildcards.dataset})")
+
+
+# train.smk
+def _patch_inputs(wildcards):
+    cl = train_clips(wildcards.cfg)
+    if not cl:
+        raise ValueError(f"no training clips for configuration {wildcards.cfg} "
+                         "(params.yaml pipeline.train_datasets and datasets.demo.clips)")
+    return {
+        "originals": [original(ds, c) for ds, c in cl],
+        "decoded": [decoded(ds, c, wildcards.cfg, "off", wildcards.qp) for ds, c in cl],
+    }
+
+
+def train_launcher():
+    """`inloop`, or torchrun with one process per GPU of the job's allocation (DDP) when
+    train.gpus > 1: under SLURM the job owns those GPUs, so a standalone rendezvous is enough."""
+    gpus = int(config["train"].get("gpus", 0) or 0)
+    if gpus > 1:
+        return f"torchrun --standalone --nproc-per-node {gpus} -m inloop.cli"
+    return "inloop"
+
+
+def _store_files(wc):
+    if wc.model not in SPECS:
+        raise ValueError(f"{wc.model} is not in train.models {list(SPECS)}")
+    d = store_dir(wc.model, wc.cfg, wc.qp)
+    return {"meta": f"{d}/meta.json", "train": f"{d}/train.npy", "val": f"{d}/val.npy"}
+
+
+# evaluate.smk
+def _baseline(wc):
+    """The model-'none' evaluation of this point, reused for anchor and decode (only encode.qps have one)."""
+    if int(wc.qp) not in config["encode"]["qps"]:
+        return []
+    return f"results/eval/none/{wc.codec}/{wc.cfg}/{wc.dataset}/{wc.name}_{wc.geom}_420/qp{wc.qp}.json"
+
+
+# report.smk
+def _model_reports(wildcards=None):
+    return [model_file(m, cfg, qp).replace("model.pt", "model.json") for m, cfg, qp in model_points()]

@@ -1,18 +1,6 @@
 # Datasets (src/inloop/datasets, issue #3): the embedded demo set and the registry datasets.
 # `config` is params.yaml; the clip list comes from inloop.datasets.clips(config), a pure
 # function (no download at parse time).
-from inloop.datasets import clips as _dataset_clips
-
-DATA_OUT = config.get("datasets", {}).get("out", "results/data")
-DEMO_CLIPS = _dataset_clips(config, "demo")
-
-
-def demo_yuv(split=None, kind=None):
-    """Paths of the demo clips' YUV files, optionally one split / kind."""
-    return [f"{DATA_OUT}/demo/{c.stem}.yuv" for c in DEMO_CLIPS
-            if (split is None or c.split == split) and (kind is None or c.kind == kind)]
-
-
 # Downloads need the network: run on the submitting host under SLURM.
 localrules:
     data_demo,
@@ -26,13 +14,15 @@ rule data_demo:
         csv=f"{DATA_OUT}/demo/manifest.csv",
         yuv=demo_yuv(),
     params:
-        out=DATA_OUT,
+        out=lambda wc, output: os.path.dirname(os.path.dirname(output.manifest)),
     log:
         "results/logs/data/demo.log",
     threads: 1
     resources:
         mem_mb=1000,
         runtime=20,
+    conda:
+        "../../envs/codec.yaml"
     shell:
         "inloop datasets fetch demo --out {params.out} --no-progress > {log} 2>&1"
 
@@ -44,12 +34,20 @@ rule data_registry:
     wildcard_constraints:
         dataset="(?!demo$)[a-z0-9-]+",
     params:
-        out=DATA_OUT,
+        out=lambda wc, output: os.path.dirname(os.path.dirname(output.manifest)),
     log:
         "results/logs/data/{dataset}.log",
     threads: 2
     resources:
         mem_mb=2000,
         runtime=24 * 60,
+    conda:
+        "../../envs/codec.yaml"
     shell:
         "inloop datasets fetch {wildcards.dataset} --out {params.out} --no-progress > {log} 2>&1"
+
+
+rule data:
+    """Every dataset of the configuration, converted, with its manifest (`snakemake data`; DVC stage data)."""
+    input:
+        manifests(DATASETS),

@@ -28,13 +28,6 @@ rule evaluate_codec:
         " --out {output.json} --dataset {wildcards.dataset} > {log} 2>&1"
 
 
-def _baseline(wc):
-    """The model-'none' evaluation of this point, reused for anchor and decode (only encode.qps have one)."""
-    if int(wc.qp) not in config["encode"]["qps"]:
-        return []
-    return f"results/eval/none/{wc.codec}/{wc.cfg}/{wc.dataset}/{wc.name}_{wc.geom}_420/qp{wc.qp}.json"
-
-
 rule evaluate_model:
     """A trained network applied to the filters-off decode (GL-Fusion IV: whole frames)."""
     input:

@@ -1,10 +1,6 @@
 # Report stage: BD-rate tables, RD and training plots, claims comparison, one HTML page.
 
 
-def _model_reports(wildcards=None):
-    return [model_file(m, cfg, qp).replace("model.pt", "model.json") for m, cfg, qp in model_points()]
-
-
 rule report:
     input:
         evals=all_evals(),

@@ -1,17 +1,6 @@
 # Train stage: a patch store per (codec, configuration, QP), then one network per store.
 
 
-def _patch_inputs(wildcards):
-    cl = train_clips(wildcards.cfg)
-    if not cl:
-        raise ValueError(f"no training clips for configuration {wildcards.cfg} "
-                         "(params.yaml pipeline.train_datasets and datasets.demo.clips)")
-    return {
-        "originals": [original(ds, c) for ds, c in cl],
-        "decoded": [decoded(ds, c, wildcards.cfg, "off", wildcards.qp) for ds, c in cl],
-    }
-
-
 rule patches:
     """(decoded, original) samples of the training clips; one store per store settings
     (patch size, temporal window...) shared by the models that use them."""
@@ -38,22 +27,6 @@ rule patches:
     shell:
         "inloop patches --original {input.originals} --decoded {input.decoded} --out {params.store}"
         " --model {params.model} > {log} 2>&1"
-
-
-def train_launcher():
-    """`inloop`, or torchrun with one process per GPU of the job's allocation (DDP) when
-    train.gpus > 1: under SLURM the job owns those GPUs, so a standalone rendezvous is enough."""
-    gpus = int(config["train"].get("gpus", 0) or 0)
-    if gpus > 1:
-        return f"torchrun --standalone --nproc-per-node {gpus} -m inloop.cli"
-    return "inloop"
-
-
-def _store_files(wc):
-    if wc.model not in SPECS:
-        raise ValueError(f"{wc.model} is not in train.models {list(SPECS)}")
-    d = store_dir(wc.model, wc.cfg, wc.qp)
-    return {"meta": f"{d}/meta.json", "train": f"{d}/train.npy", "val": f"{d}/val.npy"}
 
 
 rule train:

@@ -27,6 +27,7 @@ from ..fsutil import atomic_write
 from . import claims as claims_mod
 from . import plots, tables
 from .aggregate import aggregate, load_histories, points_for_csv
+from .summary import write_dvc_files
 
 MODE_SENTENCE = ("In AI every frame is intra coded, so filtering the filters-off reconstruction equals in-loop "
                  "filtering; in LDP and RA the filter is applied to the decoded frames as post-processing, as "
@@ -373,6 +374,7 @@ def build_report(eval_source, models_dir, out_dir, params: dict | None = None) -
     index = out / "index.html"
     with atomic_write(index, "w") as fh:
         fh.write(page.render("inloop report"))
+    write_dvc_files(out, summary, hist)  # metrics.json and plot data for `dvc metrics/plots`
     strip = lambda d: {k: {kk: vv for kk, vv in v.items() if kk in ("csv", "md", "png", "svg")} for k, v in d.items()}  # noqa: E731
     return {"index": index, "tables": strip(written_tables), "plots": strip(written_plots),
             "claims": strip(written_claims), "comparison": comparison, "summary": summary, "notes": notes,
