@@ -222,9 +222,11 @@ def test_tables_written_and_parse(report, agg):
         assert len(_read_csv(t[name]["csv"])) > 0 and Path(t[name]["md"]).stat().st_size > 0
     dt = _read_csv(t["nlconvlstm_table4_ldp_x265_demo"]["csv"])
     assert float(dt[0][f"{SYNTH} ΔPSNR (dB)"]) == pytest.approx(0.3)
-    # SPiLF shape: these clips are ~1-4 bpp, far from 0.075-0.3 bpp -> not emitted, and the report says why
-    assert not any(k.startswith("spilf_table2") for k in t)
-    assert any("SPiLF Table 2" in n for n in report["notes"])
+    # SPiLF shape: these clips are ~1-4 bpp, above 0.075-0.3 bpp: no QP choice reaches the targets,
+    # and each cell says what the minimum is
+    sp = _read_csv(t["spilf_table2_x265_demo"]["csv"])
+    assert [r["Method"] for r in sp] == ["anchor (x265, filters on)", "x265, filters off"]
+    assert all("minimum achievable rate" in r["0.3 bpp PSNR-Y ↑"] for r in sp)
 
 
 def test_spilf_table_rows_supplied():
@@ -375,3 +377,34 @@ def test_report_cli(eval_dir, tmp_path):
     assert "rd_x265_ai_demo_city.png" in names and "rd_x265_ai_demo_city.svg" in names
     rows = _read_csv(tmp_path / "rep" / "tables" / "glfusion_table6_x265_demo.csv")
     assert rows[-1]["Sequence"] == "Average" and float(rows[-1]["filters off AI BD-rate (%)"]) > 0
+
+
+def test_spilf_rows_allocate_qps_under_each_budget():
+    """SPiLF 2.3 in the Table 2 shape: per target, one QP per sequence, total bits within the budget,
+    and the pooled PSNR of the best such choice (checked by brute force)."""
+    import itertools
+    import math
+
+    import pandas as pd
+
+    from inloop.reporting.tables import spilf_rows_from_points
+
+    rows = []
+    for seq, (w, h), base in (("a", (64, 32), 1.0), ("b", (32, 32), 0.5)):
+        for qp, bpp, psnr in ((37, 0.4 * base, 34.0 + base), (42, 0.2 * base, 31.0 + base), (47, 0.1 * base, 28.0 + base)):
+            rows.append({"model": "spilf-x", "codec": "x265", "dataset": "demo", "config": "ai", "sequence": seq,
+                         "qp": qp, "width": w, "height": h, "frames": 2, "decoded_bpp": bpp, "anchor_bpp": bpp,
+                         "enhanced_psnr_y": psnr + 0.5, "anchor_psnr_y": psnr, "enhanced_ms_ssim_y": 0.9})
+    points = pd.DataFrame(rows)
+    [row] = spilf_rows_from_points(points, "enhanced", "X", model="spilf-x", targets=(0.15, 0.05))
+    pix = {"a": 64 * 32 * 2, "b": 32 * 32 * 2}
+    meas = {(r["sequence"], r["qp"]): (round(r["decoded_bpp"] * pix[r["sequence"]]), r["enhanced_psnr_y"]) for r in rows}
+    best = None
+    for qa, qb in itertools.product((37, 42, 47), repeat=2):
+        bits = meas["a", qa][0] + meas["b", qb][0]
+        if bits <= 0.15 * sum(pix.values()):
+            sse = sum(pix[s] * 255**2 * 10 ** (-meas[s, q][1] / 10) for s, q in (("a", qa), ("b", qb)))
+            best = sse if best is None else min(best, sse)
+    assert row[(0.15, "bpp")] <= 0.15
+    assert row[(0.15, "psnr")] == pytest.approx(10 * math.log10(255**2 * sum(pix.values()) / best))
+    assert "minimum achievable rate" in row[(0.05, "psnr")]  # 0.05 bpp is below every choice

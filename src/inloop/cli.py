@@ -97,11 +97,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .params import model_spec
     from .training.run import train_model
 
-    spec = model_spec(_params(args), args.model)
+    params = _params(args)
+    spec = model_spec(params, args.model)
     report = train_model(
         args.store, args.out, spec["arch"], spec["kwargs"], spec["train"],
         describe={"codec": args.codec, "config": args.config, "qp": args.qp}, checkpoint=args.checkpoint,
-        manifest=args.manifest, track=not args.no_mlflow, threads=args.threads, name=args.model)
+        manifest=args.manifest, track=not args.no_mlflow, threads=args.threads, name=args.model, params=params)
     r = report["result"]
     if report.get("rank", 0) != 0:
         return 0  # DDP: rank 0 reports

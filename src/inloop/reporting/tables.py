@@ -185,37 +185,58 @@ def interpolate_at(rate: Sequence[float], values: Sequence[float], target: float
 
 
 def spilf_rows_from_points(points: pd.DataFrame, curve: str, label: str, model: str | None = None,
-                           config: str = "ai") -> list[dict]:
-    """SPiLF Table 2 rows from evaluation points: one row per (codec, dataset), averaged over sequences.
+                           config: str = "ai", targets: Sequence[float] = SPILF_BPP,
+                           qps: Sequence[int] | None = None) -> list[dict]:
+    """SPiLF Table 2 rows: each image's QP chosen by integer linear programming (SPiLF 2.3).
 
-    ``curve`` is ``anchor``, ``decoded`` or ``enhanced`` (of ``model``). Each
-    sequence's curve is interpolated at the target bpp (log-linear) and the
-    values averaged over sequences; LPIPS is taken from the points when the
-    evaluate stage stored it (``lpips``), otherwise reported unavailable.
+    One row per (codec, dataset). Each test sequence is an "image" (all its AI
+    frames; pixels = W x H x frames). ``curve`` is ``anchor`` (the codec with
+    its filters on: its own bits), ``decoded`` (filters off) or ``enhanced``
+    (``model`` applied to the filters-off decode, at the filters-off bits). For
+    every target bpp, :func:`inloop.evaluation.allocation.allocate_rates` picks
+    one QP per image minimising the total squared error under the bit budget;
+    the row holds the pooled PSNR-Y, the pixel-weighted MS-SSIM-Y and the
+    achieved bpp of that choice. ``qps`` restricts the candidate QPs (default:
+    every QP the curve was measured at). A target below the cheapest choice
+    gives "n/a" with the minimum bpp.
     """
+    from ..evaluation.allocation import AllocationError, allocate_rates
+
     p = points[points["config"] == config]
     if model is not None:
         p = p[p["model"] == model]
+    # anchor and filters-off measurements are in every evaluation of their point (any model's)
+    if qps is not None:
+        p = p[p["qp"].isin(list(qps))]
     rows = []
     rate_col = "decoded_bpp" if curve == "enhanced" else f"{curve}_bpp"
     for (codec, dataset), g in p.groupby(["codec", "dataset"], sort=False):
-        row: dict = {"label": label, "codec": codec, "dataset": dataset}
-        for bpp in SPILF_BPP:
-            for metric, col in (("psnr", f"{curve}_psnr_y"), ("ms_ssim", f"{curve}_ms_ssim_y")):
-                vals, reasons = [], set()
-                for _, s in g.groupby("sequence"):
-                    v, why = interpolate_at(s[rate_col], s[col], bpp)
-                    (vals.append(v) if not why else reasons.add(why))
-                row[(bpp, metric)] = float(np.mean(vals)) if vals and not reasons else (
-                    f"{NA} ({'; '.join(sorted(reasons)) or 'no data'})")
-            lp = g["lpips"].dropna() if "lpips" in g else pd.Series([], dtype=object)
-            row[(bpp, "lpips")] = (f"{NA} (LPIPS not computed by the evaluate stage)" if lp.empty
-                                   else f"{NA} (LPIPS per rate point not interpolated yet)")
+        g = g.drop_duplicates(["sequence", "qp"])
+        pixels = (g["width"] * g["height"] * g["frames"]).astype(float)
+        meas = pd.DataFrame({"image": g["sequence"], "qp": g["qp"].astype(int), "pixels": pixels,
+                             "bits": (g[rate_col].astype(float) * pixels).round(), "psnr": g[f"{curve}_psnr_y"].astype(float)})
+        if f"{curve}_ms_ssim_y" in g:
+            meas["ms_ssim"] = g[f"{curve}_ms_ssim_y"].astype(float)
+        row: dict = {"label": label, "codec": codec, "dataset": dataset,
+                     "qps": " ".join(map(str, sorted(meas["qp"].unique())))}
+        for bpp in targets:
+            try:
+                r = allocate_rates(meas, [bpp])[0]
+            except AllocationError as exc:
+                why = str(exc).split(":", 1)[-1].strip()
+                for metric in ("psnr", "ms_ssim", "bpp"):
+                    row[(bpp, metric)] = f"{NA} ({why})"
+            else:
+                row[(bpp, "psnr")] = r["psnr"]
+                row[(bpp, "ms_ssim")] = r.get("ms_ssim", f"{NA} (not measured)")
+                row[(bpp, "bpp")] = r["bpp"]
+                row[(bpp, "qp")] = " ".join(f"{k}:{v}" for k, v in r["qp"].items())
+            row[(bpp, "lpips")] = f"{NA} (LPIPS not computed: AlexNet weights unavailable)"
         rows.append(row)
     return rows
 
 
-def spilf_table(rows: Iterable[dict]) -> pd.DataFrame:
+def spilf_table(rows: Iterable[dict], targets: Sequence[float] = SPILF_BPP) -> pd.DataFrame:
     """SPiLF Table 2 shape: rows = methods (anchor, Arabica, ArabicaPerceptual ...), columns = PSNR / MS-SSIM / LPIPS at 0.075 / 0.15 / 0.3 bpp.
 
     Each row dict has ``label`` and values keyed ``(bpp, metric)`` with metric in
@@ -227,11 +248,14 @@ def spilf_table(rows: Iterable[dict]) -> pd.DataFrame:
     out = []
     for r in rows:
         row = {"Method": r["label"]}
-        for k in ("codec", "dataset"):
+        for k in ("codec", "dataset", "qps"):
             if k in r:
                 row[k] = r[k]
-        for bpp in SPILF_BPP:
-            for metric, name in (("psnr", "PSNR-Y ↑"), ("ms_ssim", "MS-SSIM-Y ↑"), ("lpips", "LPIPS ↓")):
+        for bpp in targets:
+            for metric, name in (("bpp", "bpp used"), ("psnr", "PSNR-Y ↑"), ("ms_ssim", "MS-SSIM-Y ↑"),
+                                 ("lpips", "LPIPS ↓")):
+                if metric == "bpp" and (bpp, metric) not in r:
+                    continue
                 row[f"{bpp} bpp {name}"] = r.get((bpp, metric), f"{NA} (not measured)")
         out.append(row)
     return pd.DataFrame(out)

@@ -54,11 +54,13 @@ def _init_distributed(device: torch.device) -> tuple[torch.device, int]:
 def train_model(store: str | os.PathLike, out: str | os.PathLike, model_name: str, model_kwargs: dict,
                 train_params: dict, describe: dict, checkpoint: str | os.PathLike | None = None,
                 manifest: list[str] | str | None = None, track: bool = True, experiment: str = "inloop",
-                threads: int | None = None, name: str | None = None) -> dict:
+                threads: int | None = None, name: str | None = None, params: dict | None = None) -> dict:
     """Train the network ``model_name`` on a patch store and write the model file ``out`` (+ ``.json``).
 
     ``name`` is the ``train.models`` entry (default: the network's name); runs,
     checkpoints and reports are named after it (params ``models.<name>.arch``).
+    ``params`` (the whole params.yaml) is only read by tasks that need more than
+    ``train_params`` (SPiLF's LPIPS loss: ``metrics.lpips``).
     """
     from ..models import build_model, lsuv_init
 
@@ -101,7 +103,7 @@ def train_model(store: str | os.PathLike, out: str | os.PathLike, model_name: st
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     if cfg.compile:
         model = torch.compile(model)
-    task = make_task(model_name, model, cfg, train_params)
+    task = make_task(model_name, model, cfg, train_params, params)
 
     run_id = None
     if resuming:
@@ -139,6 +141,8 @@ def train_model(store: str | os.PathLike, out: str | os.PathLike, model_name: st
         torch.save(payload, tmp)
     report = {**describe, "result": result, "history": trainer.history, "parameters": int(
         sum(p.numel() for p in net.parameters())), "mlflow_run_id": getattr(tracker, "run_id", None)}
+    if hasattr(task, "summary"):
+        report["task"] = task.summary()  # e.g. SPiLF: variant, loss weights, stages, whether LPIPS was available
     write_json(out.with_suffix(".json"), report)
     if tracker is not None:
         tracker.log_metrics({"samples_per_s": result["samples_per_s"]}, result["steps"])
@@ -147,14 +151,15 @@ def train_model(store: str | os.PathLike, out: str | os.PathLike, model_name: st
     return report
 
 
-def make_task(arch: str, model: torch.nn.Module, cfg: TrainConfig, train_params: dict):
+def make_task(arch: str, model: torch.nn.Module, cfg: TrainConfig, train_params: dict, params: dict | None = None):
     """The training task of a network: SPiLF's GAN task (generator + discriminator, two
-    optimisers, two stages) for ``spilf``, else one network with one loss (GL-Fusion IV.B,
-    the baselines, NL-ConvLSTM's MSE on the target frame)."""
+    optimisers, two stages; ``train.spilf``; LPIPS weights located by ``params``' metrics.lpips)
+    for ``spilf``, else one network with one loss (GL-Fusion IV.B, the baselines,
+    NL-ConvLSTM's MSE on the target frame)."""
     if arch == "spilf":
-        from .spilf import make_spilf_task
+        from .spilf import SPiLFTask
 
-        return make_spilf_task(model, cfg, train_params)
+        return SPiLFTask(model, train_params.get("spilf") or {}, lpips_params=params or {})
     return RestorationTask(model, lr=cfg.lr, loss=train_params.get("loss", "mse"))
 
 
