@@ -268,3 +268,19 @@ def test_glfusion_overfits_one_patch():
         end = float((m(x) - tgt).square().mean())
     print(f"overfit MSE {start:.2e} -> {end:.2e}")
     assert end < 0.5 * start, (start, end)
+
+
+def test_lsuv_init_on_a_clip_network_measures_r_against_the_centre_frame():
+    from inloop.models import build_model, lsuv_init
+
+    torch.manual_seed(0)
+    m = build_model("nlconvlstm", channels=8, pool=4, topk=4, frames=3)
+    x = torch.rand(4, 3, 1, 32, 32)
+    target = x[:, 1] + 0.05 * torch.randn(4, 1, 32, 32)
+    stds = lsuv_init(m, x, target)
+    with torch.no_grad():
+        r = m(x) - x[:, 1]
+    assert abs(float(r.std()) - float((target - x[:, 1]).std())) < 1e-3 and stds["tail"] == pytest.approx(float(r.std()), rel=1e-3)
+    lsuv_init(m, x, None, residual_std=0.0)
+    with torch.no_grad():
+        assert torch.equal(m(x), x[:, 1])  # the untrained filter is the identity on the target frame

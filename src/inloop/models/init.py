@@ -45,7 +45,8 @@ def lsuv_init(
     return ``Y = X + R``. With ``target_batch`` (the original frames for
     ``x_batch``) std(R) is matched to std(target - x) per plane; without it R is
     scaled to ``residual_std`` (a small residual, so the untrained filter is close
-    to the identity). Returns ``{layer name: output std after init}``; the last
+    to the identity). A clip network's ``x_batch`` is (N, T, C, H, W) and its R
+    is measured against the centre frame. Returns ``{layer name: output std after init}``; the last
     layer's entry is std(R).
     """
     last = getattr(model, "last_conv", None)
@@ -53,6 +54,8 @@ def lsuv_init(
         raise InloopError(f"{type(model).__name__} has no last_conv; lsuv_init needs the layer producing R")
     device = next(model.parameters()).device
     x = x_batch.to(device)
+    # Clip networks (N, T, C, H, W) filter the centre frame: R = Y - X_centre.
+    xc = x[:, x.shape[1] // 2] if x.dim() == 5 else x
     was_training = model.training
     saved = {k: v.clone() for k, v in model.named_buffers()}
     names = {m: n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
@@ -84,11 +87,11 @@ def lsuv_init(
             for h in hooks:
                 h.remove()
 
-        r = (model(x) - x).float()  # last bias is zero, so R is linear in last.weight
+        r = (model(x) - xc).float()  # last bias is zero, so R is linear in last.weight
         dims = [d for d in range(r.ndim) if d != 1]
         r_std, r_mean = r.std(dim=dims), r.mean(dim=dims)
         if target_batch is not None:
-            d = (target_batch.to(device) - x).float()
+            d = (target_batch.to(device) - xc).float()
             if d.shape != r.shape:
                 raise InloopError(f"lsuv_init: target_batch shape {tuple(d.shape)} != x_batch shape {tuple(r.shape)}")
             want_std, want_mean = d.std(dim=dims), d.mean(dim=dims)
@@ -98,7 +101,7 @@ def lsuv_init(
         last.weight.mul_(scale.to(last.weight.dtype).view(-1, 1, 1, 1))
         if last.bias is not None:
             last.bias.copy_(want_mean - scale * r_mean)
-        stds[names[last]] = float((model(x) - x).float().std())
+        stds[names[last]] = float((model(x) - xc).float().std())
     finally:
         for k, v in model.named_buffers():
             v.copy_(saved[k])
