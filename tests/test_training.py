@@ -86,8 +86,9 @@ def test_split_by_source_is_stable_and_never_empty():
     assert len(val) == 2 and val == split_by_source(list(reversed(names)), 0.2)
     assert split_by_source(["only"], 0.5) == set()
     assert len(split_by_source(["a", "b"], 0.9)) == 1
-    with pytest.raises(InloopError, match="unknown sources"):
+    with pytest.raises(InloopError, match="none of this store's sources"):
         split_by_source(names, 0.2, ["nope"])
+    assert split_by_source(names, 0.2, ["s1", "an-image-of-another-store"]) == {"s1"}
 
 
 def test_dihedral_gives_the_eight_symmetries():

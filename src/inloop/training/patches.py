@@ -71,10 +71,13 @@ def split_by_source(names: list[str], val_fraction: float, val_sources: list[str
     hash of the name, so the split does not depend on the order of inputs.
     """
     if val_sources:
-        unknown = set(val_sources) - set(names)
-        if unknown:
-            raise InloopError(f"train.val_sources names unknown sources: {sorted(unknown)}")
-        return set(val_sources)
+        # One list serves every store (AI: images and videos; LDP/RA: videos only): names
+        # absent from this store are skipped, but a list naming none of its sources is a mistake.
+        chosen = set(val_sources) & set(names)
+        if not chosen:
+            raise InloopError(f"train.val_sources names none of this store's sources: {sorted(val_sources)} "
+                              f"(sources: {sorted(names)})")
+        return chosen
     if len(names) < 2 or val_fraction <= 0:
         return set()
     k = min(len(names) - 1, max(1, round(val_fraction * len(names))))

@@ -137,6 +137,7 @@ def validate(task, val_array: np.ndarray, bitdepth: int, device: torch.device, b
     count = 0
     for x, y in iterate_pairs(val_array, batch_size, bitdepth, device):
         out = task.predict(x, autocast).clamp(0, 1)
+        x = x[:, x.shape[1] // 2] if x.dim() == 5 else x  # a clip's input is its centre frame
         se_in += torch.sum((x - y) ** 2).item()
         se_out += torch.sum((out - y) ** 2).item()
         count += y.numel()
