@@ -1,12 +1,17 @@
-"""Shared pytest fixtures: the real codec outputs in ../shared/fixtures and a real clip."""
+"""Shared pytest fixtures: the real codec outputs in ../shared/fixtures, a real clip, and a small
+patch store with params for `inloop train` (train_workdir, train_cmd)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -57,3 +62,29 @@ def two_sources(tmp_path_factory, codec_fixtures) -> tuple[list[str], list[str]]
         originals.append(str(src))
         decodeds.append(str(out.with_name("qp37_128x96_30fps_8bit_420.yuv")))
     return originals, decodeds
+
+
+INLOOP = str(Path(sys.executable).with_name("inloop"))
+
+
+@pytest.fixture(scope="module")
+def train_workdir(tmp_path_factory, two_sources):
+    """A patch store from real x265 decodes of two real sources, and a small params file."""
+    d = tmp_path_factory.mktemp("train")
+    originals, decodeds = two_sources
+    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    params["train"].update(patch_size=32, patches_per_frame=8, steps=300, batch_size=4, checkpoint_every=20,
+                           val_every=100, log_every=10, val_sources=["cityB"], checkpoint_dir=str(d / "ckpt"))
+    params["models"]["glfusion"] = {"channels": 4, "hgf_depth": 2, "hlf_modules": 1}
+    (d / "params.yaml").write_text(yaml.safe_dump(params))
+    manifest = d / "manifest.json"
+    manifest.write_text(json.dumps({"clips": ["cityA", "cityB"]}))
+    subprocess.run([INLOOP, "patches", "--original", *originals, "--decoded", *decodeds, "--out", str(d / "store"),
+                    "--params", str(d / "params.yaml")], check=True, capture_output=True)
+    return d
+
+
+def train_cmd(d, out):
+    return [INLOOP, "train", "--model", "glfusion", "--store", str(d / "store"), "--out", str(out), "--codec", "x265",
+            "--config", "ai", "--qp", "37", "--threads", "1", "--manifest", str(d / "manifest.json"),
+            "--params", str(d / "params.yaml")]

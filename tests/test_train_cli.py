@@ -12,32 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
-
-INLOOP = str(Path(sys.executable).with_name("inloop"))
+from conftest import INLOOP, train_cmd  # noqa: F401  (shared with tests/test_mlflow_server.py)
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory, two_sources):
-    """A patch store from real x265 decodes of two real sources, and a small params file."""
-    d = tmp_path_factory.mktemp("train")
-    originals, decodeds = two_sources
-    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
-    params["train"].update(patch_size=32, patches_per_frame=8, steps=300, batch_size=4, checkpoint_every=20,
-                           val_every=100, log_every=10, val_sources=["cityB"], checkpoint_dir=str(d / "ckpt"))
-    params["models"]["glfusion"] = {"channels": 4, "hgf_depth": 2, "hlf_modules": 1}
-    (d / "params.yaml").write_text(yaml.safe_dump(params))
-    manifest = d / "manifest.json"
-    manifest.write_text(json.dumps({"clips": ["cityA", "cityB"]}))
-    subprocess.run([INLOOP, "patches", "--original", *originals, "--decoded", *decodeds, "--out", str(d / "store"),
-                    "--params", str(d / "params.yaml")], check=True, capture_output=True)
-    return d
-
-
-def train_cmd(d, out):
-    return [INLOOP, "train", "--model", "glfusion", "--store", str(d / "store"), "--out", str(out), "--codec", "x265",
-            "--config", "ai", "--qp", "37", "--threads", "1", "--manifest", str(d / "manifest.json"),
-            "--params", str(d / "params.yaml")]
+def workdir(train_workdir):
+    return train_workdir
 
 
 def test_killed_training_resumes_from_its_checkpoint(workdir, tmp_path):

@@ -56,6 +56,7 @@ class Tracker:
         self._pending: list = []
         if not enabled:
             return
+        from mlflow.exceptions import MlflowException
         from mlflow.tracking import MlflowClient
 
         self.uri = uri or tracking_uri()
@@ -68,7 +69,14 @@ class Tracker:
                 if self.uri.startswith("sqlite:///"):
                     root = Path(artifact_root) if artifact_root else Path(self.uri[len("sqlite:///"):]).parent / "mlartifacts"
                     location = root.resolve().as_uri()
-                exp_id = self.client.create_experiment(experiment, artifact_location=location)
+                try:
+                    exp_id = self.client.create_experiment(experiment, artifact_location=location)
+                except MlflowException:
+                    # Another job created it first: a tracking server has no lock shared by the jobs.
+                    exp = self.client.get_experiment_by_name(experiment)
+                    if exp is None:
+                        raise
+                    exp_id = exp.experiment_id
             else:
                 exp_id = exp.experiment_id
             if resume_run_id:

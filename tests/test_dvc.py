@@ -1,0 +1,194 @@
+"""The DVC pipeline (dvc.yaml) on the tiny configuration, in a temporary git repository:
+`dvc repro` runs every stage through Snakemake, after which neither tool wants to rerun; a
+training param reruns training and what follows it, nothing before; a Snakemake run recorded
+with `dvc commit` leaves DVC nothing to do; `dvc push` then `dvc pull` into an empty clone
+restores the models and results through the default remote (~/.cache/inloop-dvc-remote)."""
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+COPY = ["Snakefile", "workflow", "envs", "config", "src", "datasets.lock.json", "dvc.yaml", ".dvcignore",
+        ".gitignore", ".dvc/config", ".dvc/.gitignore"]
+PRECIOUS = ["results/models", "results/eval", "results/report"]
+
+
+def merge(base: dict, over: dict) -> dict:
+    """Snakemake's --configfile merge: nested mappings merged, anything else replaced."""
+    for k, v in over.items():
+        base[k] = merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+    return base
+
+
+def run(cmd, cwd, env, timeout=900):
+    r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert r.returncode == 0, f"{' '.join(map(str, cmd))} failed:\n{(r.stdout + r.stderr)[-5000:]}"
+    return r.stdout + r.stderr
+
+
+def git(cwd, *args):
+    return subprocess.run(["git", "-c", "user.name=inloop-test", "-c", "user.email=test@inloop", *args], cwd=cwd,
+                          check=True, capture_output=True, text=True).stdout
+
+
+def digests(root: Path, dirs) -> dict:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for d in dirs for p in sorted((root / d).rglob("*")) if p.is_file()}
+
+
+def mtimes(root: Path, dirs) -> dict:
+    return {str(p.relative_to(root)): p.stat().st_mtime_ns for d in dirs for p in (root / d).rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    home = tmp_path_factory.mktemp("home")  # the default remote ~/.cache/inloop-dvc-remote lands here
+    e = {**os.environ, "HOME": str(home), "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    e.pop("MLFLOW_TRACKING_URI", None)
+    if (REPO / "results" / "cache").is_dir() and "INLOOP_CACHE" not in os.environ:
+        e["INLOOP_CACHE"] = str(REPO / "results" / "cache")  # the pinned wheels, already downloaded
+    return e
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory, env):
+    """A git repository with the workflow, params.yaml = params.yaml + config/tiny.yaml, after `dvc repro`."""
+    d = tmp_path_factory.mktemp("dvc") / "inloop"
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "*.pyc")
+    for name in COPY:
+        src, dst = REPO / name, d / name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(src, dst, ignore=ignore) if src.is_dir() else shutil.copy2(src, dst)
+    params = merge(yaml.safe_load((REPO / "params.yaml").read_text()),
+                   yaml.safe_load((REPO / "config" / "tiny.yaml").read_text()))
+    (d / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    git(d, "init", "-q")
+    git(d, "add", "-A")
+    git(d, "commit", "-qm", "tiny")
+    out = run(["dvc", "repro"], d, env)
+    for stage in ("data", "encode", "train", "evaluate", "report"):
+        assert f"Running stage '{stage}'" in out
+    git(d, "add", "dvc.lock")
+    git(d, "commit", "-qm", "dvc repro")
+    return d
+
+
+def snakemake_has_nothing_to_do(d, env):
+    out = run(["snakemake", "-n", "--cores", "2", "all"], d, env)
+    assert "Nothing to be done" in out, out[-3000:]
+
+
+@pytest.mark.slow
+def test_after_dvc_repro_neither_tool_wants_to_rerun(repo, env):
+    assert "Data and pipelines are up to date" in run(["dvc", "status"], repo, env)
+    snakemake_has_nothing_to_do(repo, env)
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    assert set(lock) == {"data", "encode", "train", "evaluate", "report"}
+    assert set(lock["train"]["params"]["params.yaml"]) == {"train", "models", "encode.codec", "encode.configs",
+                                                           "encode.qps"}
+    assert any(o["path"] == "results/models" for o in lock["train"]["outs"])
+
+    # A Snakemake run with nothing to do touches nothing DVC tracks.
+    before = mtimes(repo, ["results/data", "results/encoded", *PRECIOUS])
+    run(["snakemake", "--cores", "2", "all"], repo, env)
+    assert mtimes(repo, ["results/data", "results/encoded", *PRECIOUS]) == before
+    assert "Data and pipelines are up to date" in run(["dvc", "status"], repo, env)
+
+    metrics = json.loads(run(["dvc", "metrics", "show", "--json"], repo, env))
+    values = metrics[""]["data"]["results/report/metrics.json"]["data"]["x265"]["demo"]["ai"]
+    assert set(values) == {"glfusion", "filters_off"}
+    assert isinstance(values["glfusion"]["delta_psnr_y_db"], float)
+    assert isinstance(values["filters_off"]["bd_rate_y_vs_anchor_pct"], float)
+    run(["dvc", "plots", "show", "-o", "plots"], repo, env)
+    html = (repo / "plots" / "index.html").read_text()
+    assert "Training loss (MSE) per network" in html and "glfusion_x265_ai_qp22" in html
+    assert "x265 demo AI glfusion" in html
+
+
+@pytest.mark.slow
+def test_a_training_param_reruns_training_and_what_follows_only(repo, env):
+    upstream = ["results/data", "results/encoded"]
+    before = mtimes(repo, upstream)
+    models_before = digests(repo, ["results/models"])
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["train"]["steps"] = 30
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+    diff = run(["dvc", "params", "diff"], repo, env)
+    assert "train.steps" in diff and "20" in diff and "30" in diff
+    out = run(["dvc", "repro"], repo, env)
+    assert "Stage 'data' didn't change, skipping" in out and "Stage 'encode' didn't change, skipping" in out
+    for stage in ("train", "evaluate", "report"):
+        assert f"Running stage '{stage}'" in out
+    assert "rule encode:" not in out and "rule data_demo:" not in out and "rule patches:" in out
+    assert mtimes(repo, upstream) == before
+    report = json.loads((repo / "results/models/glfusion/x265/ai/qp22/model.json").read_text())
+    assert report["result"]["steps"] == 30
+    assert digests(repo, ["results/models"]) != models_before
+    snakemake_has_nothing_to_do(repo, env)
+    assert "Data and pipelines are up to date" in run(["dvc", "status"], repo, env)
+    git(repo, "add", "dvc.lock", "params.yaml")
+    git(repo, "commit", "-qm", "train.steps 30")
+
+
+@pytest.mark.slow
+def test_a_snakemake_run_recorded_by_dvc_commit(repo, env):
+    """Snakemake first: a param no rule names (bdrate.method) is DVC's to see; after Snakemake rebuilt
+    the report, `dvc commit` records it and `dvc repro` has nothing left to run."""
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["bdrate"]["method"] = "pchip"
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert "bdrate" in run(["dvc", "status"], repo, env)
+    run(["snakemake", "--cores", "2", "report", "--forcerun", "report"], repo, env)
+    assert "pchip" in (repo / "results/report/tables/bd_summary.csv").read_text()
+    run(["dvc", "commit", "--force"], repo, env)
+    assert "Data and pipelines are up to date" in run(["dvc", "status"], repo, env)
+    out = run(["dvc", "repro"], repo, env)
+    assert "Running stage" not in out
+    snakemake_has_nothing_to_do(repo, env)
+    git(repo, "add", "dvc.lock", "params.yaml")
+    git(repo, "commit", "-qm", "bdrate pchip")
+
+
+@pytest.mark.slow
+def test_push_then_pull_into_an_empty_clone_restores_models_and_results(repo, env, tmp_path):
+    remote = Path(env["HOME"]) / ".cache" / "inloop-dvc-remote"
+    run(["dvc", "push"], repo, env)
+    assert remote.is_dir() and any(remote.rglob("*"))
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(repo), str(clone)], check=True)
+    assert not (clone / "results").exists()
+    run(["dvc", "pull"], clone, env)
+    want = digests(repo, PRECIOUS)
+    assert any(k.endswith("model.pt") for k in want) and "results/report/metrics.json" in want
+    assert digests(clone, PRECIOUS) == want
+    # Uncached outputs (data, encodes, patch stores, enhanced YUVs) are rebuilt, never pulled.
+    assert not (clone / "results" / "encoded").exists()
+
+
+def test_headline_metrics_from_a_bd_summary():
+    from inloop.reporting.summary import headline_metrics
+
+    rows = [("glfusion", "model_vs_anchor", -4.0, 0.2, 0.3), ("glfusion", "model_vs_off", -9.0, 0.5, 0.3),
+            ("none", "off_vs_anchor", 5.0, -0.25, float("nan")), ("glfusion", "model_vs_anchor", float("nan"), 0, 0)]
+    summary = pd.DataFrame([{"model": m, "codec": "x265", "config": "ai" if i < 3 else "ra", "dataset": "demo",
+                             "comparison": c, "metric": "y", "level": "average", "bd_rate_pct": r, "bd_psnr_db": p,
+                             "delta_psnr_y_mean": dp} for i, (m, c, r, p, dp) in enumerate(rows)]
+                           + [{"model": "glfusion", "codec": "x265", "config": "ai", "dataset": "demo",
+                               "comparison": "model_vs_anchor", "metric": "yuv", "level": "average",
+                               "bd_rate_pct": 99.0, "bd_psnr_db": 0, "delta_psnr_y_mean": 0}])
+    m = headline_metrics(summary)["x265"]["demo"]
+    assert m["ai"]["glfusion"] == {"bd_rate_y_vs_anchor_pct": -4.0, "bd_psnr_y_vs_anchor_db": 0.2,
+                                   "delta_psnr_y_db": 0.3, "bd_rate_y_vs_off_pct": -9.0}
+    assert m["ai"]["filters_off"] == {"bd_rate_y_vs_anchor_pct": 5.0, "bd_psnr_y_vs_anchor_db": -0.25}
+    assert m["ra"]["glfusion"]["bd_rate_y_vs_anchor_pct"] is None  # NaN -> null in metrics.json
