@@ -9,7 +9,7 @@ from inloop.params import cli_params, write_resolved
 
 def test_cli_reads_the_merged_config_from_env(tmp_path, monkeypatch):
     merged = {"train": {"steps": 20}, "models": {"glfusion": {"channels": 4}}}
-    path = write_resolved(merged, tmp_path / "inloop" / "params.yaml")
+    path = write_resolved(merged, tmp_path / "inloop")
     assert yaml.safe_load(path.read_text()) == merged
     monkeypatch.chdir(tmp_path)  # no ./params.yaml here
     monkeypatch.delenv("INLOOP_PARAMS", raising=False)
@@ -21,13 +21,12 @@ def test_cli_reads_the_merged_config_from_env(tmp_path, monkeypatch):
     assert cli_params(other)["train"]["steps"] == 5  # --params wins
 
 
-def test_write_resolved_leaves_an_unchanged_file_alone(tmp_path):
-    path = write_resolved({"a": 1}, tmp_path / "p.yaml")
-    os.utime(path, ns=(1, 1))
-    write_resolved({"a": 1}, path)
-    assert path.stat().st_mtime_ns == 1
-    write_resolved({"a": 2}, path)
-    assert path.stat().st_mtime_ns != 1 and yaml.safe_load(path.read_text()) == {"a": 2}
+def test_each_configuration_gets_its_own_file_written_once(tmp_path):
+    a = write_resolved({"a": 1}, tmp_path)
+    os.utime(a, ns=(1, 1))
+    assert write_resolved({"a": 1}, tmp_path) == a and a.stat().st_mtime_ns == 1
+    b = write_resolved({"a": 2}, tmp_path)  # another run's --configfile: another file, the first untouched
+    assert b != a and yaml.safe_load(a.read_text()) == {"a": 1} and yaml.safe_load(b.read_text()) == {"a": 2}
 
 
 def test_model_spec_merges_train_overrides_and_names_bad_keys():

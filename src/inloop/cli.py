@@ -119,10 +119,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     p = _params(args)
     ev = get(p, "evaluate", {}) or {}
     metric_options = {k: v for k, v in (get(p, "metrics", {}) or {}).items() if k in ("ms_ssim_small",)}
+    lpips = None
+    if ((get(p, "metrics", {}) or {}).get("lpips") or {}).get("evaluate", True):
+        from .evaluation.lpips import LpipsUnavailable, load_lpips
+
+        try:  # cached or local weights only: no download from inside a pipeline job
+            lpips = load_lpips(p, download=False, device=ev.get("device", "cpu"))
+        except LpipsUnavailable as exc:
+            lpips = str(exc)
     r = evaluate_point(args.original, args.anchor_stats, args.off_stats, args.out, model_path=args.model,
                        enhanced_out=args.enhanced, dataset=args.dataset, seq_class=args.seq_class,
                        device=ev.get("device", "cpu"), tile=ev.get("tile"), overlap=int(ev.get("overlap", 64)),
-                       metric_options=metric_options, baseline=args.baseline)
+                       metric_options=metric_options, baseline=args.baseline, lpips=lpips)
     line = (f"{r['sequence']} {r['config']} QP {r['qp']}: anchor {r['anchor']['psnr']['y']:.3f} dB "
             f"@ {r['anchor']['kbps']:.1f} kbps, filters off {r['decoded']['psnr']['y']:.3f} dB "
             f"@ {r['decoded']['kbps']:.1f} kbps")

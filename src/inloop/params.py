@@ -37,14 +37,20 @@ def cli_params(path: str | os.PathLike | None = None) -> dict:
     return {}
 
 
-def write_resolved(config: dict, path: str | os.PathLike) -> Path:
-    """Write the workflow's merged configuration for the CLI; rewritten only when it
-    changed, so file times (which Snakemake and DVC look at) stay put."""
+def write_resolved(config: dict, folder: str | os.PathLike) -> Path:
+    """Write the workflow's merged configuration for the CLI: ``folder/params-{hash}.yaml``.
+
+    One file per distinct configuration, so two Snakemake runs in one directory
+    with different ``--configfile`` never read each other's settings; an existing
+    file is left alone, so file times (which Snakemake and DVC look at) stay put.
+    """
+    import hashlib
+
     from .fsutil import atomic_write
 
-    path = Path(path)
     text = "# written by the workflow (workflow/rules/common.smk): params.yaml + --configfile/--config\n" + \
         yaml.safe_dump(config, sort_keys=True)
+    path = Path(folder) / f"params-{hashlib.sha256(text.encode()).hexdigest()[:12]}.yaml"
     if not (path.is_file() and path.read_text() == text):
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(path, "w") as f:

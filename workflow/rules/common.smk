@@ -13,7 +13,7 @@ os.environ.update(PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ
 # --config), not ./params.yaml alone: the merged config is written where every job sees it.
 import inloop.params
 
-PARAMS_RESOLVED = str(inloop.params.write_resolved(config, ".snakemake/inloop/params.yaml"))
+PARAMS_RESOLVED = str(inloop.params.write_resolved(config, ".snakemake/inloop"))
 os.environ.update(INLOOP_PARAMS=PARAMS_RESOLVED)
 
 

@@ -48,12 +48,18 @@ def evaluate_point(original: str | os.PathLike, anchor_stats: str | os.PathLike,
                    out: str | os.PathLike, model_path: str | os.PathLike | None = None,
                    enhanced_out: str | os.PathLike | None = None, dataset: str = "", seq_class: str = "",
                    device: str = "cpu", tile: int | None = None, overlap: int = 64,
-                   metric_options: dict | None = None, baseline: str | os.PathLike | None = None) -> dict:
+                   metric_options: dict | None = None, baseline: str | os.PathLike | None = None,
+                   lpips=None) -> dict:
     """Measure anchor, filters-off decode and (with a model) the enhanced decode; write ``out``.
 
     ``baseline``: the model-"none" evaluation of the same point; its anchor and
     filters-off measurements are reused instead of being computed again.
+    ``lpips``: an LPIPS metric (:func:`inloop.evaluation.lpips.load_lpips`), or
+    the reason it is unavailable (a string: recorded as such, never a number),
+    or None (not asked for).
     """
+    from .lpips import sequence_lpips
+
     on, off = _stats(anchor_stats), _stats(off_stats)
     for key in ("codec", "config", "qp", "frames", "width", "height"):
         if on[key] != off[key]:
@@ -76,12 +82,20 @@ def evaluate_point(original: str | os.PathLike, anchor_stats: str | os.PathLike,
             if base.get(key) != result[key]:
                 raise InloopError(f"baseline {baseline} is for {key}={base.get(key)!r}, not {result[key]!r}")
         result.update({k: base[k] for k in ("anchor", "decoded", "notes")})
+        if isinstance(base.get("lpips"), dict) and "anchor" in base["lpips"]:
+            result["lpips"] = {k: base["lpips"][k] for k in ("anchor", "decoded")}
         result["fluctuation"]["decoded"] = base["fluctuation"]["decoded"]
     else:
         ev_on = evaluate_sequence(original, on["decoded"], fmt, frames=n, **opts)
         ev_off = evaluate_sequence(original, off["decoded"], fmt, frames=n, **opts)
         result.update({"anchor": _summary(ev_on, on), "decoded": _summary(ev_off, off), "notes": ev_off["notes"]})
         result["fluctuation"]["decoded"] = ev_off["fluctuation"].get("psnr_y")
+    matrix = (metric_options or {}).get("rgb_matrix", "bt709")
+    if isinstance(lpips, str):
+        result["lpips"] = {"unavailable": lpips}
+    elif lpips is not None and result["lpips"] is None:
+        result["lpips"] = {k: sequence_lpips(lpips, original, st["decoded"], fmt, n, matrix, device)
+                           for k, st in (("anchor", on), ("decoded", off))}
     if model_path is not None:
         from ..training.run import load_trained
         from .enhance import enhance_file
@@ -101,5 +115,7 @@ def evaluate_point(original: str | os.PathLike, anchor_stats: str | os.PathLike,
         })
         result["fluctuation"]["enhanced"] = ev_enh["fluctuation"].get("psnr_y")
         result["model_file"] = str(model_path)
+        if lpips is not None and not isinstance(lpips, str):
+            result["lpips"]["enhanced"] = sequence_lpips(lpips, original, enhanced_out, fmt, n, matrix, device)
     write_json(out, result)
     return result

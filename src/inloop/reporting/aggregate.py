@@ -104,6 +104,8 @@ def flatten(d: dict, path: str = "") -> dict:
         row[f"fluct_{name}_pvd"] = f.get("pvd")
     lp = d.get("lpips")
     row["lpips"] = json.dumps(lp) if isinstance(lp, dict) else lp
+    for name in ("anchor", "decoded", "enhanced"):  # LPIPS of each curve, when the weights were there
+        row[f"{name}_lpips"] = lp.get(name) if isinstance(lp, dict) else None
     row["path"] = path
     return row
 

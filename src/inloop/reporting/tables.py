@@ -23,6 +23,7 @@ so those stages only supply rows.
 from __future__ import annotations
 
 import io
+import json
 import math
 import os
 from pathlib import Path
@@ -217,6 +218,9 @@ def spilf_rows_from_points(points: pd.DataFrame, curve: str, label: str, model: 
                              "bits": (g[rate_col].astype(float) * pixels).round(), "psnr": g[f"{curve}_psnr_y"].astype(float)})
         if f"{curve}_ms_ssim_y" in g:
             meas["ms_ssim"] = g[f"{curve}_ms_ssim_y"].astype(float)
+        lp = pd.to_numeric(g[f"{curve}_lpips"], errors="coerce") if f"{curve}_lpips" in g else None
+        if lp is not None and lp.notna().all():
+            meas["lpips"] = lp.astype(float)
         row: dict = {"label": label, "codec": codec, "dataset": dataset,
                      "qps": " ".join(map(str, sorted(meas["qp"].unique())))}
         for bpp in targets:
@@ -231,9 +235,21 @@ def spilf_rows_from_points(points: pd.DataFrame, curve: str, label: str, model: 
                 row[(bpp, "ms_ssim")] = r.get("ms_ssim", f"{NA} (not measured)")
                 row[(bpp, "bpp")] = r["bpp"]
                 row[(bpp, "qp")] = " ".join(f"{k}:{v}" for k, v in r["qp"].items())
-            row[(bpp, "lpips")] = f"{NA} (LPIPS not computed: AlexNet weights unavailable)"
+                row[(bpp, "lpips")] = r["lpips"] if "lpips" in meas else f"{NA} ({lpips_note(g)})"
         rows.append(row)
     return rows
+
+
+def lpips_note(points: pd.DataFrame) -> str:
+    """Why a group of points has no LPIPS: the evaluate stage's recorded reason, if any."""
+    for v in points.get("lpips", pd.Series([], dtype=object)).dropna():
+        try:
+            why = json.loads(v).get("unavailable") if isinstance(v, str) else None
+        except ValueError:
+            why = None
+        if why:
+            return why
+    return "LPIPS not measured by the evaluate stage"
 
 
 def spilf_table(rows: Iterable[dict], targets: Sequence[float] = SPILF_BPP) -> pd.DataFrame:
