@@ -38,6 +38,35 @@ def city_yuv(codec_fixtures: Path, tmp_path: Path) -> Path:
     return dst
 
 
+@pytest.fixture()
+def one_thread():
+    """Tiny tensors: one intra-op thread is much faster than two on a busy 2-core box (seeded)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    yield
+    torch.set_num_threads(n)
+
+
+def adam_fit(model, x, target, steps: int, lr: float) -> tuple[float, float]:
+    """``steps`` Adam steps on MSE(model(x), target); the MSE before and after."""
+    import torch
+
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    with torch.no_grad():
+        start = float((model(x) - target).square().mean())
+    for _ in range(steps):
+        loss = (model(x) - target).square().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        end = float((model(x) - target).square().mean())
+    return start, end
+
+
 @pytest.fixture(scope="session")
 def ffmpeg() -> str:
     from inloop.codecs.ffmpeg import find_ffmpeg

@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import adam_fit
 from inloop.errors import ParamsError
 from inloop.models import (
     MODELS,
@@ -47,14 +48,7 @@ ABLATIONS = [  # section IV.C, Tables II-V, plus the size switches
 ]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread is ~100x faster than two on a busy 2-core box."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def test_registry_names_and_errors():
@@ -256,16 +250,7 @@ def test_glfusion_overfits_one_patch():
     tgt = (0.5 + 0.3 * torch.sin(6 * xx + 4 * yy) * torch.cos(5 * yy)).view(1, 1, 32, 32)
     x = (tgt + 0.05 * torch.randn_like(tgt)).clamp(0, 1)
     lsuv_init(m, x, tgt)
-    opt = torch.optim.Adam(m.parameters(), lr=2e-3)  # the paper's learning rate (IV.B)
-    with torch.no_grad():
-        start = float((m(x) - tgt).square().mean())
-    for _ in range(80):
-        loss = (m(x) - tgt).square().mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    with torch.no_grad():
-        end = float((m(x) - tgt).square().mean())
+    start, end = adam_fit(m, x, tgt, steps=80, lr=2e-3)  # the paper's learning rate (IV.B)
     print(f"overfit MSE {start:.2e} -> {end:.2e}")
     assert end < 0.5 * start, (start, end)
 

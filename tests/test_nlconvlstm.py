@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import adam_fit
 from inloop.errors import ParamsError
 from inloop.models import MODELS, NLConvLSTM, build_model
 from inloop.models.nlconvlstm import (
@@ -22,14 +23,7 @@ from inloop.models.nlconvlstm import (
 SMALL = dict(channels=8, pool=4, topk=2, enc_layers=2, dec_layers=2)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread is much faster than two on a busy 2-core box."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _feats(n=2, c=5, h=12, w=8, dtype=torch.float64):
@@ -249,14 +243,7 @@ def test_a_few_adam_steps_reduce_mse():
     with torch.no_grad():
         m.last_conv.weight.mul_(0.01)  # start close to the identity
         m.last_conv.bias.zero_()
-    opt = torch.optim.Adam(m.parameters(), lr=5e-3)
     input_mse = float((clip[:, 3] - tgt).square().mean())
-    for _ in range(70):
-        loss = (m(clip) - tgt).square().mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    with torch.no_grad():
-        end = float((m(clip) - tgt).square().mean())
+    _, end = adam_fit(m, clip, tgt, steps=70, lr=5e-3)
     print(f"input MSE {input_mse:.2e} -> output MSE {end:.2e}")
     assert end < 0.6 * input_mse, (input_mse, end)

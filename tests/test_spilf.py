@@ -30,14 +30,7 @@ TINY = dict(channels=8, grad_blocks=1, pixel_units=1, dru_layers=2, growth=4, re
 TINY_D = {"disc_channels": 8, "disc_layers": 2}  # patches >= 12
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread is much faster than two on a busy 2-core box."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(autouse=True)
