@@ -190,3 +190,16 @@ def test_an_empty_bitstream_is_an_error_and_leaves_nothing(city_yuv, tmp_path):
     with pytest.raises(CodecError, match="wrote no bitstream \\(or an empty one\\)"):
         Truncating().encode(EncodeJob(city_yuv, YuvFormat(128, 96), 5, 32, "ai", "off"), tmp_path / "e" / "qp32.bin")
     assert no_outputs(tmp_path / "e")
+
+
+def test_a_grey_picture_encodes(tmp_path):
+    """Grey sources (the demo's textures) have flat chroma: x265 prints 99.99 dB, the project inf."""
+    import numpy as np
+
+    fmt = YuvFormat(64, 64, 8, 30)
+    rng = np.random.default_rng(0)
+    src = tmp_path / "grey_64x64_30fps_8bit_420.yuv"
+    y = rng.integers(0, 256, (64, 64), dtype=np.uint8)
+    src.write_bytes(y.tobytes() + np.full(2 * 32 * 32, 128, np.uint8).tobytes())
+    stats = get_codec("x265", {}).encode(EncodeJob(src, fmt, 1, 27, "ai", "off"), tmp_path / "g" / "qp27.bin")
+    assert stats["psnr"]["u"] == float("inf") and stats["psnr"]["y"] < 60
