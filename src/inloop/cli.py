@@ -205,6 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_datasets(sub)
     register_report(sub)
+    from .bench import register as register_bench
+
+    register_bench(sub)
 
     p = sub.add_parser("check", help="say which codecs can run here (FFmpeg/libx265, HM, VTM, ECM)")
     p.add_argument("--params")
