@@ -67,21 +67,27 @@ def test_lpips_per_curve_or_the_reason_it_is_missing(point, tmp_path):
     """LPIPS plumbing with an LPIPS network of random weights (the real AlexNet weights cannot be
     fetched here): anchor, decode and enhanced each get the mean over frames on RGB; the
     baseline's values are reused; an unavailable metric is recorded as its reason, never a number."""
-    from inloop.evaluation.lpips import LPIPS, sequence_lpips
+    from inloop.evaluation.lpips import LPIPS
+    from inloop.evaluation.metrics import yuv_to_rgb
+    from inloop.yuv import YuvReader
+
+    def by_hand(metric, a, b):
+        fmt = YuvFormat(128, 96)
+        with YuvReader(a, fmt) as ra, YuvReader(b, fmt) as rb, torch.no_grad():
+            return sum(float(metric(yuv_to_rgb(*ra[i]), yuv_to_rgb(*rb[i]), normalize=True)) for i in range(5)) / 5
 
     d, src, _ = point
     on, off = d / "on/city_128x96_30fps_8bit_420/qp37.json", d / "off/city_128x96_30fps_8bit_420/qp37.json"
     torch.manual_seed(0)
     metric = LPIPS().eval()
     none = evaluate_point(src, on, off, tmp_path / "none.json", lpips=metric)
-    fmt = YuvFormat(128, 96)
     dec = json.loads(off.read_text())["decoded"]
-    assert none["lpips"]["decoded"] == pytest.approx(sequence_lpips(metric, src, dec, fmt, 5))
-    assert none["lpips"]["anchor"] != none["lpips"]["decoded"] and sequence_lpips(metric, src, src, fmt) == 0
+    assert none["lpips"]["decoded"] == pytest.approx(by_hand(metric, src, dec), rel=1e-5)
+    assert none["lpips"]["anchor"] != none["lpips"]["decoded"]
     m = evaluate_point(src, on, off, tmp_path / "m.json", model_path=d / "model.pt", lpips=metric,
                        enhanced_out=tmp_path / "e_128x96_30fps_8bit_420.yuv", baseline=tmp_path / "none.json")
     assert m["lpips"]["anchor"] == none["lpips"]["anchor"]
-    assert m["lpips"]["enhanced"] == pytest.approx(
-        sequence_lpips(metric, src, tmp_path / "e_128x96_30fps_8bit_420.yuv", fmt, 5))
+    assert m["lpips"]["enhanced"] == pytest.approx(by_hand(metric, src, tmp_path / "e_128x96_30fps_8bit_420.yuv"),
+                                                   rel=1e-5)
     gone = evaluate_point(src, on, off, tmp_path / "g.json", lpips="LPIPS unavailable: no AlexNet backbone")
     assert gone["lpips"] == {"unavailable": "LPIPS unavailable: no AlexNet backbone"}

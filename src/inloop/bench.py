@@ -55,8 +55,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-import torch
-from torch import nn
+from .lazy import lazy_import
+
+# torch loads on first use: `inloop <any command>` builds this sub-command's parser too.
+torch = lazy_import("torch")
 
 from .errors import InloopError
 
@@ -329,21 +331,21 @@ def model_entries(names: Iterable[str], preset: str = "paper", params: dict | No
     return out
 
 
-def _build(arch: str, kwargs: dict) -> nn.Module:
+def _build(arch: str, kwargs: dict) -> torch.nn.Module:
     from .models import build_model
 
     return build_model(arch, **kwargs)
 
 
-def _frames(model: nn.Module) -> int:
+def _frames(model: torch.nn.Module) -> int:
     return int(getattr(_unwrap(model), "frames", 1))
 
 
-def _in_channels(model: nn.Module) -> int:
+def _in_channels(model: torch.nn.Module) -> int:
     return int(getattr(_unwrap(model), "in_channels", 1))
 
 
-def _unwrap(m: nn.Module) -> nn.Module:
+def _unwrap(m: torch.nn.Module) -> torch.nn.Module:
     m = getattr(m, "_orig_mod", m)
     return getattr(m, "module", m)
 
@@ -352,7 +354,7 @@ def _padded(hw: tuple[int, int], multiple: int) -> tuple[int, int]:
     return -(-hw[0] // multiple) * multiple, -(-hw[1] // multiple) * multiple
 
 
-def frame_macs(model: nn.Module, hw: tuple[int, int], macs_pp_probe: float | None = None) -> float:
+def frame_macs(model: torch.nn.Module, hw: tuple[int, int], macs_pp_probe: float | None = None) -> float:
     """MACs of one output frame of ``hw`` = (H, W): clip networks by their own count (grows with
     the frame: NL-ConvLSTM's non-local matching), others MACs/pixel of a probe x the padded area."""
     net = _unwrap(model)
@@ -399,7 +401,7 @@ def model_costs(arch: str, kwargs: dict | None = None, sizes: Iterable[str] = SI
             "per_size": rows}
 
 
-def memory_estimate(model: nn.Module, hw: tuple[int, int]) -> int | None:
+def memory_estimate(model: torch.nn.Module, hw: tuple[int, int]) -> int | None:
     """Planning estimate (bytes, float32, batch 1, no grad) where one exists: NL-ConvLSTM's."""
     net = _unwrap(model)
     if getattr(net, "registry_name", "") != "nlconvlstm" or getattr(net, "mode", "") != "nlconvlstm":
@@ -474,8 +476,8 @@ def _gpu_busy(prof, wall_s: float) -> float | None:
 # ------------------------------------------------------------------------------------ inference
 
 
-def _prepare(model: nn.Module, device: torch.device, channels_last: bool, compile: bool,
-             compile_mode: str | None) -> nn.Module:
+def _prepare(model: torch.nn.Module, device: torch.device, channels_last: bool, compile: bool,
+             compile_mode: str | None) -> torch.nn.Module:
     model = model.to(device).eval()
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -484,7 +486,7 @@ def _prepare(model: nn.Module, device: torch.device, channels_last: bool, compil
     return model
 
 
-def _frame_input(model: nn.Module, hw: tuple[int, int], device: torch.device, channels_last: bool,
+def _frame_input(model: torch.nn.Module, hw: tuple[int, int], device: torch.device, channels_last: bool,
                  batch: int = 1) -> torch.Tensor:
     t, c = _frames(model), _in_channels(model)
     g = torch.Generator().manual_seed(0)

@@ -58,7 +58,6 @@ def evaluate_point(original: str | os.PathLike, anchor_stats: str | os.PathLike,
     the reason it is unavailable (a string: recorded as such, never a number),
     or None (not asked for).
     """
-    from .lpips import sequence_lpips
 
     on, off = _stats(anchor_stats), _stats(off_stats)
     for key in ("codec", "config", "qp", "frames", "width", "height"):
@@ -69,6 +68,8 @@ def evaluate_point(original: str | os.PathLike, anchor_stats: str | os.PathLike,
     fmt = YuvFormat(off["width"], off["height"], off["bitdepth"], off["fps"])
     n = off["frames"]
     opts = {"ssim_y": True, "ms_ssim_y": True, **(metric_options or {})}
+    if lpips is not None and not isinstance(lpips, str):
+        opts["lpips"] = lpips  # LPIPS on RGB, per frame, in the same pass as the other metrics
     result = {
         "model": "none", "codec": off["codec"], "config": off["config"], "dataset": dataset,
         "sequence": Path(off["decoded"]).parent.name, "seq_class": seq_class, "qp": off["qp"], "frames": n,
@@ -89,13 +90,11 @@ def evaluate_point(original: str | os.PathLike, anchor_stats: str | os.PathLike,
         ev_on = evaluate_sequence(original, on["decoded"], fmt, frames=n, **opts)
         ev_off = evaluate_sequence(original, off["decoded"], fmt, frames=n, **opts)
         result.update({"anchor": _summary(ev_on, on), "decoded": _summary(ev_off, off), "notes": ev_off["notes"]})
+        if "lpips" in opts:
+            result["lpips"] = {"anchor": ev_on["mean"]["lpips"], "decoded": ev_off["mean"]["lpips"]}
         result["fluctuation"]["decoded"] = ev_off["fluctuation"].get("psnr_y")
-    matrix = (metric_options or {}).get("rgb_matrix", "bt709")
     if isinstance(lpips, str):
         result["lpips"] = {"unavailable": lpips}
-    elif lpips is not None and result["lpips"] is None:
-        result["lpips"] = {k: sequence_lpips(lpips, original, st["decoded"], fmt, n, matrix, device)
-                           for k, st in (("anchor", on), ("decoded", off))}
     if model_path is not None:
         from ..training.run import load_trained
         from .enhance import enhance_file
@@ -115,7 +114,7 @@ def evaluate_point(original: str | os.PathLike, anchor_stats: str | os.PathLike,
         })
         result["fluctuation"]["enhanced"] = ev_enh["fluctuation"].get("psnr_y")
         result["model_file"] = str(model_path)
-        if lpips is not None and not isinstance(lpips, str):
-            result["lpips"]["enhanced"] = sequence_lpips(lpips, original, enhanced_out, fmt, n, matrix, device)
+        if "lpips" in opts:
+            result["lpips"] = {**(result["lpips"] or {}), "enhanced": ev_enh["mean"]["lpips"]}
     write_json(out, result)
     return result

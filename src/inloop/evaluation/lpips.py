@@ -329,24 +329,6 @@ def try_load_lpips(params: dict | None = None, download: bool | None = None,
         return None, str(exc)
 
 
-@torch.no_grad()
-def sequence_lpips(model: LPIPS, original: str | os.PathLike, test: str | os.PathLike, fmt, frames: int | None = None,
-                   matrix: str = "bt709", device: str | torch.device = "cpu") -> float:
-    """Mean LPIPS over the frames of two YUV 4:2:0 files, on RGB (SPiLF Table 2 measures RGB images)."""
-    from ..yuv import YuvReader
-    from .metrics import yuv_to_rgb
-
-    values = []
-    full = getattr(fmt, "full_range", False)
-    with YuvReader(original, fmt) as a, YuvReader(test, fmt) as b:
-        n = min(len(a), len(b)) if frames is None else frames
-        for i in range(n):
-            ra = yuv_to_rgb(*a[i], bitdepth=fmt.bitdepth, matrix=matrix, full_range=full).to(device)
-            rb = yuv_to_rgb(*b[i], bitdepth=fmt.bitdepth, matrix=matrix, full_range=full).to(device)
-            values.append(float(model(ra, rb, normalize=True).mean()))
-    return float(sum(values) / len(values)) if values else float("nan")
-
-
 def clear_cache(params: dict | None = None) -> None:
     """Remove the cached weights (tests, or after a corrupted download)."""
     shutil.rmtree(cache_dir(params), ignore_errors=True)

@@ -52,7 +52,6 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import torch
 
 from ..errors import InloopError, YuvError
 from ..yuv import YuvFormat, open_video
@@ -172,6 +171,8 @@ def yuv_to_rgb(y, u, v, bitdepth: int = 8, matrix: str = "bt709", full_range: bo
     ``B = Y' + 2 (1 - Kb) Cb``, ``G = (Y' - Kr R - Kb B) / (1 - Kr - Kb)``
     (ITU-R BT.601 / BT.709). Chroma is upsampled by replication.
     """
+    import torch
+
     if matrix not in RGB_MATRICES:
         raise MetricsError(f"unknown YUV->RGB matrix {matrix!r} (params metrics.rgb_matrix); "
                            f"expected one of {', '.join(RGB_MATRICES)}")
@@ -202,8 +203,10 @@ def yuv_to_rgb(y, u, v, bitdepth: int = 8, matrix: str = "bt709", full_range: bo
 # --------------------------------------------------------------------------- SSIM / MS-SSIM
 
 
-def _as_batch(x, dtype: torch.dtype) -> torch.Tensor:
-    t = (x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))).to(dtype)
+def _as_batch(x, dtype: torch.dtype | None) -> torch.Tensor:
+    import torch
+
+    t = (x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))).to(dtype or torch.float32)
     if t.ndim == 2:
         t = t[None, None]
     elif t.ndim == 3:
@@ -213,8 +216,9 @@ def _as_batch(x, dtype: torch.dtype) -> torch.Tensor:
     return t
 
 
-def ssim(x, y, data_range: float, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Per-image SSIM (mean over channels) of two batches; see the module doc for the settings."""
+def ssim(x, y, data_range: float, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Per-image SSIM (mean over channels) of two batches, in ``dtype`` (default float32);
+    see the module doc for the settings."""
     from pytorch_msssim import ssim as _lib_ssim
 
     X, Y = _as_batch(x, dtype), _as_batch(y, dtype)
@@ -243,7 +247,7 @@ def ms_ssim_weights(scales: int) -> tuple[float, ...]:
     return tuple(x / sum(w) for x in w)
 
 
-def ms_ssim(x, y, data_range: float, scales: int = 5, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def ms_ssim(x, y, data_range: float, scales: int = 5, dtype: torch.dtype | None = None) -> torch.Tensor:
     """Per-image MS-SSIM of two batches with ``scales`` scales (5 = the standard metric).
 
     Five scales call ``pytorch_msssim.ms_ssim``; fewer run the same loop
@@ -251,6 +255,7 @@ def ms_ssim(x, y, data_range: float, scales: int = 5, dtype: torch.dtype = torch
     product of powers) with :func:`ms_ssim_weights`, because the library's size
     check is fixed to five scales.
     """
+    import torch
     import torch.nn.functional as F
     from pytorch_msssim import ms_ssim as _lib_ms_ssim
     from pytorch_msssim.ssim import _fspecial_gauss_1d, _ssim
@@ -302,7 +307,7 @@ def evaluate_sequence(
     lpips=None,
     lpips_unavailable: str | None = None,
     batch_bytes: int = DEFAULT_BATCH_BYTES,
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | None = None,
     device: str | torch.device = "cpu",
     progress: bool = False,
 ) -> dict:
@@ -317,7 +322,8 @@ def evaluate_sequence(
     ``lpips_unavailable`` (the reason from ``try_load_lpips``) to record LPIPS
     as unavailable instead (``None`` values, the reason in ``notes``).
     SSIM runs in ``dtype`` (float32 by default: within 1e-6 of float64) on
-    ``device`` (a GPU makes 4K sequences fast).
+    ``device`` (a GPU makes 4K sequences fast). PSNR alone (what every encode
+    checks) needs no torch, so it is imported only when asked for more.
 
     Returns ``{"frames", "width", "height", "bitdepth", "mean": {...},
     "per_frame": [{...}], "fluctuation": {"psnr_y", "psnr_yuv", "ssim_y": {"std", "pvd", "pvd_pairs"} or None}``
@@ -362,7 +368,13 @@ def evaluate_sequence(
         elif lpips is not None:
             notes["lpips"] = "LPIPS AlexNet v0.1 (lpips 0.1.4 linear weights, torchvision ImageNet backbone)"
 
-        itemsize = torch.empty((), dtype=dtype).element_size()
+        if ssim_y or ms_ssim_y or rgb or lpips is not None:
+            import torch
+
+            dtype = dtype or torch.float32
+            itemsize = torch.empty((), dtype=dtype).element_size()
+        else:
+            itemsize = 4
         work = _SSIM_WORK * (3 if rgb else 1) + (_LPIPS_WORK if lpips is not None else 0)
         bs = _batch_size(H * W, work, itemsize, batch_bytes)
 

@@ -21,13 +21,12 @@ import os
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from ..fsutil import atomic_write
-from . import claims as claims_mod
-from . import plots, tables
-from .aggregate import aggregate, load_histories, points_for_csv
-from .summary import write_dvc_files
+from ..lazy import lazy_import
+
+# pandas / matplotlib load when a report is built, not when `inloop` builds its parser.
+pd = lazy_import("pandas")
 
 MODE_SENTENCE = ("In AI every frame is intra coded, so filtering the filters-off reconstruction equals in-loop "
                  "filtering; in LDP and RA the filter is applied to the decoded frames as post-processing, as "
@@ -148,6 +147,11 @@ def build_report(eval_source, models_dir, out_dir, params: dict | None = None) -
     "claims": {name: {csv, md}}, "comparison": DataFrame, "summary": DataFrame,
     "notes": [..]}``.
     """
+    from . import claims as claims_mod
+    from . import plots, tables
+    from .aggregate import aggregate, load_histories, points_for_csv
+    from .summary import write_dvc_files
+
     out = Path(out_dir)
     tdir, pdir, cdir = out / "tables", out / "plots", out / "claims"
     method = _get(params, "bdrate.method", "cubic")
@@ -389,9 +393,9 @@ def build_report(eval_source, models_dir, out_dir, params: dict | None = None) -
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from ..params import load_params
+    from ..params import cli_params
 
-    params = load_params(args.params) if args.params or Path("params.yaml").is_file() else {}
+    params = cli_params(args.params)
     res = build_report(args.eval_dir, args.models_dir, args.out, params)
     print(f"report: {len(res['tables'])} tables, {len(res['plots'])} plots, {len(res['claims'])} claims tables "
           f"-> {res['index']}")
