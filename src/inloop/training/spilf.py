@@ -111,6 +111,11 @@ DEFAULTS: dict[str, Any] = {
     "gan_form": "ragan",
     "disc_channels": 64,    # pix2pix's 70x70 PatchGAN [5]
     "disc_layers": 3,
+    # L_1 and L_ST in 8-bit sample units (x 255 on [0, 1] samples). The paper does not say; Table 1's
+    # weights (1, 50, 5e-2, 5e-3) only balance that way: on [0, 1] an L_1 of ~0.02 would be dwarfed
+    # by 5e-2 x L_G (~0.7-1.4) and 50 x LPIPS (~0.1-0.3), and the demo's perceptual runs fell apart
+    # in stage 2 (validation -3 dB at QP 51). Set 1 for losses on [0, 1].
+    "pixel_scale": 255.0,
 }
 
 
@@ -126,6 +131,7 @@ class SPiLFConfig:
     gan_form: str
     disc_channels: int
     disc_layers: int
+    pixel_scale: float = 255.0
 
 
 def _positive_float(key: str, value: Any, allow_zero: bool = False) -> float:
@@ -171,6 +177,7 @@ def spilf_config(params: dict | None = None, prefix: str = "train.spilf") -> SPi
         gan_form=check_choice(key("gan_form"), p["gan_form"], GAN_FORMS),
         disc_channels=check_int(key("disc_channels"), p["disc_channels"], 1),
         disc_layers=check_int(key("disc_layers"), p["disc_layers"], 1),
+        pixel_scale=_positive_float(key("pixel_scale"), p["pixel_scale"]),
     )
 
 
@@ -380,8 +387,9 @@ class SPiLFTask:
         with autocast():
             out, g_hat = self.generator(x, return_gradient=True)
         out = out.float()
-        l1 = F.l1_loss(out, y)
-        st = structural_loss(out, g_hat, y)
+        scale = self.config.pixel_scale  # pixel-domain losses in 8-bit units (see DEFAULTS)
+        l1 = scale * F.l1_loss(out, y)
+        st = scale * structural_loss(out, g_hat, y)
         total = w["l1"] * l1 + w["struct"] * st
         zero = l1.new_zeros(())
         losses = {"l1": l1, "struct": st}
@@ -428,4 +436,5 @@ class SPiLFTask:
         """What the run report should say about this training."""
         return {"variant": self.config.variant, "weights": dict(self.config.weights),
                 "stage1_steps": self.config.stage1_steps, "gan_form": self.config.gan_form,
+                "pixel_scale": self.config.pixel_scale,
                 "lpips_available": self.lpips_available, "lpips_unavailable_reason": self.lpips_unavailable_reason}
