@@ -70,6 +70,27 @@ def get(params: dict, dotted: str, default: Any = _MISSING) -> Any:
     return node
 
 
+def source_hash(*parts: str) -> str:
+    """A short hash of the package sources (paths under src/inloop) a workflow stage depends on.
+
+    The rules take it as a param: Snakemake reruns a job whose params changed, so a
+    change to the code behind a stage (a codec flag, a metric) reruns it and what
+    follows, as a change to params.yaml does; Snakemake alone only sees rule code.
+    """
+    import hashlib
+
+    root = Path(__file__).parent
+    h = hashlib.sha256()
+    for part in parts:
+        path = root / part
+        if not path.exists():
+            raise FileNotFoundError(f"source_hash: {path} does not exist")
+        for f in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
+            h.update(f.relative_to(root).as_posix().encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()[:12]
+
+
 # Keys of a ``models.<name>`` block that describe the run, not the network's constructor.
 MODEL_SPEC_KEYS = ("arch", "configs", "qps", "train")
 

@@ -11,6 +11,7 @@ rule encode:
         codec_log="results/encoded/{codec}/{cfg}/{filters}/{dataset}/{name}_{geom}_420/qp{qp}.log",
     params:
         frames=_clip_frames,
+        code=CODE_ENCODE,
     log:
         "results/logs/encode/{codec}/{cfg}/{filters}/{dataset}/{name}_{geom}_420/qp{qp}.log",
     threads: 1

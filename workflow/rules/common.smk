@@ -17,6 +17,15 @@ PARAMS_RESOLVED = str(inloop.params.write_resolved(config, ".snakemake/inloop"))
 os.environ.update(INLOOP_PARAMS=PARAMS_RESOLVED)
 
 
+# Hashes of the package code behind each stage, given to its rules as a param: Snakemake
+# reruns a job whose params changed, so a code change reruns that stage and what follows.
+CODE_ENCODE = inloop.params.source_hash("codecs", "yuv.py", "evaluation/psnr.py", "evaluation/metrics.py")
+CODE_PATCHES = inloop.params.source_hash("training/patches.py", "yuv.py")
+CODE_TRAIN = inloop.params.source_hash("training", "models")
+CODE_EVALUATE = inloop.params.source_hash("evaluation", "models", "training/run.py", "yuv.py")
+CODE_REPORT = inloop.params.source_hash("reporting", "evaluation/bdrate.py", "evaluation/allocation.py")
+
+
 wildcard_constraints:
     dataset=r"[A-Za-z0-9-]+",
     name=r"[A-Za-z0-9-]+",

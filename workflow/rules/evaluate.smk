@@ -15,6 +15,8 @@ rule evaluate_codec:
         off=ENC.replace("{filters}", "off"),
     output:
         json="results/eval/none/{codec}/{cfg}/{dataset}/{name}_{geom}_420/qp{qp}.json",
+    params:
+        code=CODE_EVALUATE,
     log:
         "results/logs/evaluate/none/{codec}/{cfg}/{dataset}/{name}_{geom}_420/qp{qp}.log",
     threads: 1
@@ -48,6 +50,7 @@ rule evaluate_model:
         gpu=config.get("evaluate", {}).get("gpus", 0),
     params:
         baseline=lambda wc, input: f"--baseline {input.baseline}" if input.baseline else "",
+        code=CODE_EVALUATE,
     conda:
         "../../envs/train.yaml"
     shell:

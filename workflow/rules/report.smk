@@ -8,6 +8,8 @@ rule report:
     output:
         html="results/report/index.html",
         metrics="results/report/metrics.json",
+    params:
+        code=CODE_REPORT,
     log:
         "results/logs/report.log",
     threads: 1

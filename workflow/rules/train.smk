@@ -16,6 +16,7 @@ rule patches:
         store=lambda wc, output: os.path.dirname(output.meta),
         model=lambda wc: STORE_MODEL[wc.store],
         settings=lambda wc: inloop.params.store_settings(SPECS[STORE_MODEL[wc.store]]),
+        code=CODE_PATCHES,
     log:
         "results/logs/patches/{codec}/{cfg}/qp{qp}/{store}.log",
     threads: 1
@@ -40,6 +41,7 @@ rule train:
         store=lambda wc, input: os.path.dirname(input.meta),
         train=lambda wc: SPECS[wc.model]["train"],
         model=lambda wc: {k: v for k, v in SPECS[wc.model].items() if k != "train"},
+        code=CODE_TRAIN,
         launch=train_launcher(),
     log:
         "results/logs/train/{model}/{codec}/{cfg}/qp{qp}.log",
