@@ -266,9 +266,11 @@ class Trainer:
                     if self.tracker is not None:
                         self.tracker.log_metrics(last_val, self.step, flush=True)
             if self.step % cfg.checkpoint_every == 0 or last:
-                self.save_checkpoint()
                 if self.tracker is not None and self.rank == 0:
-                    self.tracker.flush()  # what a checkpoint holds is in MLflow too
+                    # MLflow first: once a checkpoint exists, everything it holds is in MLflow
+                    # too (a job killed between the two re-logs a few steps, loses none).
+                    self.tracker.flush()
+                self.save_checkpoint()
         bar.close()
         elapsed = time.perf_counter() - t_start
         steps_run = self.step - start_step
