@@ -496,6 +496,14 @@ def _frame_input(model: torch.nn.Module, hw: tuple[int, int], device: torch.devi
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
+def _defaults(device, arch: str, amp: str | None, channels_last: bool | None, warmup: int, compile: bool):
+    """The shared defaults of a case: device, arch, bf16 on CUDA, channels_last on CUDA, 3 warm-ups when compiled."""
+    device = resolve_device(str(device)) if not isinstance(device, torch.device) else device
+    amp = amp or ("bf16" if device.type == "cuda" else "none")
+    channels_last = device.type == "cuda" if channels_last is None else channels_last
+    return device, arch, amp, channels_last, (max(warmup, 3) if compile else warmup)
+
+
 def bench_inference(model_name: str, kwargs: dict | None = None, sizes: Iterable[str] = SIZES,
                     device: str | torch.device = "cpu", tiled: int | None = None, overlap: int = 64,
                     amp: str | None = None, channels_last: bool | None = None, compile: bool = False,
@@ -517,11 +525,8 @@ def bench_inference(model_name: str, kwargs: dict | None = None, sizes: Iterable
     """
     from .evaluation.enhance import apply_model
 
-    device = resolve_device(str(device)) if not isinstance(device, torch.device) else device
-    arch = arch or model_name
-    amp = amp or ("bf16" if device.type == "cuda" else "none")
-    channels_last = device.type == "cuda" if channels_last is None else channels_last
-    warmup = max(warmup, 3) if compile else warmup
+    device, arch, amp, channels_last, warmup = _defaults(device, arch or model_name, amp, channels_last, warmup,
+                                                         compile)
     kwargs = dict(kwargs or {})
     net = _build(arch, kwargs)
     multiple = int(getattr(net, "pad_multiple", 1))
@@ -670,11 +675,8 @@ def bench_training(model_name: str, kwargs: dict | None = None, batch: int = 32,
     from .training.run import make_task
     from .training.trainer import TrainConfig
 
-    device = resolve_device(str(device)) if not isinstance(device, torch.device) else device
-    arch = arch or model_name
-    amp = amp or ("bf16" if device.type == "cuda" else "none")
-    channels_last = device.type == "cuda" if channels_last is None else channels_last
-    warmup = max(warmup, 3) if compile else warmup
+    device, arch, amp, channels_last, warmup = _defaults(device, arch or model_name, amp, channels_last, warmup,
+                                                         compile)
     kwargs = dict(kwargs or {})
     train_params = dict(train_params or {})
     if arch == "spilf":
