@@ -1,8 +1,8 @@
 """Workflow checks: `snakemake --lint` is clean, params.yaml is validated before any job runs,
 and every rule runs in a conda environment (envs/*.yaml) generated from pyproject.toml's pins.
 
-Snakemake runs on a copy of the workflow: parsing it writes .snakemake/inloop/params.yaml
-in the working directory, which jobs of a run in the repository itself read."""
+Snakemake runs on a copy of the workflow: parsing it writes .snakemake/inloop/params-<hash>.yaml
+in the working directory, and the checks leave the repository's own .snakemake alone."""
 
 import importlib.util
 import re
