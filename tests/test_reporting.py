@@ -13,9 +13,13 @@ from __future__ import annotations
 
 import csv
 import html.parser
+import json
 import math
+import re
 import shutil
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -408,3 +412,119 @@ def test_spilf_rows_allocate_qps_under_each_budget():
     assert row[(0.15, "bpp")] <= 0.15
     assert row[(0.15, "psnr")] == pytest.approx(10 * math.log10(255**2 * sum(pix.values()) / best))
     assert "minimum achievable rate" in row[(0.05, "psnr")]  # 0.05 bpp is below every choice
+
+
+# --------------------------------------------------------------------------- run time: inloop bench results
+
+
+@pytest.fixture(scope="module")
+def bench_file(tmp_path_factory) -> Path:
+    """A REAL `inloop bench` result: AR-CNN and NL-ConvLSTM (params.yaml widths) on the CPU at 64x64 and
+    1920x1080, whole frame and tiled, and one training step each. The 5 s budget per case skips what would
+    take longer (the 1920x1080 cases on a small machine): those rows stay in the file with their reasons."""
+    out = tmp_path_factory.mktemp("bench") / "cpu.json"
+    repo = Path(__file__).resolve().parents[1]
+    cmd = [str(Path(sys.executable).with_name("inloop")), "bench", "--quick", "--device", "cpu",
+           "--models", "arcnn", "nlconvlstm", "--sizes", "64x64", "1920x1080", "--train", "--train-steps", "1",
+           "--no-costs", "--max-seconds", "5", "--params", str(repo / "params.yaml"), "--out", str(out)]
+    r = subprocess.run(cmd, cwd=out.parent, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def bench_report(bench_file, tmp_path_factory) -> dict:
+    from inloop.reporting.report import build_report
+
+    out = tmp_path_factory.mktemp("bench-report")
+    return build_report([], None, out, {"report": {"benchmarks": [str(bench_file)]}})
+
+
+def _rows_by(path: Path, *keys: str) -> dict:
+    return {tuple(r[k] for k in keys): r for r in _read_csv(path)}
+
+
+def test_bench_tables_hold_our_measurements(bench_file, bench_report):
+    res = json.loads(bench_file.read_text())
+    assert bench_report["benchmarks"] == [str(bench_file)]
+    inf = _rows_by(bench_report["tables"]["bench_inference_cpu"]["csv"], "Model", "Size")
+    assert set(inf) == {(r["model"], r["size"]) for r in res["inference"]}
+    measured = 0
+    for r in res["inference"]:
+        row, kind = inf[r["model"], r["size"]], "whole" if r["mode"] == "whole" else "tiled"
+        if r["status"] == "ok":
+            assert float(row[f"{kind} ms/frame"]) == pytest.approx(r["ms_per_frame"])
+            assert float(row[f"{kind} peak MB"]) == pytest.approx(r["peak_mem_mb"])
+            measured += 1
+        else:
+            assert row[f"{kind} ms/frame"] == "" and r["reason"] in row["note"]
+    assert measured > 0
+    tr = _rows_by(bench_report["tables"]["bench_training_cpu"]["csv"], "Model")
+    assert set(tr) == {(r["model"],) for r in res["training"]}
+    assert any(r["status"] == "ok" for r in res["training"])
+    for r in res["training"]:
+        if r["status"] == "ok":
+            row = tr[(r["model"],)]
+            assert float(row["ms/step"]) == pytest.approx(r["step_ms"])
+            assert float(row["samples/s"]) == pytest.approx(r["samples_per_s"])
+            assert float(row["TFLOP/s"]) == pytest.approx(r["tflops"])
+            assert row["batch x patch"].startswith(f"{r['batch']} x {r['patch']}²")
+    assert "MFU" not in next(iter(tr.values()))  # CPU: no peak, no MFU column
+    # the section: machine line and the exact command from the file
+    text = Path(bench_report["index"]).read_text()
+    assert "Run time: our benchmarks next to the papers" in text
+    m = res["machine"]
+    for s in (m["device_name"], f"torch {m['torch']}", m["git_commit"][:12], res["command"],
+              "/".join(map(str, m["load_avg"]))):
+        assert html.escape(s, quote=True) in text, s
+    md = Path(bench_report["tables"]["bench_inference_cpu"]["md"]).read_text()
+    assert res["command"] in md and "GL-Fusion Table VII" in md and "15.65" in md
+
+
+def test_bench_paper_figure_only_at_the_sizes_benchmarked(bench_report):
+    """Rule: a row per (model, size) the file holds, timed or skipped; NL-ConvLSTM Table 5's ms beside it when
+    the table has that network at that size. 1920x1080 was benchmarked: 6738 (NL-ConvLSTM) and 80.70 (AR-CNN
+    baseline); 64x64 is not in Table 5; Table 5's other sizes (416x240 ...) were not benchmarked: no row."""
+    inf = _rows_by(bench_report["tables"]["bench_inference_cpu"]["csv"], "Model", "Size")
+    assert set(inf) == {(m, s) for m in ("arcnn", "nlconvlstm") for s in ("64x64", "1920x1080")}
+    assert float(inf["nlconvlstm", "1920x1080"]["paper ms/frame"]) == 6738.0
+    assert inf["nlconvlstm", "1920x1080"]["paper"] == "NL-ConvLSTM Table 5"
+    assert float(inf["arcnn", "1920x1080"]["paper ms/frame"]) == pytest.approx(80.70)
+    assert inf["arcnn", "1920x1080"]["paper"] == "NL-ConvLSTM Table 5, arcnn baseline"
+    for m in ("arcnn", "nlconvlstm"):
+        assert inf[m, "64x64"]["paper ms/frame"] == "" and inf[m, "64x64"]["paper"] == ""
+
+
+def test_bench_missing_file_says_how_to_make_one(tmp_path):
+    from inloop.reporting import benchmarks
+    from inloop.reporting.report import build_report
+
+    assert benchmarks.listed_files({}) == ["docs/benchmarks/cpu.json"]
+    assert benchmarks.existing_files({}, root=tmp_path) == []
+    missing = tmp_path / "nope.json"
+    res = build_report([], None, tmp_path / "rep", {"report": {"benchmarks": [str(missing)]}})
+    text = Path(res["index"]).read_text()
+    assert "No benchmark file found" in text and str(missing) in text
+    cmd = ("inloop bench --device cpu --sizes 416x240 832x480 --train --codec --out docs/benchmarks/cpu.json "
+           "--markdown docs/benchmarks.md")
+    assert cmd in text and any(cmd in n for n in res["notes"])
+    assert res["benchmarks"] == [] and not any(k.startswith("bench_") for k in res["tables"])
+
+
+def test_bench_malformed_file_is_named(bench_file, tmp_path):
+    from inloop.reporting.aggregate import ReportError
+    from inloop.reporting.report import build_report
+
+    truncated = tmp_path / "truncated.json"
+    truncated.write_text(bench_file.read_text()[:200])
+    res = json.loads(bench_file.read_text())
+    for r in res["inference"]:
+        del r["size"]
+    no_size = tmp_path / "no-size.json"
+    no_size.write_text(json.dumps(res))
+    for bad, why in ((truncated, "(char "), (no_size, "inference row 0 lacks size")):
+        out = tmp_path / f"rep-{bad.stem}"
+        with pytest.raises(ReportError, match=re.escape(str(bad))) as exc:
+            build_report([], None, out, {"report": {"benchmarks": [str(bench_file), str(bad)]}})
+        assert why in str(exc.value) and "inloop bench" in str(exc.value)
+        assert not out.exists()  # checked before anything is written

@@ -3,6 +3,7 @@ import os
 import sys
 
 import inloop.datasets
+import inloop.reporting.benchmarks
 
 # Rules call `inloop`: use the one installed beside the Python running Snakemake
 # (the project's .venv, or the cluster's conda env), whatever PATH the caller has.
@@ -217,3 +218,9 @@ def _baseline(wc):
 # report.smk
 def _model_reports(wildcards=None):
     return [model_file(m, cfg, qp).replace("model.pt", "model.json") for m, cfg, qp in model_points()]
+
+
+def _benchmark_files(wildcards=None):
+    """The `inloop bench` results of report.benchmarks that exist: changing one reruns the
+    report; a listed file that does not exist is no input (the report says how to make it)."""
+    return inloop.reporting.benchmarks.existing_files(config)

@@ -5,6 +5,7 @@ rule report:
     input:
         evals=all_evals(),
         models=_model_reports(),
+        benchmarks=_benchmark_files(),
     output:
         html="results/report/index.html",
         metrics="results/report/metrics.json",

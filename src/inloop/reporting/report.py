@@ -6,6 +6,7 @@
     out_dir/tables/*.csv|md       paper-shaped tables and the long-form data behind them
     out_dir/claims/*.csv|md       each paper's claimed tables as transcribed, and the comparison
     out_dir/plots/*.png|svg       RD curves, per-frame PSNR, training curves, BD-rate bars
+    out_dir/tables/bench_*        run time from ``inloop bench`` results next to the papers' figures
 
 Every file goes through :mod:`inloop.fsutil` (temp file + rename). The CLI is
 ``inloop report --eval-dir results/eval --models-dir results/models --out
@@ -142,11 +143,15 @@ def build_report(eval_source, models_dir, out_dir, params: dict | None = None) -
     may be None). Params used: ``bdrate.method`` (default cubic),
     ``report.frame_qp`` (QP of the per-frame plots; default the middle QP),
     ``report.papers`` (claims registries to compare; default all three),
-    ``train.steps`` / ``train.device`` and ``codecs.x265.preset`` (setup text).
+    ``train.steps`` / ``train.device`` and ``codecs.x265.preset`` (setup text),
+    ``report.benchmarks`` (``inloop bench`` result JSONs, relative to the repository
+    root; default ``docs/benchmarks/cpu.json``; missing files are listed, not an
+    error: :mod:`.benchmarks`).
     Returns ``{"index", "tables": {name: {csv, md}}, "plots": {name: {png, svg}},
     "claims": {name: {csv, md}}, "comparison": DataFrame, "summary": DataFrame,
-    "notes": [..]}``.
+    "notes": [..], "benchmarks": [paths used]}``.
     """
+    from . import benchmarks as bench_mod
     from . import claims as claims_mod
     from . import plots, tables
     from .aggregate import aggregate, load_histories, points_for_csv
@@ -156,6 +161,8 @@ def build_report(eval_source, models_dir, out_dir, params: dict | None = None) -
     tdir, pdir, cdir = out / "tables", out / "plots", out / "claims"
     method = _get(params, "bdrate.method", "cubic")
     papers = _get(params, "report.papers", list(claims_mod.PAPERS))
+    bench_listed = bench_mod.listed_files(params)
+    bench_results = {f: bench_mod.load_bench(f) for f in bench_mod.existing_files(params)}  # fail before writing
     agg = aggregate(eval_source, method)
     points, bd, summary = agg["points"], agg["bd"], agg["summary"]
     hist = load_histories(models_dir)
@@ -288,6 +295,31 @@ def build_report(eval_source, models_dir, out_dir, params: dict | None = None) -
                            "BD-rate claims are luma BD-rate against the codec with its filters on"],
                           digits=2, where=cdir)
 
+    # ---------------------------------------------------------------- run time (inloop bench results)
+    bench_sections = []  # (file, result, [table infos])
+    tags: set[str] = set()
+    for path, result in bench_results.items():
+        tag = plots.safe_name(Path(path).stem)
+        while tag in tags:  # two files with one name in different folders
+            tag += "-2"
+        tags.add(tag)
+        infos = []
+        head = [f"measured on: {bench_mod.machine_line(result)}", f"command: {result['command']}"]
+        inf = bench_mod.inference_table(result)
+        if not inf.empty:
+            infos.append(put_table(inf, f"bench_inference_{tag}",
+                                   f"Inference ms per frame, ours next to NL-ConvLSTM Table 5 — {path}",
+                                   head + bench_mod.paper_notes(result)))
+        tr = bench_mod.training_table(result)
+        if not tr.empty:
+            infos.append(put_table(tr, f"bench_training_{tag}", f"Training throughput — {path}",
+                                   head + ["synthetic batch on the device; model FLOPs = 3 x forward; MFU only "
+                                           "where a peak is known (GPUs)"], digits=4))
+        bench_sections.append((path, result, infos))
+    if not bench_results:
+        notes.append(f"no benchmark file ({', '.join(bench_listed) or 'params report.benchmarks is empty'}): "
+                     f"run `{bench_mod.BENCH_COMMAND}`")
+
     # ---------------------------------------------------------------- plots
     rd_figs, frame_figs, train_figs, bar_figs = [], [], [], []
     if not points.empty:
@@ -322,6 +354,7 @@ def build_report(eval_source, models_dir, out_dir, params: dict | None = None) -
     page.add("<h1>inloop report</h1>")
     page.add("<p class='note'>Contents: <a href='#setup'>setup</a> · <a href='#headline'>headline</a> · "
              "<a href='#tables'>tables</a> · <a href='#comparison'>claimed vs reproduced</a> · "
+             "<a href='#runtime'>run time</a> · "
              "<a href='#plots'>plots</a> · <a href='#claims'>claims registry</a> · <a href='#data'>data</a></p>")
     page.add("<h2 id='setup'>Setup and what differs from the papers</h2><div class='box'>")
     page.add(f"<p>{html.escape(MODE_SENTENCE)}</p>")
@@ -358,6 +391,22 @@ def build_report(eval_source, models_dir, out_dir, params: dict | None = None) -
         page.add("<p class='note'>No claim matches a reproduced row (no paper model evaluated yet).</p>")
     page.table(comp_info, "h3")
 
+    page.add("<h2 id='runtime'>Run time: our benchmarks next to the papers' figures</h2>")
+    if not bench_sections:
+        listed = ", ".join(bench_listed) or "none"
+        page.add(f"<p class='note'>No benchmark file found (params report.benchmarks: {html.escape(listed)}). "
+                 f"Produce one with <code>{html.escape(bench_mod.BENCH_COMMAND)}</code>.</p>")
+    for path, result, infos in bench_sections:
+        page.add(f"<h3>{html.escape(path)}</h3><p class='note'>{html.escape(bench_mod.machine_line(result))}<br>"
+                 f"Command: <code>{html.escape(result['command'])}</code></p>")
+        for info in infos:
+            page.table({**info, "notes": info["notes"][2:]}, "h4")  # notes 1-2 (machine, command): just above
+        if not infos:
+            page.add("<p class='note'>This file has no inference or training rows.</p>")
+    missing = [f for f in bench_listed if f not in bench_results]
+    if bench_sections and missing:
+        page.add(f"<p class='note'>Listed but not found: {html.escape(', '.join(missing))}.</p>")
+
     page.add("<h2 id='plots'>Plots</h2><h3>RD curves</h3>")
     for f, cap in rd_figs:
         page.figure(f, cap)
@@ -386,7 +435,7 @@ def build_report(eval_source, models_dir, out_dir, params: dict | None = None) -
     strip = lambda d: {k: {kk: vv for kk, vv in v.items() if kk in ("csv", "md", "png", "svg")} for k, v in d.items()}  # noqa: E731
     return {"index": index, "tables": strip(written_tables), "plots": strip(written_plots),
             "claims": strip(written_claims), "comparison": comparison, "summary": summary, "notes": notes,
-            "linked": page.linked}
+            "linked": page.linked, "benchmarks": list(bench_results)}
 
 
 # --------------------------------------------------------------------------- CLI
