@@ -160,6 +160,31 @@ def test_zero_last_layer_is_identity(name):
     assert torch.equal(m.eval()(x), x)
 
 
+@pytest.mark.parametrize("name,shape", [("glfusion", (2, 1, 19, 30)), ("spilf", (2, 1, 19, 30)),
+                                        ("nlconvlstm", (1, 7, 1, 16, 24))])
+def test_residual_scale_multiplies_r_and_old_model_files_load_with_one(name, shape):
+    kw = {"glfusion": SMALL["glfusion"], "spilf": dict(channels=8, grad_blocks=1, pixel_units=1, dru_layers=2,
+                                                       growth=4, fusion_units=1),
+          "nlconvlstm": dict(channels=8, pool=4, topk=2, enc_layers=1, dec_layers=1)}[name]
+    m = build_model(name, **kw).eval()
+    x = torch.rand(*shape)
+    target = x[:, x.shape[1] // 2] if x.dim() == 5 else x
+    with torch.no_grad():
+        r1 = m(x) - target
+        m.residual_scale.fill_(0.25)
+        r2 = m(x) - target
+    assert r1.abs().max() > 0 and torch.allclose(r2, 0.25 * r1, atol=1e-6)
+    state = m.state_dict()
+    assert float(state["residual_scale"]) == 0.25  # saved with the model
+    old = {k: v for k, v in state.items() if k != "residual_scale"}  # a model file from before the scale
+    fresh = build_model(name, **kw).eval()
+    fresh.residual_scale.fill_(3.0)
+    fresh.load_state_dict(old)
+    assert float(fresh.residual_scale) == 1.0
+    with torch.no_grad():
+        assert torch.allclose(fresh(x) - target, r1, atol=1e-6)
+
+
 def test_pad_to_multiple_and_crop():
     x = torch.arange(5 * 6, dtype=torch.float32).view(1, 1, 5, 6)
     p = pad_to_multiple(x, 4)

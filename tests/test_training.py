@@ -12,7 +12,7 @@ from inloop.errors import InloopError
 from inloop.training.data import PatchSampler, dihedral
 from inloop.training.patches import build_patch_store, open_patch_store, sources_from_paths, split_by_source
 from inloop.training.tracking import Tracker
-from inloop.training.trainer import RestorationTask, TrainConfig, Trainer, TrainingError, seed_everything
+from inloop.training.trainer import RestorationTask, TrainConfig, Trainer, TrainingError, lr_factor, seed_everything
 
 
 class Tiny(nn.Module):
@@ -121,6 +121,67 @@ def test_resume_is_bit_exact(store, tmp_path):
     for a, b in zip(m1.state_dict().values(), m2.state_dict().values()):
         assert torch.equal(a, b)
     assert r1["val_delta_psnr"] == r2["val_delta_psnr"]
+
+
+def test_cosine_schedule_decays_to_the_final_rate():
+    f = [lr_factor("cosine", s, 100, 0.01) for s in range(0, 101)]
+    assert f[0] == 1.0 and f[100] == pytest.approx(0.01) and f[50] == pytest.approx(0.505)
+    assert all(a > b for a, b in zip(f, f[1:]))
+    assert lr_factor("cosine", 150, 100, 0.01) == pytest.approx(0.01)
+    assert {lr_factor("constant", s, 100, 0.01) for s in (0, 50, 100)} == {1.0}
+    with pytest.raises(InloopError, match="train.lr_schedule='step'"):
+        RestorationTask(Tiny(), lr_schedule="step")
+
+
+def test_residual_scale_setting():
+    from inloop.training.run import residual_scale
+
+    x = torch.rand(4, 1, 8, 8)
+    y = x + 0.01 * torch.randn(4, 1, 8, 8)
+    assert residual_scale("distortion", x, y) == pytest.approx(float((y - x).std()))
+    clip = torch.stack([torch.rand(4, 1, 8, 8), x, torch.rand(4, 1, 8, 8)], dim=1)  # centre frame is x
+    assert residual_scale("distortion", clip, y) == pytest.approx(float((y - x).std()))
+    assert residual_scale(0.5, x, y) == 0.5
+    with pytest.raises(InloopError, match="train.residual_scale='big'"):
+        residual_scale("big", x, y)
+    with pytest.raises(InloopError, match="train.residual_scale=distortion: the decoded patches equal"):
+        residual_scale("distortion", x, x)
+
+
+class CosineTask(RestorationTask):
+    """The real task with a cosine schedule over 12 steps; ``stop_after`` interrupts it."""
+
+    stop_after = None
+    calls = 0
+
+    def __init__(self, model, lr):
+        super().__init__(model, lr=lr, lr_schedule="cosine", steps=12, lr_final=0.05)
+
+    def train_step(self, batch, autocast):
+        CosineTask.calls += 1
+        if CosineTask.stop_after is not None and CosineTask.calls > CosineTask.stop_after:
+            raise KeyboardInterrupt
+        return super().train_step(batch, autocast)
+
+
+def test_cosine_schedule_resumes_bit_exact_after_an_interruption(store, tmp_path):
+    path, _ = store
+    straight, m1 = make_trainer(path, tmp_path / "a.pt", 12, task_cls=CosineTask)
+    straight.run()
+    lr_end = straight.task.opt.param_groups[0]["lr"]
+    assert lr_end == pytest.approx(1e-3 * 0.05)
+    CosineTask.stop_after, CosineTask.calls = 10, 0  # killed in step 11; the last checkpoint is step 8
+    killed, _ = make_trainer(path, tmp_path / "b.pt", 12, task_cls=CosineTask)
+    with pytest.raises(KeyboardInterrupt):
+        killed.run()
+    CosineTask.stop_after = None
+    resumed, m2 = make_trainer(path, tmp_path / "b.pt", 12, task_cls=CosineTask)
+    assert resumed.load_checkpoint() and resumed.step == 8
+    assert resumed.task.opt.param_groups[0]["lr"] == pytest.approx(1e-3 * lr_factor("cosine", 8, 12, 0.05))
+    resumed.run()
+    assert resumed.task.opt.param_groups[0]["lr"] == lr_end
+    for a, b in zip(m1.state_dict().values(), m2.state_dict().values()):
+        assert torch.equal(a, b)
 
 
 class ExplodingTask(RestorationTask):

@@ -387,7 +387,7 @@ class NLConvLSTM(ResidualFilter):
         target = clip[:, t // 2]
         padded = pad_to_multiple(clip.reshape(n * t, c, h, w), self.pad_multiple, self.pad_mode)
         r = self.residual(padded.reshape(n, t, c, *padded.shape[-2:]))
-        return target + r[..., :h, :w]
+        return target + self.residual_scale * r[..., :h, :w]
 
     # -- complexity ------------------------------------------------------------------------
 

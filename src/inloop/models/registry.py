@@ -116,6 +116,13 @@ class ResidualFilter(nn.Module):
     pad_mode: str = "reflect"
     registry_name: str = ""
 
+    def __init__(self) -> None:
+        super().__init__()
+        # Y = X + s * R: a fixed output scale s (1 = the plain residual), set before training
+        # from the ground-truth distortion (train.residual_scale; see training/run.py).
+        self.register_buffer("residual_scale", torch.ones(()))
+        self._register_load_state_dict_pre_hook(_default_residual_scale)
+
     def residual(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -126,7 +133,12 @@ class ResidualFilter(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         r = self.residual(pad_to_multiple(x, self.pad_multiple, self.pad_mode))
-        return x + r[..., :h, :w]
+        return x + self.residual_scale * r[..., :h, :w]
+
+
+def _default_residual_scale(state_dict, prefix, *args, **kwargs) -> None:
+    """Model files written before ``residual_scale`` existed load with s = 1 (what they computed)."""
+    state_dict.setdefault(prefix + "residual_scale", torch.ones(()))
 
 
 def conv_bn_relu(cin: int, cout: int, k: int = 3) -> nn.Sequential:

@@ -181,7 +181,7 @@ class SPiLF(ResidualFilter):
         if not return_gradient:
             return super().forward(x)
         r, g_hat = self._both(x)  # pad_multiple is 1: nothing to pad or crop
-        return x + r, g_hat
+        return x + self.residual_scale * r, g_hat
 
 
 class PatchDiscriminator(nn.Module):

@@ -85,15 +85,18 @@ def train_model(store: str | os.PathLike, out: str | os.PathLike, model_name: st
     sampler = PatchSampler(train, cfg.batch_size, meta["bitdepth"], device, seed=cfg.seed, rank=rank)
     describe = {**describe, "arch": model_name, "model_kwargs": model_kwargs, "store": str(store)}
     resuming = checkpoint.is_file()
-    if not resuming and train_params.get("init", "lsuv") == "lsuv":
-        # GL-Fusion IV.B; the batch comes from its own stream so the sampler's is untouched.
+    scale = train_params.get("residual_scale", 1.0)
+    if not resuming:
+        # The batch comes from its own stream so the sampler's is untouched.
         init_sampler = PatchSampler(train, min(len(train), 2 * cfg.batch_size), meta["bitdepth"], "cpu",
                                     seed=cfg.seed + 10_000)
         x, y = init_sampler.next()
-        # init_last: "distortion" (IV.B: R's spread matched to the ground-truth distortion)
-        # or "zero" (R = 0: the untrained filter is the identity).
-        last = train_params.get("init_last", "distortion")
-        lsuv_init(model, x, y if last == "distortion" else None, residual_std=0.0)
+        model.residual_scale.fill_(residual_scale(scale, x, y))
+        if train_params.get("init", "lsuv") == "lsuv":
+            # GL-Fusion IV.B. init_last: "distortion" (R's spread matched to the ground-truth
+            # distortion) or "zero" (R = 0: the untrained filter is the identity).
+            last = train_params.get("init_last", "distortion")
+            lsuv_init(model, x, y if last == "distortion" else None, residual_std=0.0)
     model.to(device)
     if device.type == "cuda" and cfg.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -139,7 +142,8 @@ def train_model(store: str | os.PathLike, out: str | os.PathLike, model_name: st
                "bitdepth": meta["bitdepth"], "planes": meta["planes"], "describe": describe, "result": result}
     with atomic_path(out) as tmp:
         torch.save(payload, tmp)
-    report = {**describe, "result": result, "history": trainer.history, "parameters": int(
+    report = {**describe, "residual_scale": float(net.residual_scale), "result": result,
+              "history": trainer.history, "parameters": int(
         sum(p.numel() for p in net.parameters())), "mlflow_run_id": getattr(tracker, "run_id", None)}
     if hasattr(task, "summary"):
         report["task"] = task.summary()  # e.g. SPiLF: variant, loss weights, stages, whether LPIPS was available
@@ -151,6 +155,34 @@ def train_model(store: str | os.PathLike, out: str | os.PathLike, model_name: st
     return report
 
 
+def residual_scale(setting: float | str, x: torch.Tensor, y: torch.Tensor) -> float:
+    """The output scale s of ``Y = X + s * R`` (``train.residual_scale``): a number, or
+    ``distortion``: the standard deviation of the ground-truth distortion Y - X on a batch.
+
+    GL-Fusion IV.B wants R "distributed in the range of the groundtruth distortion" and
+    gets there by scaling the last layer's initial weights. Under Adam that holds only at
+    step 0: Adam moves every weight by about lr per step whatever its scale, so R moves by
+    O(lr) per step while the distortion at QP 22 has a spread of O(1e-3) (measured on the
+    demo: the QP 22 loss rose 15-fold in the first ten steps and training ended at the
+    identity). A fixed factor s = std(Y - X) keeps R in the distortion's units for the
+    whole run, so the steps scale with the distortion at every QP.
+    """
+    if setting == "distortion":
+        target = x[:, x.shape[1] // 2] if x.dim() == 5 else x  # a clip's target is its centre frame
+        std = float((y.float() - target.float()).std())
+        if not std > 0:
+            raise InloopError("train.residual_scale=distortion: the decoded patches equal the originals "
+                              "(zero distortion); give a number instead")
+        return std
+    try:
+        value = float(setting)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not value > 0:
+        raise InloopError(f"train.residual_scale={setting!r}: give a positive number or 'distortion'")
+    return value
+
+
 def make_task(arch: str, model: torch.nn.Module, cfg: TrainConfig, train_params: dict, params: dict | None = None):
     """The training task of a network: SPiLF's GAN task (generator + discriminator, two
     optimisers, two stages; ``train.spilf``; LPIPS weights located by ``params``' metrics.lpips)
@@ -160,7 +192,9 @@ def make_task(arch: str, model: torch.nn.Module, cfg: TrainConfig, train_params:
         from .spilf import SPiLFTask
 
         return SPiLFTask(model, train_params.get("spilf") or {}, lpips_params=params or {})
-    return RestorationTask(model, lr=cfg.lr, loss=train_params.get("loss", "mse"))
+    return RestorationTask(model, lr=cfg.lr, loss=train_params.get("loss", "mse"),
+                           lr_schedule=train_params.get("lr_schedule", "constant"), steps=cfg.steps,
+                           lr_final=float(train_params.get("lr_final", 0.01)))
 
 
 # Settings that do not change what a step computes: a checkpoint made under other
@@ -172,8 +206,11 @@ def default_checkpoint(store, model_name: str, model_kwargs: dict, train_params:
     """``results/checkpoints/{model}/{codec}/{config}/qp{qp}-{hash}.ckpt``, the hash over
     everything that changes the computation (model, training settings, patch store),
     so a changed setting starts afresh instead of resuming a checkpoint made for another."""
+    resumable = _RESUMABLE_KEYS
+    if train_params.get("lr_schedule", "constant") != "constant":
+        resumable = resumable - {"steps"}  # the schedule spans ``steps``: another length is another run
     key = {"model": model_name, "kwargs": model_kwargs, "store": store_fingerprint(store),
-           "train": {k: v for k, v in train_params.items() if k not in _RESUMABLE_KEYS}}
+           "train": {k: v for k, v in train_params.items() if k not in resumable}}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
     root = Path(train_params.get("checkpoint_dir", "results/checkpoints"))
     return root / str(describe.get("model", model_name)) / str(describe.get("codec")) / str(describe.get("config")) / \
