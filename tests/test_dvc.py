@@ -18,8 +18,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-COPY = ["Snakefile", "workflow", "envs", "config", "src", "datasets.lock.json", "dvc.yaml", ".dvcignore",
-        ".gitignore", ".dvc/config", ".dvc/.gitignore"]
+COPY = ["Snakefile", "workflow", "envs", "config", "src", "docs/benchmarks", "datasets.lock.json", "dvc.yaml",
+        ".dvcignore", ".gitignore", ".dvc/config", ".dvc/.gitignore"]
 PRECIOUS = ["results/models", "results/eval", "results/report"]
 
 

@@ -268,7 +268,10 @@ def build_report(eval_source, models_dir, out_dir, params: dict | None = None) -
             for m in spilf_models:
                 rows += tables.spilf_rows_from_points(ai, "enhanced", m, model=m, targets=targets, qps=qps)
             sp = tables.spilf_table(rows, targets)
+            lpips_cells = sp.filter(like="LPIPS").astype(str)
+            lpips_missing = bool(lpips_cells.apply(lambda c: c.str.startswith(tables.NA)).any(axis=None))
             shaped.append(put_table(sp, f"spilf_table2_{tag}", f"SPiLF Table 2 shape — {dataset or 'no dataset'}",
+                                    ([f"LPIPS note: {tables.lpips_note(ai)}"] if lpips_missing else []) +
                                     [f"targets {', '.join(map(str, targets))} bpp (params report.spilf_bpp; the paper: "
                                      "0.075, 0.15, 0.3 on CLIC 2022); each held-out sequence's QP among "
                                      f"{', '.join(map(str, qps))} chosen by integer linear programming (SPiLF 2.3: "
