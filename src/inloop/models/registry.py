@@ -121,7 +121,7 @@ class ResidualFilter(nn.Module):
         # Y = X + s * R: a fixed output scale s (1 = the plain residual), set before training
         # from the ground-truth distortion (train.residual_scale; see training/run.py).
         self.register_buffer("residual_scale", torch.ones(()))
-        self._register_load_state_dict_pre_hook(_default_residual_scale)
+        self.register_load_state_dict_pre_hook(_default_residual_scale)
 
     def residual(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -136,7 +136,7 @@ class ResidualFilter(nn.Module):
         return x + self.residual_scale * r[..., :h, :w]
 
 
-def _default_residual_scale(state_dict, prefix, *args, **kwargs) -> None:
+def _default_residual_scale(module, state_dict, prefix, *args) -> None:
     """Model files written before ``residual_scale`` existed load with s = 1 (what they computed)."""
     state_dict.setdefault(prefix + "residual_scale", torch.ones(()))
 
