@@ -101,6 +101,38 @@ def test_generator_any_size_identity_and_gradient_output():
     assert net3(torch.rand(1, 3, 17, 20)).shape == (1, 3, 17, 20)
 
 
+def test_output_head_slope_keeps_gradients_where_a_relu_head_dies_and_is_saved():
+    """The head's LeakyReLU (out_slope, ESRGAN's 0.2): with every head unit pushed below zero a ReLU
+    head passes no gradient to its first conv (the QP 37 demo model ended at the identity that way);
+    the leaky head still does. The slope travels in the state dict; files without it load as ReLU."""
+    x, y = pair(synthetic_store(2, 24, seed=3))
+    grads = {}
+    for slope in (0.0, 0.2):
+        torch.manual_seed(0)
+        net = build_model("spilf", **TINY, out_slope=slope)
+        torch.nn.init.constant_(net.out[0].bias, -1e3)  # every pre-activation of the head < 0
+        torch.nn.init.normal_(net.last_conv.weight, std=0.1)
+        F.l1_loss(net(x), y).backward()
+        grads[slope] = net.out[0].weight.grad.abs().sum().item()
+    assert grads[0.0] == 0 and grads[0.2] > 0
+    assert build_model("spilf", **TINY).out[1].slope.item() == pytest.approx(0.2)
+    linear = build_model("spilf", **TINY, out_slope=1)
+    h = torch.randn(1, TINY["channels"], 5, 5)
+    assert torch.equal(linear.out[1](h), h)
+
+    leaky = build_model("spilf", **TINY)
+    state = leaky.state_dict()
+    assert state["out.1.slope"].item() == pytest.approx(0.2)
+    fresh = build_model("spilf", **TINY, out_slope=0.5)
+    fresh.load_state_dict(state)
+    assert fresh.out[1].slope.item() == pytest.approx(0.2)  # the file's slope, not the constructor's
+    del state["out.1.slope"]  # a model file written before out_slope existed
+    fresh.load_state_dict(state)
+    assert fresh.out[1].slope.item() == 0.0
+    with pytest.raises(ParamsError, match=r"models\.spilf\.out_slope"):
+        build_model("spilf", **TINY, out_slope=1.5)
+
+
 def test_discriminator_gives_a_patch_map():
     d = PatchDiscriminator(1, 8, 3)
     assert d(torch.rand(2, 1, 48, 48)).shape == (2, 1, 4, 4)

@@ -36,7 +36,13 @@ each is a ``models.spilf.<key>`` param. Other choices where the text is vague
   feed the gradient branch (the text does not say it does).
 * Fusion block (2.1.2 "concatenated and fed into a fusion block, which adopts
   the DRN"): a 1x1 conv 2C -> C, then ``fusion_units`` DRUs. Output layers
-  ("some convolution blocks"): conv3x3 + ReLU + conv3x3 -> R.
+  ("some convolution blocks"): conv3x3 + LeakyReLU(0.2) + conv3x3 -> R, the
+  output layers of ESRGAN [7] (whose RaGAN the paper takes). Not a plain ReLU:
+  this head is one layer of ``channels`` units in front of a zero-initialised
+  last conv, and on the demo at QP 37 every one of its ReLU units died (a
+  forward hook read 100 % zeros), leaving the model at the identity (+0.000 dB).
+  The slope is the ``out_slope`` param (0 = ReLU, 1 = no activation) and is
+  saved with the weights: model files from before it load as ReLU, as trained.
 * Fully convolutional with 'same' padding: any H, W, no padding needed.
 
 :class:`PatchDiscriminator` is the Markovian discriminator of section 2.2
@@ -49,6 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from inloop.errors import ParamsError
 from inloop.models.glfusion import SqueezeExcitation
 from inloop.models.registry import ResidualFilter, check_int, register
 
@@ -111,6 +118,22 @@ class Trunk(nn.Module):
         return h + self.body(h)
 
 
+class HeadActivation(nn.Module):
+    """LeakyReLU whose negative slope is a buffer, so the model file says which activation it was trained with."""
+
+    def __init__(self, slope: float):
+        super().__init__()
+        self.register_buffer("slope", torch.tensor(float(slope)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.where(x >= 0, x, x * self.slope.to(x.dtype))
+
+
+def _relu_head_before_out_slope(module, state_dict, prefix, *args) -> None:
+    """Model files written before ``out_slope`` existed had a ReLU head: they load with slope 0."""
+    state_dict.setdefault(prefix + "out.1.slope", torch.zeros(()))
+
+
 @register("spilf")
 class SPiLF(ResidualFilter):
     """SPiLF generator, section 2.1, Fig. 1: ``Y = X + R``; the gradient branch also gives ``G^``.
@@ -124,7 +147,9 @@ class SPiLF(ResidualFilter):
     - ``pixel_units`` (8): pixel units (DRU + SE) in the pixel branch (2.1.2);
     - ``dru_layers`` (4) and ``growth`` (32): depth and growth rate of every DRU;
     - ``fusion_units`` (1): DRUs in the fusion block (2.1.2);
-    - ``reduction`` (16): SE bottleneck reduction (SE paper [4]'s default).
+    - ``reduction`` (16): SE bottleneck reduction (SE paper [4]'s default);
+    - ``out_slope`` (0.2): negative slope of the activation between the two
+      output convs (ESRGAN [7]'s LeakyReLU; 0 = ReLU, 1 = none; module docstring).
 
     ``forward(x)`` -> Y (N, C, H, W), any H, W; ``forward(x, return_gradient=True)``
     -> ``(Y, G^)`` with G^ the reconstructed gradient map of Y's planes, used by
@@ -141,6 +166,7 @@ class SPiLF(ResidualFilter):
         growth: int = 32,
         fusion_units: int = 1,
         reduction: int = 16,
+        out_slope: float = 0.2,
     ):
         super().__init__()
         self.in_channels = check_int("in_channels", in_channels, 1)
@@ -151,6 +177,8 @@ class SPiLF(ResidualFilter):
         check_int("growth", growth, 1)
         check_int("fusion_units", fusion_units, 1)
         check_int("reduction", reduction, 1)
+        if isinstance(out_slope, bool) or not isinstance(out_slope, (int, float)) or not 0 <= out_slope <= 1:
+            raise ParamsError(f"out_slope: expected a number in [0, 1] (0 = ReLU, 1 = no activation), got {out_slope!r}")
         self.grad_branch = Trunk(in_channels, channels, grad_blocks, dru_layers, growth, reduction)   # 2.1.1
         self.grad_out = nn.Conv2d(channels, in_channels, 3, padding=1)                              # -> dG
         self.pixel_branch = Trunk(in_channels, channels, pixel_units, dru_layers, growth, reduction)  # 2.1.2
@@ -159,9 +187,11 @@ class SPiLF(ResidualFilter):
             *[DenseResidualUnit(channels, dru_layers, growth) for _ in range(fusion_units)],
         )
         self.out = nn.Sequential(
-            nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(channels, channels, 3, padding=1), HeadActivation(out_slope),
             nn.Conv2d(channels, in_channels, 3, padding=1),
         )
+
+        self.register_load_state_dict_pre_hook(_relu_head_before_out_slope)
 
     @property
     def last_conv(self) -> nn.Conv2d:
