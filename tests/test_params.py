@@ -56,3 +56,29 @@ def test_model_spec_merges_train_overrides_and_names_bad_keys():
                      ({"train": [1]}, "models.x.train")):
         with pytest.raises(ParamsError, match=key):
             model_spec({**p, "models": {"x": bad}}, "x")
+
+
+def test_every_config_file_merges_into_models_that_build():
+    """params.yaml alone and merged with each config/*.yaml (as `--configfile` does): every trained model's
+    spec resolves and its network builds with those keywords (a typo in a config file fails here, not in a job)."""
+    from pathlib import Path
+
+    from inloop.models import build_model
+    from inloop.params import _deep_merge, model_spec
+
+    root = Path(__file__).resolve().parents[1]
+    base = yaml.safe_load((root / "params.yaml").read_text())
+    configs = sorted((root / "config").glob("*.yaml"))
+    assert configs
+    for cfg in [None, *configs]:
+        merged = _deep_merge(base, yaml.safe_load(cfg.read_text())) if cfg else base
+        for name in merged["train"]["models"]:
+            spec = model_spec(merged, name)
+            net = build_model(spec["arch"], **spec["kwargs"])
+            assert net.training, (cfg, name)
+    ablation = _deep_merge(base, yaml.safe_load((root / "config" / "nlconvlstm-ablation.yaml").read_text()))
+    modes = {n: build_model(model_spec(ablation, n)["arch"], **model_spec(ablation, n)["kwargs"]).mode
+             for n in ablation["train"]["models"] if model_spec(ablation, n)["arch"] == "nlconvlstm"}
+    assert modes == {"nlconvlstm": "nlconvlstm", "nlconvlstm-encdec": "single", "nlconvlstm-convlstm": "convlstm"}
+    assert model_spec(ablation, "nlconvlstm-convlstm")["qps"] == [37]
+    assert set(ablation["train"]["models"]) >= set(base["train"]["models"])  # the demo's models stay

@@ -528,3 +528,54 @@ def test_bench_malformed_file_is_named(bench_file, tmp_path):
             build_report([], None, out, {"report": {"benchmarks": [str(bench_file), str(bad)]}})
         assert why in str(exc.value) and "inloop bench" in str(exc.value)
         assert not out.exists()  # checked before anything is written
+
+
+# --------------------------------------------------------------------------- NL-ConvLSTM ablation (section 4.2)
+
+ABLATION = {"nlconvlstm-encdec": ("single", 0.10), "nlconvlstm-convlstm": ("convlstm", 0.20), "nlconvlstm": (None, 0.30)}
+
+
+def _ablation_report(encodes, root: Path, models: dict) -> Path:
+    """An eval tree of NL-ConvLSTM-arch models on the real LDP encodes (QP 32, 37), each SYNTHETIC:
+    enhanced = filters-off + its fixed delta. Returns the report folder."""
+    seq = "city_128x96_30fps_8bit_420"
+    for m, (_, plus) in models.items():
+        for qp in (32, 37):
+            rec = _record(m, encodes[("ldp", "on", qp)], encodes[("ldp", "off", qp)], seq, plus)
+            rec["delta"]["ssim_y"] = plus / 100  # x 10^-2 in the table: the same number as ΔPSNR
+            write_json(root / "eval" / m / "x265" / "ldp" / "demo" / seq / f"qp{qp}.json", rec)
+    params = {"bdrate": {"method": "cubic"},
+              "models": {m: ({"arch": "nlconvlstm", "mode": mode} if mode else {}) for m, (mode, _) in models.items()}}
+    from inloop.reporting.report import build_report
+
+    build_report(root / "eval", root / "models", root / "report", params)
+    return root / "report"
+
+
+def test_nlconvlstm_ablation_table_orders_modes_as_the_paper_and_meets_its_claims(encodes, tmp_path):
+    rep = _ablation_report(encodes, tmp_path, ABLATION)
+    rows = _read_csv(rep / "tables" / "nlconvlstm_ablation_ldp_x265_demo.csv")
+    cols = list(rows[0])
+    assert cols == ["QP", "", "Encoder-Decoder with 1 frame (nlconvlstm-encdec)",
+                    "ConvLSTM with 7 frames (nlconvlstm-convlstm)", "NL-ConvLSTM with 7 frames (nlconvlstm)"]
+    assert [(r["QP"], r[""]) for r in rows] == [("32", "ΔPSNR (dB)"), ("32", "ΔSSIM (×10^-2)"),
+                                               ("37", "ΔPSNR (dB)"), ("37", "ΔSSIM (×10^-2)")]
+    for r in rows:
+        assert [float(r[c]) for c in cols[2:]] == pytest.approx([0.10, 0.20, 0.30], abs=1e-3)
+    assert "not trained in this run" not in (rep / "tables" / "nlconvlstm_ablation_ldp_x265_demo.md").read_text()
+    # The claims comparison matches the hyphenated model names to the registry's columns, at the table's QP 37.
+    comp = [r for r in _read_csv(rep / "claims" / "comparison.csv") if r["paper"] == "nlconvlstm" and r["table"] == "2"]
+    got = {(r["model"], r["unit"].split()[0]): (float(r["claimed"]), float(r["reproduced"])) for r in comp}
+    assert got == {("nlconvlstm_encdec", "ΔPSNR-Y"): (0.395, pytest.approx(0.10)),
+                   ("nlconvlstm_encdec", "ΔSSIM-Y"): (0.684, pytest.approx(0.10)),
+                   ("nlconvlstm_convlstm", "ΔPSNR-Y"): (0.456, pytest.approx(0.20)),
+                   ("nlconvlstm_convlstm", "ΔSSIM-Y"): (0.723, pytest.approx(0.20)),
+                   ("nlconvlstm", "ΔPSNR-Y"): (0.601, pytest.approx(0.30)),
+                   ("nlconvlstm", "ΔSSIM-Y"): (0.897, pytest.approx(0.30))}
+
+
+def test_nlconvlstm_ablation_table_names_the_modes_not_trained(encodes, tmp_path):
+    rep = _ablation_report(encodes, tmp_path, {"nlconvlstm": ABLATION["nlconvlstm"]})
+    md = (rep / "tables" / "nlconvlstm_ablation_ldp_x265_demo.md").read_text()
+    assert "NL-ConvLSTM with 7 frames (nlconvlstm)" in md
+    assert "not trained in this run: Encoder-Decoder, ConvLSTM" in md and "config/nlconvlstm-ablation.yaml" in md

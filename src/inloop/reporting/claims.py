@@ -119,6 +119,12 @@ def setup_differences(paper: str, repro: dict) -> str:
 # --------------------------------------------------------------------------- comparison
 
 
+def claim_key(model: str) -> str:
+    """The registries' name for a project model: ``-`` -> ``_`` (``nlconvlstm-convlstm`` is ``nlconvlstm_convlstm``;
+    Snakemake's model wildcard allows no ``_``)."""
+    return str(model).replace("-", "_")
+
+
 def _bd_targets(paper: str) -> list[dict]:
     """Claimed BD-rate cells that name a project model: table, row key, config, model, value, labels."""
     d = load_claims(paper)
@@ -142,7 +148,13 @@ def _bd_targets(paper: str) -> list[dict]:
     return out
 
 
+DELTAS = (("delta_psnr_y", "ΔPSNR-Y (dB)"), ("delta_ssim_y", "ΔSSIM-Y (×10^-2)"))
+METRIC_ROWS = {"delta_psnr": 0, "delta_ssim_x100": 1}  # rows that are one metric over all sequences (the ablation)
+
+
 def _delta_targets(paper: str) -> list[dict]:
+    """Claimed delta cells that name a project model. Two row layouts: one row per sequence with a
+    [ΔPSNR, ΔSSIM] pair per column (Table 4), or one row per metric, averaged over sequences (the ablation)."""
     d = load_claims(paper)
     out = []
     for m in d.get("match") or []:
@@ -152,10 +164,14 @@ def _delta_targets(paper: str) -> list[dict]:
         for i, model in enumerate(t.get("column_models") or []):
             for r in t["rows"]:
                 v = r["values"][i]
-                for j, (what, unit) in enumerate((("delta_psnr_y", "ΔPSNR-Y (dB)"), ("delta_ssim_y", "ΔSSIM-Y (×10^-2)"))):
-                    out.append({"paper": paper, "table": m["table"], "row_key": r["key"], "row": r["label"],
+                if r["key"] in METRIC_ROWS:
+                    cells = [(DELTAS[METRIC_ROWS[r["key"]]], v, "average")]
+                else:
+                    cells = [(wu, v[j] if v else None, r["key"]) for j, wu in enumerate(DELTAS)]
+                for (what, unit), claimed, row_key in cells:
+                    out.append({"paper": paper, "table": m["table"], "row_key": row_key, "row": r["label"],
                                 "column": t["columns"][i], "model": model, "config": str(t["config"]).lower(),
-                                "qp": r.get("qp"), "what": what, "claimed": v[j] if v else None, "unit": unit})
+                                "qp": r.get("qp", t.get("qp")), "what": what, "claimed": claimed, "unit": unit})
     return out
 
 
@@ -165,8 +181,9 @@ def compare(summary: pd.DataFrame, points: pd.DataFrame | None = None, repro: di
 
     BD-rate claims (GL-Fusion Tables II-VI) match the ``model_vs_anchor`` luma
     rows of ``summary`` by model, configuration and row (Average, Class X, or a
-    CTC sequence by normalised name). Delta claims (NL-ConvLSTM Table 4) match
-    the mean ``delta`` of ``points`` by model, configuration, QP and sequence.
+    CTC sequence by normalised name). Delta claims (NL-ConvLSTM Table 4, and the
+    ablation table at its QP) match the mean ``delta`` of ``points`` by model,
+    configuration, QP and sequence (or all sequences for "Ave." and the ablation).
     Headline claims (each registry's ``headline``) are listed even when the
     model has no results, with reproduced NaN and the reason. ``difference`` is
     reproduced minus claimed, in the claim's unit.
@@ -179,7 +196,7 @@ def compare(summary: pd.DataFrame, points: pd.DataFrame | None = None, repro: di
     s = s[(s["comparison"] == "model_vs_anchor") & (s["metric"] == "y")]
     index: dict = {}
     for r in s.itertuples(index=False):
-        index.setdefault((r.model, r.config, _row_key(r.level, r.row, r.sequence, r.seq_class)), []).append(r)
+        index.setdefault((claim_key(r.model), r.config, _row_key(r.level, r.row, r.sequence, r.seq_class)), []).append(r)
     for paper in papers:
         d = load_claims(paper)
         headline = {(h["table"], h["row"], h["model"]) for h in d.get("headline") or []}
@@ -200,7 +217,7 @@ def compare(summary: pd.DataFrame, points: pd.DataFrame | None = None, repro: di
         if points is not None and not points.empty:
             p = points[points["model"] != "none"]
             for t in _delta_targets(paper):
-                g = p[(p["model"] == t["model"]) & (p["config"] == t["config"]) & (p["qp"] == t["qp"])]
+                g = p[(p["model"].map(claim_key) == t["model"]) & (p["config"] == t["config"]) & (p["qp"] == t["qp"])]
                 if t["row_key"] != "average":
                     g = g[g["sequence"].map(normalize_sequence) == t["row_key"]]
                 if g.empty:
@@ -228,5 +245,5 @@ def compare(summary: pd.DataFrame, points: pd.DataFrame | None = None, repro: di
     return out[[c for c in cols if c in out.columns]]
 
 
-__all__ = ["PAPERS", "all_claims", "claim_table", "compare", "load_claims", "normalize_sequence",
+__all__ = ["PAPERS", "all_claims", "claim_key", "claim_table", "compare", "load_claims", "normalize_sequence",
            "setup_differences"]

@@ -242,7 +242,23 @@ def build_report(eval_source, models_dir, out_dir, params: dict | None = None) -
                                             ["Δ = enhanced minus the filters-off decode (NL-ConvLSTM: minus the "
                                              "codec's output, which had its loop filters on for Yang et al.'s data)"],
                                             digits=3))
+        nl_modes = {m: (str(_get(params, f"models.{m}.mode", "nlconvlstm")), int(_get(params, f"models.{m}.frames", 7)))
+                    for m in sorted(set(p["model"]) - {"none"})
+                    if _get(params, f"models.{m}.arch", m) == "nlconvlstm"}
         for cfg in [c for c in ("ai", "ldp", "ra") if c in set(p["config"])]:
+            at = tables.nlconvlstm_ablation_table(p, cfg, nl_modes)
+            if not at.empty:
+                missing = [name for mode, name in tables.ABLATION_MODES
+                           if mode not in {nl_modes[m][0] for m in set(p[p["config"] == cfg]["model"]) & set(nl_modes)}]
+                shaped.append(put_table(
+                    at, f"nlconvlstm_ablation_{cfg}_{tag}",
+                    f"NL-ConvLSTM ablation shape (section 4.2): ΔPSNR / ΔSSIM per mode, {cfg.upper()} — "
+                    f"{dataset or 'no dataset'}",
+                    ["mean over the held-out sequences of enhanced minus the decode; the paper's values (Yang et "
+                     "al.'s dataset, HM LDP QP 37) are in the claims comparison; ME-ConvLSTM is not built here"]
+                    + ([f"not trained in this run: {', '.join(missing)} (models.<name>.mode; "
+                        "config/nlconvlstm-ablation.yaml adds them)"] if missing else []),
+                    digits=3))
             ft = tables.fluctuation_table(p, cfg)
             if not ft.empty:
                 shaped.append(put_table(ft, f"fluctuation_{cfg}_{tag}",

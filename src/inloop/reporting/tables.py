@@ -15,6 +15,9 @@ so those stages only supply rows.
   0.3 bpp per method; "n/a (reason)" where a value cannot exist.
 * :func:`delta_table` -- NL-ConvLSTM Table 4 (and Table 2's metrics): delta PSNR /
   delta SSIM per sequence and QP, "Ave." per QP.
+* :func:`nlconvlstm_ablation_table` -- NL-ConvLSTM's ablation table (section 4.2,
+  "Tab. ablation"): mean delta PSNR / delta SSIM per Table-1 mode (Encoder-Decoder
+  on 1 frame, ConvLSTM and NL-ConvLSTM on 7) and QP.
 * :func:`fluctuation_table` -- NL-ConvLSTM section 4.3: STD and PVD of the
   per-frame PSNR curve.
 * :func:`runtime_table` -- NL-ConvLSTM Table 5: run time per frame by resolution.
@@ -308,6 +311,39 @@ def delta_table(points: pd.DataFrame, config: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+ABLATION_MODES = (("single", "Encoder-Decoder"), ("convlstm", "ConvLSTM"), ("nlconvlstm", "NL-ConvLSTM"))
+
+
+def nlconvlstm_ablation_table(points: pd.DataFrame, config: str, modes: dict[str, tuple[str, int]]) -> pd.DataFrame:
+    """NL-ConvLSTM ablation shape (section 4.2): rows (QP, ΔPSNR (dB) | ΔSSIM (×10^-2)), one column per model.
+
+    ``modes`` maps each NL-ConvLSTM model name to its ``(mode, frames)``
+    (params ``models.<name>.mode`` / ``frames``); columns follow the paper's
+    order (Encoder-Decoder with 1 frame, ConvLSTM with 7 frames, NL-ConvLSTM
+    with 7 frames; ME-ConvLSTM is not built), headed "<method> with <n>
+    frame(s) (<model>)". Values are means over the held-out sequences of the
+    evaluate stage's deltas (enhanced minus the decode it was computed from).
+    """
+    p = points[(points["config"] == config) & points["model"].isin(list(modes))]
+    if p.empty:
+        return pd.DataFrame()
+    rank = {m: i for i, (m, _) in enumerate(ABLATION_MODES)}
+    names = dict(ABLATION_MODES)
+    present = sorted(set(p["model"]), key=lambda m: (rank.get(modes[m][0], len(rank)), m))
+    rows = []
+    for qp, gq in p.groupby("qp", sort=True):
+        for what, label, scale in (("delta_psnr_y", "ΔPSNR (dB)", 1.0), ("delta_ssim_y", "ΔSSIM (×10^-2)", 100.0)):
+            row = {"QP": int(qp), "": label}
+            for m in present:
+                mode, frames = modes[m]
+                n = 1 if mode == "single" else frames
+                v = pd.to_numeric(gq.loc[gq["model"] == m, what], errors="coerce") * scale
+                row[f"{names.get(mode, mode)} with {n} frame{'s' if n > 1 else ''} ({m})"] = \
+                    float(v.mean()) if v.notna().any() else math.nan
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def _fluct(frames) -> tuple[float, float]:
     if frames is None or (isinstance(frames, float) and math.isnan(frames)) or len(frames) == 0:
         return math.nan, math.nan
@@ -370,6 +406,6 @@ def runtime_table(points: pd.DataFrame) -> pd.DataFrame:
 
 
 __all__ = [
-    "SPILF_BPP", "ablation_table", "delta_table", "fluctuation_table", "glfusion_table", "interpolate_at",
-    "runtime_table", "spilf_rows_from_points", "spilf_table", "to_markdown", "write_table",
+    "ABLATION_MODES", "SPILF_BPP", "ablation_table", "delta_table", "fluctuation_table", "glfusion_table",
+    "interpolate_at", "nlconvlstm_ablation_table", "runtime_table", "spilf_rows_from_points", "spilf_table", "to_markdown", "write_table",
 ]
