@@ -316,3 +316,53 @@ def test_a_few_steps_reduce_l1_on_a_degraded_image():
     assert hist[0] == pytest.approx(255 * start, rel=1e-5)  # L_1 in 8-bit units (train.spilf.pixel_scale)
     assert end < 0.7 * start
     assert end < F.l1_loss(x, y).item()  # better than leaving the decoded image as it is
+
+
+# --------------------------------------------------------------------------- several processes (torchrun / DDP)
+
+
+def _two_rank_worker(rank: int, init_file: str, out_dir: str) -> None:
+    """One of two gloo ranks: SPiLF's GAN task on this rank's own batches, then its state to out_dir."""
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        torch.manual_seed(100 + rank)  # different initial weights on each rank: the task must reconcile them
+        gen = DistributedDataParallel(SPiLF(**TINY))  # DDP itself takes rank 0's generator
+        task = SPiLFTask(gen, {"variant": "arabica-perceptual", "weights": {"lpips": 0.0}, "stage1_steps": 2,
+                               "plateau_window": 2, "plateau_patience": 0, **TINY_D})
+        x, y = pair(synthetic_store(2, 24, seed=10 + rank))  # each rank its own data
+        for _ in range(6):
+            task.train_step((x, y), contextlib.nullcontext)
+        # The plateau on its own: rank 0 sees a falling L_1, rank 1 a rising one; both must act on the mean.
+        opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=0)
+        sched = type(task.schedule)(0, 1, [plateau])
+        for v in ([5.0, 4.0, 3.0] if rank == 0 else [1.0, 3.0, 6.0]):  # means over the ranks: 3.0, 3.5, 4.5
+            sched.observe(torch.tensor(v))
+        torch.save({"disc": task.discriminator.state_dict(), "gen": task._bare_generator.state_dict(),
+                    "lr": [g["lr"] for o in (task.opt_g, task.opt_d) for g in o.param_groups],
+                    "toy_lr": opt.param_groups[0]["lr"]}, f"{out_dir}/{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_ranks_hold_the_same_discriminator_and_learning_rates(tmp_path):
+    """Under torchrun the generator is DDP; the discriminator is averaged by hand and the plateau on the
+    ranks' mean L_1, so both ranks end with identical networks although their batches and seeds differ."""
+    import torch.multiprocessing as mp
+
+    torch.manual_seed(100)
+    initial = PatchDiscriminator(1, TINY_D["disc_channels"], TINY_D["disc_layers"]).state_dict()
+    mp.spawn(_two_rank_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    r0, r1 = (torch.load(tmp_path / f"{r}.pt", weights_only=False) for r in (0, 1))
+    for k in r0["disc"]:
+        assert torch.equal(r0["disc"][k], r1["disc"][k]) or "running" in k or "num_batches" in k, k
+    assert any(not torch.equal(r0["disc"][k], initial[k]) for k in initial if k.endswith("weight"))  # it trained
+    for k in r0["gen"]:
+        assert torch.allclose(r0["gen"][k], r1["gen"][k]), k
+    assert r0["lr"] == r1["lr"]
+    # mean L_1 3.0 (best), 3.5 (worse: halve), 4.5 (worse: halve) -> 0.25 on both ranks
+    assert r0["toy_lr"] == r1["toy_lr"] == 0.25

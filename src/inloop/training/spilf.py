@@ -62,6 +62,15 @@ rate at random. At the stage switch the plateau's best value and bad-window
 count are reset (L_1 is expected to rise when the perceptual terms come in)
 and the learning rate is kept.
 
+Several processes (torchrun; the generator is DDP-wrapped by the caller): the
+discriminator is data-parallel too, by hand rather than by a DDP wrapper (it is
+called on real and fake batches before one backward, and frozen inside the
+generator's step): rank 0's weights are broadcast before its first step and its
+gradients are averaged over the ranks after each backward, so every rank holds
+the same discriminator. The plateau windows average L_1 over the ranks, so every
+rank halves its learning rates at the same step (else the replicas would drift
+apart). Batch norm statistics stay per rank, as in DDP without SyncBatchNorm.
+
 Resume: the step counter (hence the stage), the partial plateau window and both
 plateau schedulers are in :meth:`SPiLFTask.schedulers`, which the Trainer saves
 in and restores from its checkpoints; the networks and optimisers are in
@@ -89,6 +98,12 @@ from ..errors import ParamsError
 from ..models.registry import check_choice, check_int
 from ..models.spilf import PatchDiscriminator, gradient_map
 from .trainer import _unwrap
+
+def _world() -> int:
+    """Processes in the default process group (1 without torch.distributed)."""
+    dist = torch.distributed
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
 
 # Table 1 (section 3.2.2): (lambda_1, lambda_2, lambda_3, lambda_4) = (L1, LPIPS, GAN, ST)
 VARIANTS: dict[str, dict[str, float]] = {
@@ -268,7 +283,12 @@ class StageSchedule:
         self.window_sum = l1 if self.window_sum is None else self.window_sum + l1
         self.window_count += 1
         if self.window_count == self.window:
-            mean = (self.window_sum / self.window_count).item()
+            mean = self.window_sum / self.window_count
+            if _world() > 1:  # the mean over the ranks: every replica halves at the same step
+                mean = mean.detach().clone()
+                torch.distributed.all_reduce(mean)
+                mean = mean / _world()
+            mean = mean.item()
             for p in self.plateaus:
                 p.step(mean)
             self.window_sum, self.window_count = None, 0
@@ -318,6 +338,7 @@ class SPiLFTask:
             plateaus.append(torch.optim.lr_scheduler.ReduceLROnPlateau(self.opt_d, factor=PLATEAU_FACTOR,
                                                                        patience=cfg.plateau_patience))
         self.plateaus = plateaus
+        self._discriminator_synced = False
         self.schedule = StageSchedule(cfg.stage1_steps, cfg.plateau_window, plateaus)
 
         self.lpips = None
@@ -380,6 +401,8 @@ class SPiLFTask:
         if self.lpips is not None and next(self.lpips.parameters()).device != y.device:
             self.lpips.to(y.device)
 
+        if use_adv:
+            self._sync_discriminator()
         # generator: section 2.2 total loss (stage 2) or L_1 + L_ST (stage 1, section 3.2.1)
         if self.discriminator is not None:
             self.discriminator.requires_grad_(False)
@@ -418,6 +441,7 @@ class SPiLFTask:
                     c_fake = self.discriminator(out.detach()).float()
                 d_adv = ragan_d_loss(c_real, c_fake)
                 d_adv.backward()
+                self._average_discriminator_gradients()
                 self.opt_d.step()
             losses["g_adv"], losses["d_adv"] = g_adv, d_adv
 
@@ -425,6 +449,27 @@ class SPiLFTask:
         losses["total"] = total
         losses["stage"] = torch.tensor(float(stage), device=l1.device)
         return {k: v.detach() for k, v in losses.items()}
+
+    def _sync_discriminator(self) -> None:
+        """Several ranks: every rank takes rank 0's discriminator (weights and buffers), once."""
+        if _world() > 1 and not self._discriminator_synced:
+            for t in [*self.discriminator.parameters(), *self.discriminator.buffers()]:
+                torch.distributed.broadcast(t.data, src=0)
+        self._discriminator_synced = True
+
+    def _average_discriminator_gradients(self) -> None:
+        """Several ranks: replace each discriminator gradient by its mean over the ranks (one all-reduce)."""
+        world = _world()
+        if world == 1:
+            return
+        grads = [p.grad for p in self.discriminator.parameters() if p.grad is not None]
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        torch.distributed.all_reduce(flat)
+        flat /= world
+        offset = 0
+        for g in grads:
+            g.copy_(flat[offset:offset + g.numel()].view_as(g))
+            offset += g.numel()
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor, autocast: Callable) -> torch.Tensor:
