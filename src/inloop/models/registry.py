@@ -115,13 +115,15 @@ class ResidualFilter(nn.Module):
     pad_multiple: int = 1
     pad_mode: str = "reflect"
     registry_name: str = ""
+    # Buffers added after model files were first written, with the value the older files computed with.
+    legacy_buffers: dict[str, float] = {"residual_scale": 1.0}
 
     def __init__(self) -> None:
         super().__init__()
         # Y = X + s * R: a fixed output scale s (1 = the plain residual), set before training
         # from the ground-truth distortion (train.residual_scale; see training/run.py).
         self.register_buffer("residual_scale", torch.ones(()))
-        self.register_load_state_dict_pre_hook(_default_residual_scale)
+        self.register_load_state_dict_pre_hook(_legacy_buffer_defaults)
 
     def residual(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -136,9 +138,11 @@ class ResidualFilter(nn.Module):
         return x + self.residual_scale * r[..., :h, :w]
 
 
-def _default_residual_scale(module, state_dict, prefix, *args) -> None:
-    """Model files written before ``residual_scale`` existed load with s = 1 (what they computed)."""
-    state_dict.setdefault(prefix + "residual_scale", torch.ones(()))
+def _legacy_buffer_defaults(module, state_dict, prefix, *args) -> None:
+    """Model files written before a buffer existed load with the value they computed with
+    (each class's ``legacy_buffers``: ``residual_scale`` 1, SPiLF's head slope 0 = ReLU)."""
+    for name, value in module.legacy_buffers.items():
+        state_dict.setdefault(prefix + name, torch.tensor(value))
 
 
 def conv_bn_relu(cin: int, cout: int, k: int = 3) -> nn.Sequential:

@@ -129,11 +129,6 @@ class HeadActivation(nn.Module):
         return torch.where(x >= 0, x, x * self.slope.to(x.dtype))
 
 
-def _relu_head_before_out_slope(module, state_dict, prefix, *args) -> None:
-    """Model files written before ``out_slope`` existed had a ReLU head: they load with slope 0."""
-    state_dict.setdefault(prefix + "out.1.slope", torch.zeros(()))
-
-
 @register("spilf")
 class SPiLF(ResidualFilter):
     """SPiLF generator, section 2.1, Fig. 1: ``Y = X + R``; the gradient branch also gives ``G^``.
@@ -155,6 +150,9 @@ class SPiLF(ResidualFilter):
     -> ``(Y, G^)`` with G^ the reconstructed gradient map of Y's planes, used by
     the structural loss (through ``forward`` so DDP / torch.compile wrappers see it).
     """
+
+    # model files written before ``out_slope`` existed had a ReLU head (slope 0)
+    legacy_buffers = {**ResidualFilter.legacy_buffers, "out.1.slope": 0.0}
 
     def __init__(
         self,
@@ -190,8 +188,6 @@ class SPiLF(ResidualFilter):
             nn.Conv2d(channels, channels, 3, padding=1), HeadActivation(out_slope),
             nn.Conv2d(channels, in_channels, 3, padding=1),
         )
-
-        self.register_load_state_dict_pre_hook(_relu_head_before_out_slope)
 
     @property
     def last_conv(self) -> nn.Conv2d:

@@ -248,8 +248,8 @@ def build_report(eval_source, models_dir, out_dir, params: dict | None = None) -
         for cfg in [c for c in ("ai", "ldp", "ra") if c in set(p["config"])]:
             at = tables.nlconvlstm_ablation_table(p, cfg, nl_modes)
             if not at.empty:
-                missing = [name for mode, name in tables.ABLATION_MODES
-                           if mode not in {nl_modes[m][0] for m in set(p[p["config"] == cfg]["model"]) & set(nl_modes)}]
+                trained = {nl_modes[m][0] for m in p.loc[p["config"] == cfg, "model"].unique() if m in nl_modes}
+                missing = [name for mode, name in tables.ABLATION_MODES if mode not in trained]
                 shaped.append(put_table(
                     at, f"nlconvlstm_ablation_{cfg}_{tag}",
                     f"NL-ConvLSTM ablation shape (section 4.2): ΔPSNR / ΔSSIM per mode, {cfg.upper()} — "

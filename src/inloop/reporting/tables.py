@@ -407,5 +407,6 @@ def runtime_table(points: pd.DataFrame) -> pd.DataFrame:
 
 __all__ = [
     "ABLATION_MODES", "SPILF_BPP", "ablation_table", "delta_table", "fluctuation_table", "glfusion_table",
-    "interpolate_at", "nlconvlstm_ablation_table", "runtime_table", "spilf_rows_from_points", "spilf_table", "to_markdown", "write_table",
+    "interpolate_at", "nlconvlstm_ablation_table", "runtime_table", "spilf_rows_from_points", "spilf_table",
+    "to_markdown", "write_table",
 ]

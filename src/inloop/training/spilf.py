@@ -458,18 +458,12 @@ class SPiLFTask:
         self._discriminator_synced = True
 
     def _average_discriminator_gradients(self) -> None:
-        """Several ranks: replace each discriminator gradient by its mean over the ranks (one all-reduce)."""
+        """Several ranks: replace each discriminator gradient by its mean over the ranks."""
         world = _world()
-        if world == 1:
-            return
-        grads = [p.grad for p in self.discriminator.parameters() if p.grad is not None]
-        flat = torch.cat([g.reshape(-1) for g in grads])
-        torch.distributed.all_reduce(flat)
-        flat /= world
-        offset = 0
-        for g in grads:
-            g.copy_(flat[offset:offset + g.numel()].view_as(g))
-            offset += g.numel()
+        for p in self.discriminator.parameters() if world > 1 else ():
+            if p.grad is not None:
+                torch.distributed.all_reduce(p.grad)
+                p.grad /= world
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor, autocast: Callable) -> torch.Tensor:
