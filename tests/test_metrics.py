@@ -3,7 +3,7 @@
 * PSNR (the project's psnr.py, through evaluate_sequence) vs FFmpeg's psnr filter, per frame, 0.01 dB;
 * SSIM (pytorch-msssim) vs scikit-image's structural_similarity with matching Gaussian settings, 1e-4;
 * MS-SSIM vs a numpy implementation of Wang et al. written out here;
-* STD / PVD on a hand-made curve; rate from the file size; YUV->RGB on known colours.
+* STD / PVD on a hand-made curve; YUV->RGB on known colours (rate: tests/test_bitstream.py).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import torch
 
 from inloop.codecs import EncodeJob, get_codec
 from inloop.evaluation.metrics import (MS_SSIM_WEIGHTS, MetricsError, delta, evaluate_delta, evaluate_sequence,
-                                       fluctuation, ms_ssim, ms_ssim_scales, ms_ssim_weights, rate, ssim, yuv_to_rgb)
+                                       fluctuation, ms_ssim, ms_ssim_scales, ms_ssim_weights, ssim, yuv_to_rgb)
 from inloop.evaluation.psnr import sequence_psnr
 from inloop.yuv import Frame, YuvFormat, read_frames, write_yuv
 
@@ -211,7 +211,7 @@ def test_batches_are_bounded_and_do_not_change_results(encoded):
             assert a[k] == pytest.approx(b[k], abs=1e-6)
 
 
-# --------------------------------------------------------------------------- delta, fluctuation, rate
+# --------------------------------------------------------------------------- delta, fluctuation
 
 
 def test_delta_against_the_unfiltered_decode(encoded):
@@ -241,18 +241,6 @@ def test_fluctuation_std_and_pvd_on_a_hand_made_curve():
     assert np.isnan(mono["pvd"]) and mono["pvd_pairs"] == 0 and mono["std"] > 0
     with pytest.raises(MetricsError, match="finite"):
         fluctuation([30, float("inf"), 30])
-
-
-def test_rate_from_the_whole_file(tmp_path, encoded):
-    p = tmp_path / "x.bin"
-    p.write_bytes(b"\0" * 1000)
-    r = rate(p, frames=10, fps=25, width=100, height=50)
-    assert r == {"bits": 8000, "kbps": 8000 / (10 / 25) / 1000, "bpp": 8000 / (100 * 50 * 10)}
-    st = encoded["stats37"]
-    r = rate(st["bitstream"], st["frames"], st["fps"], st["width"], st["height"])
-    assert (r["bits"], r["kbps"], r["bpp"]) == (st["bits"], pytest.approx(st["kbps"]), pytest.approx(st["bpp"]))
-    with pytest.raises(MetricsError, match="no such bitstream"):
-        rate(tmp_path / "missing.bin", 1, 30, 8, 8)
 
 
 def test_yuv_to_rgb_known_colours():

@@ -48,7 +48,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     stats = codec.encode(job, args.out, decoded=args.decoded, stats=args.stats)
     p = stats["psnr"]
     print(f"{args.codec} {args.config} filters={args.filters} QP {args.qp}: {stats['frames']} frames, "
-          f"{stats['bytes']} bytes, {stats['kbps']:.2f} kbps, {stats['bpp']:.4f} bpp, "
+          f"{stats['bits']} bits (file {stats['file_bytes']} bytes), {stats['kbps']:.2f} kbps, {stats['bpp']:.4f} bpp, "
           f"PSNR Y {p['y']:.3f} U {p['u']:.3f} V {p['v']:.3f} YUV {p['yuv']:.3f} dB "
           f"(encode {stats['encode_time_s']:.2f} s) -> {args.out}")
     return 0

@@ -20,7 +20,7 @@ os.environ.update(INLOOP_PARAMS=PARAMS_RESOLVED)
 
 # Hashes of the package code behind each stage, given to its rules as a param: Snakemake
 # reruns a job whose params changed, so a code change reruns that stage and what follows.
-CODE_ENCODE = inloop.params.source_hash("codecs", "yuv.py", "evaluation/psnr.py", "evaluation/metrics.py")
+CODE_ENCODE = inloop.params.source_hash("codecs", "bitstream.py", "yuv.py", "evaluation/psnr.py", "evaluation/metrics.py")
 CODE_PATCHES = inloop.params.source_hash("training/patches.py", "yuv.py")
 CODE_TRAIN = inloop.params.source_hash("training", "models")
 CODE_EVALUATE = inloop.params.source_hash("evaluation", "models", "training/run.py", "yuv.py")

@@ -6,10 +6,12 @@ decodes the bitstream again, checks the result, and writes three files:
 
 * the bitstream (``.bin``, Annex B),
 * the decoded YUV (named by the YUV convention next to it, or where asked),
-* a JSON of stats next to the bitstream (``.json``): bits of the whole file,
-  per-frame bits and QP as the codec reports them, PSNR computed by the project
-  from the decoded frames, encode and decode time, codec name and version and
-  the exact command lines.
+* a JSON of stats next to the bitstream (``.json``): the rate as the project
+  counts it for every codec (:func:`inloop.bitstream.rate`: the bits of every
+  NAL unit except SEI, without start codes) beside the file's size, per-frame
+  bits and QP as the codec reports them, PSNR computed by the project from the
+  decoded frames, encode and decode time, codec name and version and the exact
+  command lines.
 
 Checks made on every encode (a failed check is an error, nothing is written):
 
@@ -20,26 +22,30 @@ Checks made on every encode (a failed check is an error, nothing is written):
   equal the project's PSNR of the decoded frames;
 * the filter setting is what the bitstream says (HEVC: the PPS
   ``pps_deblocking_filter_disabled_flag`` and SPS
-  ``sample_adaptive_offset_enabled_flag``, read with FFmpeg's trace_headers).
+  ``sample_adaptive_offset_enabled_flag``, read with FFmpeg's trace_headers;
+  VVC/ECM: every loop filter's SPS/PPS flag, read by
+  :mod:`inloop.codecs.vvc_headers`).
 
 All outputs are produced in a temporary directory beside the bitstream and
-moved into place only when every check passed; the JSON comes last.
+moved into place only when every check passed; the JSON comes last. Every path
+is made absolute first, so a codec may run in any working directory.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import shlex
 import shutil
 import subprocess
 import tempfile
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from ..bitstream import rate
 from ..errors import CodecError
-from ..evaluation.metrics import rate
 from ..evaluation.psnr import sequence_psnr
 from ..fsutil import atomic_write, files_equal, write_json
 from ..yuv import YuvFormat, YuvReader, yuv_name
@@ -78,8 +84,14 @@ class EncoderRun:
     extra: dict = field(default_factory=dict)
 
 
+def tool_output_tail(output: str, lines: int = 10) -> str:
+    """The last ``lines`` non-empty lines of a codec's output, for an error message."""
+    tail = [ln for ln in output.strip().splitlines() if ln.strip()][-lines:]
+    return "its last output lines:\n" + "\n".join(f"  | {ln}" for ln in tail) if tail else "it printed nothing"
+
+
 def run_tool(cmd: list[str], what: str, cwd: Path | None = None, timeout: float | None = None) -> str:
-    """Run a codec binary; its stdout+stderr is returned, a failure raises CodecError."""
+    """Run a codec binary; its stdout+stderr is returned, a failure raises CodecError with its output's tail."""
     exe = cmd[0]
     if not (shutil.which(exe) or (os.path.isfile(exe) and os.access(exe, os.X_OK))):
         raise CodecError(f"{what}: binary {exe!r} not found or not executable")
@@ -87,11 +99,18 @@ def run_tool(cmd: list[str], what: str, cwd: Path | None = None, timeout: float 
         proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
     except OSError as exc:
         raise CodecError(f"{what}: cannot run {exe!r}: {exc}") from None
+    except subprocess.TimeoutExpired as exc:
+        out = (exc.stdout or b"").decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+        raise CodecError(f"{what}: stopped after its time limit of {timeout:g} s; {tool_output_tail(out)}") from None
     out = proc.stdout + (("\n" + proc.stderr) if proc.stderr else "")
     if proc.returncode != 0:
-        tail = "\n".join(out.strip().splitlines()[-10:])
-        raise CodecError(f"{what} failed with exit code {proc.returncode}: {' '.join(cmd)}\n{tail}")
+        raise CodecError(f"{what} failed with exit code {proc.returncode}: {shlex.join(cmd)}\n{tool_output_tail(out)}")
     return out
+
+
+def _absolute(path: str | os.PathLike) -> Path:
+    """``path`` from the current directory, without resolving links (codecs run in a temporary one)."""
+    return Path(os.path.abspath(path))
 
 
 def default_decoded_path(bitstream: Path, fmt: YuvFormat) -> Path:
@@ -103,6 +122,7 @@ class Codec(ABC):
     """A video codec the pipeline can run with in-loop filters off or on."""
 
     name: str = "codec"
+    standard: str = "hevc"           # how its NAL units are counted (inloop.bitstream)
     qp_range: tuple[int, int] = (0, 51)
 
     # ---- to implement per codec
@@ -140,11 +160,16 @@ class Codec(ABC):
     def encode(self, job: EncodeJob, bitstream: str | os.PathLike, decoded: str | os.PathLike | None = None,
                stats: str | os.PathLike | None = None, keep_log: bool = True) -> dict:
         """Encode, decode, check, and write bitstream + decoded YUV + stats JSON. Returns the stats."""
+        job = replace(job, source=_absolute(job.source))
         self.validate(job)
         self.check()
-        bitstream = Path(bitstream)
-        decoded = Path(decoded) if decoded else default_decoded_path(bitstream, job.fmt)
-        stats_path = Path(stats) if stats else bitstream.with_suffix(".json")
+        bitstream = _absolute(bitstream)
+        decoded = _absolute(decoded) if decoded else default_decoded_path(bitstream, job.fmt)
+        stats_path = _absolute(stats) if stats else bitstream.with_suffix(".json")
+        clash = {p for p in (bitstream, decoded, stats_path, bitstream.with_suffix(".log")) if p == job.source}
+        if clash or len({bitstream, decoded, stats_path}) < 3:
+            raise CodecError(f"the bitstream, decoded, stats and log paths must differ from each other and from the "
+                             f"source {job.source} (got {bitstream}, {decoded}, {stats_path})")
         bitstream.parent.mkdir(parents=True, exist_ok=True)
         decoded.parent.mkdir(parents=True, exist_ok=True)
 
@@ -174,7 +199,7 @@ class Codec(ABC):
             if flags is not None:
                 checks["header_flags"] = flags
 
-            r = rate(tmp_bin, job.frames, job.fmt.fps, job.fmt.width, job.fmt.height)
+            r = rate(tmp_bin, self.standard, job.frames, job.fmt.fps, job.fmt.width, job.fmt.height)
             stats_data = {
                 "codec": self.name,
                 "codec_version": run.version,
@@ -189,7 +214,6 @@ class Codec(ABC):
                 "frames": job.frames,
                 "bitstream": str(bitstream),
                 "decoded": str(decoded),
-                "bytes": r["bits"] // 8,
                 **r,
                 "psnr": psnr["mean"],
                 "psnr_per_frame": psnr["per_frame"],

@@ -10,8 +10,11 @@ and the summary (HM after ``SUMMARY ---``, VTM/ECM after ``LayerId  0``)::
     Total Frames |   Bitrate     Y-PSNR    U-PSNR    V-PSNR    YUV-PSNR
             5    a      46.2240   30.4660   37.4019   33.8892   31.5606
 
-The summary bitrate counts slice data only; the project's rate is the whole
-bitstream file (``inloop.codecs.base``), and its PSNR is its own.
+HM-16.9's per-picture bits and SUMMARY bitrate count every NAL unit except SEI,
+parameter sets included, without start codes: the project's rate
+(:func:`inloop.bitstream.rate`) equals them to the bit. VTM/ECM add a start code
+per NAL unit to theirs (:func:`inloop.bitstream.reference_summary_bytes`). PSNR
+is always the project's own, from the decoded frames.
 """
 
 from __future__ import annotations

@@ -5,6 +5,17 @@ HM / VTM / ECM and sets ``codecs.<name>.encoder``, ``.decoder`` and ``.cfg_dir``
 in params.yaml (or ``INLOOP_<NAME>_ENCODER`` / ``_DECODER`` / ``_CFG_DIR``).
 The encoder writes its reconstruction; the decoded bitstream must equal it
 byte for byte (:mod:`inloop.codecs.base`).
+
+The encoder runs in a temporary directory (whatever it writes beside its
+outputs stays there), so every path on its command line is absolute: the
+source, the outputs, the cfg directory, and each ``extra_args`` item that names
+an existing file relative to the directory inloop runs in (e.g. a second
+``-c per-sequence.cfg``).
+
+No decoded-picture-hash SEI (``--SEIDecodedPictureHash=0``, as HM's and the
+CTC's cfgs): the CTC do not send it, it would add about 500 bytes per 8 pictures
+to the rate, and the byte comparison of decode and reconstruction already
+proves the decode.
 """
 
 from __future__ import annotations
@@ -14,7 +25,7 @@ from pathlib import Path
 
 from ..errors import CodecError
 from ..yuv import format_fps
-from .base import Codec, EncodeJob, EncoderRun, run_tool
+from .base import Codec, EncodeJob, EncoderRun, run_tool, tool_output_tail
 from .logs import parse_reference_log
 
 
@@ -26,10 +37,11 @@ class ReferenceCodec(Codec):
 
     def __init__(self, encoder: str | None = None, decoder: str | None = None, cfg_dir: str | None = None,
                  extra_args: list[str] | None = None, timeout_s: float | None = None):
-        self.encoder = encoder
-        self.decoder = decoder
-        self.cfg_dir = Path(cfg_dir) if cfg_dir else None
-        self.extra_args = list(extra_args or [])
+        self.encoder = os.path.abspath(encoder) if encoder and os.sep in encoder else encoder
+        self.decoder = os.path.abspath(decoder) if decoder and os.sep in decoder else decoder
+        self.cfg_dir = Path(os.path.abspath(cfg_dir)) if cfg_dir else None
+        self.extra_args = [os.path.abspath(a) if not str(a).startswith("-") and os.path.isfile(a) else str(a)
+                           for a in (extra_args or [])]
         self.timeout_s = timeout_s
 
     def _key(self, what: str) -> str:
@@ -61,16 +73,20 @@ class ReferenceCodec(Codec):
             self.encoder, "-c", str(self.cfg_path(job)), "-i", str(job.source),
             "-wdt", str(job.fmt.width), "-hgt", str(job.fmt.height), "-fr", format_fps(round(job.fmt.fps)),
             "-f", str(job.frames), f"--InputBitDepth={b}", f"--OutputBitDepth={b}", "--InputChromaFormat=420",
-            "-q", str(job.qp), *self.filter_args(job), "--SEIDecodedPictureHash=1",
+            "-q", str(job.qp), *self.filter_args(job), "--SEIDecodedPictureHash=0",
             "-b", str(bitstream), "-o", str(recon), *self.extra_args,
         ]
 
     def _encode(self, job: EncodeJob, bitstream: Path, recon: Path, workdir: Path) -> EncoderRun:
         cmd = self.encoder_command(job, bitstream, recon)
-        log = run_tool(cmd, f"{self.name} encode of {job.source} at QP {job.qp}", cwd=workdir, timeout=self.timeout_s)
-        parsed = parse_reference_log(log)
-        if not recon.is_file():
-            raise CodecError(f"{self.name} wrote no reconstruction at {recon}")
+        what = f"{self.name} encode of {job.source} at QP {job.qp}"
+        log = run_tool(cmd, what, cwd=workdir, timeout=self.timeout_s)
+        try:
+            parsed = parse_reference_log(log)
+            if not recon.is_file():
+                raise CodecError(f"it wrote no reconstruction at {recon}")
+        except CodecError as exc:  # e.g. HM exits 0 after "failed to open Input YUV file"
+            raise CodecError(f"{what}: {exc}\n{tool_output_tail(log)}") from None
         return EncoderRun(command=cmd, log=log, version=parsed["version"], recon=recon, frames=parsed["frames"],
                           extra={"codec_summary": parsed["summary"], "tool_cfg": parsed["tool_cfg"]})
 

@@ -1,12 +1,25 @@
 """VTM and ECM, the VVC reference software and its enhanced model (SPiLF, section 3: ECM, filters off).
 
-Filters off = ``--LoopFilterDisable=1 --SAO=0 --ALF=0 --CCALF=0`` (``--CCALF=0``
-must be explicit when ALF is off), plus the in-loop filters ECM added:
-``--BIF=0`` (ECM >= 1.0), ``--CCSAO=0`` (ECM >= 2.0), ``--ChromaBIF=0``
-(ECM >= 3.0). The version is read from the encoder's banner. All-intra codes
-every frame (``--TemporalSubsampleRatio=1``; the VTM AI cfg codes every 8th).
-FFmpeg cannot decode ECM, so ``codecs.<name>.decoder`` is required. The
-filter setting is checked from the encoder's ``TOOL CFG`` echo.
+Filters off = ``--LoopFilterDisable=1 --LoopFilterOffsetInPPS=1 --SAO=0 --ALF=0
+--CCALF=0`` (``--CCALF=0`` must be explicit when ALF is off; ``LoopFilterOffsetInPPS``
+makes the PPS forbid picture- and slice-level deblocking overrides, so the PPS
+alone proves deblocking off, see :mod:`inloop.codecs.vvc_headers`), plus the
+in-loop filters ECM added, each switch named as that release's own parameter
+list (``EncAppCfg.cpp``) names it:
+
+=============  ======================================================
+ECM-1.0        ``--BIF=0`` (bilateral filter, JVET-V0094)
+ECM-2.0, 2.x   + ``--CCSAO=0`` (cross-component SAO)
+ECM-3.0, 3.1   + ``--CBIF=0`` (chroma bilateral filter)
+ECM-4.0 ..     the chroma bilateral switch is renamed ``--ChromaBIF``
+=============  ======================================================
+
+SPiLF used ECM 3.1 (its reference [1]). The version is read from the encoder's
+banner. All-intra codes every frame (``--TemporalSubsampleRatio=1``; the VTM AI
+cfg codes every 8th). FFmpeg cannot decode ECM, so ``codecs.<name>.decoder`` is
+required. The filter setting is read back from the stream's own SPS and PPS
+(:mod:`inloop.codecs.vvc_headers`); the encoder's ``TOOL CFG`` echo, which says
+nothing about deblocking, is kept in the stats for reference only.
 """
 
 from __future__ import annotations
@@ -19,18 +32,20 @@ from ..errors import CodecError
 from .base import EncodeJob, EncoderRun
 from .logs import parse_version
 from .reference import ReferenceCodec
+from .vvc_headers import vvc_filter_flags, vvc_filter_flags_mismatch
 
-# ECM's extra in-loop filters and the version that introduced each switch.
-ECM_FILTER_SWITCHES = (("BIF", (1, 0)), ("CCSAO", (2, 0)), ("ChromaBIF", (3, 0)))
+# ECM's extra in-loop filters: (switch, first version with it, first version without it).
+ECM_FILTER_SWITCHES = (("BIF", (1, 0), None), ("CCSAO", (2, 0), None), ("CBIF", (3, 0), (4, 0)),
+                       ("ChromaBIF", (4, 0), None))
 
 
 def filters_off_args(version: str) -> list[str]:
     """Every in-loop filter switch of this VTM/ECM version set to off."""
-    args = ["--LoopFilterDisable=1", "--SAO=0", "--ALF=0", "--CCALF=0"]
+    args = ["--LoopFilterDisable=1", "--LoopFilterOffsetInPPS=1", "--SAO=0", "--ALF=0", "--CCALF=0"]
     m = re.match(r"ECM-(\d+)\.(\d+)", version)
     if m:
         v = (int(m.group(1)), int(m.group(2)))
-        args += [f"--{sw}=0" for sw, since in ECM_FILTER_SWITCHES if v >= since]
+        args += [f"--{sw}=0" for sw, since, until in ECM_FILTER_SWITCHES if v >= since and (until is None or v < until)]
     return args
 
 
@@ -41,6 +56,7 @@ def filters_on_args(version: str) -> list[str]:
 
 class VTM(ReferenceCodec):
     name = "vtm"
+    standard = "vvc"
     qp_range = (-12, 63)
     cfg_files = {"ai": "encoder_intra_vtm.cfg", "ldp": "encoder_lowdelay_P_vtm.cfg",
                  "ra": "encoder_randomaccess_vtm.cfg"}
@@ -74,13 +90,11 @@ class VTM(ReferenceCodec):
         return cmd
 
     def header_flags(self, bitstream: Path, job: EncodeJob, run: EncoderRun) -> dict:
-        cfg = run.extra.get("tool_cfg", {})
-        expect = 0 if job.filters == "off" else 1
-        keys = [k for k in ("SAO", "ALF", "CCALF", "BIF", "CCSAO") if k in cfg]
-        wrong = {k: cfg[k] for k in keys if cfg[k] != expect}
-        if not keys or wrong:
-            raise CodecError(f"{bitstream}: the encoder's TOOL CFG contradicts filters={job.filters}: {wrong or cfg}")
-        return {"tool_cfg": {k: cfg[k] for k in keys}, "source": "encoder TOOL CFG echo"}
+        flags = vvc_filter_flags(bitstream, run.version)
+        wrong = vvc_filter_flags_mismatch(flags, job.filters)
+        if wrong:
+            raise CodecError(f"{bitstream}: the parameter sets contradict filters={job.filters}: {'; '.join(wrong)}")
+        return flags
 
 
 class ECM(VTM):

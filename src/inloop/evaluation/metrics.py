@@ -1,4 +1,4 @@
-"""Frame metrics beyond PSNR, quality fluctuation, rate, and the sequence evaluator.
+"""Frame metrics beyond PSNR, quality fluctuation, and the sequence evaluator.
 
 What is here, and where each definition comes from:
 
@@ -35,8 +35,8 @@ What is here, and where each definition comes from:
 * Quality fluctuation STD and PVD (paper 002 section 4.3, as defined by MFQE,
   Yang et al. CVPR 2018 [45] and MFQE 2.0, Guan et al. TPAMI 2019 [13]):
   :func:`fluctuation`.
-* Rate: :func:`rate`, the project's one definition (DESIGN.md): bits of the
-  whole bitstream file over duration (kbps) or over pixels (bpp).
+* Rate: :func:`inloop.bitstream.rate`, the project's one definition: the bits of
+  every NAL unit except SEI, without start codes (the bitstream, not the file size).
 
 Everything is frame by frame through memory maps (:mod:`inloop.yuv`); SSIM,
 MS-SSIM and LPIPS run on batches of frames whose working memory stays under
@@ -76,26 +76,6 @@ _LPIPS_WORK = 48
 
 class MetricsError(InloopError, ValueError):
     """Inputs a metric cannot be computed on (bad shapes, bad option)."""
-
-
-# --------------------------------------------------------------------------- rate
-
-
-def rate(bitstream_path: str | os.PathLike, frames: int, fps: float, width: int, height: int) -> dict:
-    """The project's one definition of rate, from the size of the whole bitstream file.
-
-    ``bits = 8 * file size`` (parameter sets, SEI and all: the HM SUMMARY line
-    counts slice data only and is not used); ``kbps = bits / (frames / fps) / 1000``;
-    ``bpp = bits / (width * height * frames)`` (luma pixels, as SPiLF's bpp).
-    """
-    path = Path(bitstream_path)
-    if not path.is_file():
-        raise MetricsError(f"{path}: no such bitstream file")
-    if frames < 1 or not fps > 0 or width < 1 or height < 1:
-        raise MetricsError(f"rate of {path}: frames, fps, width and height must be positive, "
-                           f"got {frames}, {fps}, {width}, {height}")
-    bits = 8 * path.stat().st_size
-    return {"bits": bits, "kbps": bits / (frames / fps) / 1000.0, "bpp": bits / (width * height * frames)}
 
 
 # --------------------------------------------------------------------------- fluctuation
@@ -477,5 +457,5 @@ def evaluate_delta(original, decoded, enhanced, fmt: YuvFormat | None = None, fr
 
 __all__ = [
     "MS_SSIM_WEIGHTS", "MetricsError", "PLANES", "RGB_MATRICES", "delta", "evaluate_delta", "evaluate_sequence",
-    "fluctuation", "ms_ssim", "ms_ssim_scales", "ms_ssim_weights", "rate", "ssim", "yuv_to_rgb",
+    "fluctuation", "ms_ssim", "ms_ssim_scales", "ms_ssim_weights", "ssim", "yuv_to_rgb",
 ]

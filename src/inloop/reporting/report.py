@@ -379,7 +379,8 @@ def build_report(eval_source, models_dir, out_dir, params: dict | None = None) -
     page.add(f"<p>{html.escape(MODE_SENTENCE)}</p>")
     page.add(f"<p>BD-rate / BD-PSNR: Bjontegaard, method <b>{html.escape(method)}</b> (params bdrate.method; "
              "cubic = VCEG-M33, pchip = JCT-VC/JVET CTC sheets), luma PSNR unless said otherwise; negative BD-rate = "
-             "bit saving. Rate = bits of the whole bitstream file over the duration; the CNN output costs no bits, so "
+             "bit saving. Rate = bits of every NAL unit except SEI, without start codes (HM's count), over the "
+             "duration; the CNN output costs no bits, so "
              "an enhanced curve has the filters-off rate.</p><ul>")
     for (codec, dataset), info in repro.items():
         for paper in papers:
