@@ -194,14 +194,18 @@ sys.stdout.write(open(case + ".log").read())
 """
 
 
-def _replay_hm(codec_fixtures: Path, where: Path, **replace: str) -> Path:
-    enc = where / "TAppEncoder"
-    text = REPLAY.replace("FIXTURES", repr(str(codec_fixtures / "hm-16.9")))
+def _script(path: Path, template: str, fixtures: Path, **replace: str) -> Path:
+    """An executable replay script at ``path``: ``template`` pointed at ``fixtures``, with ``replace`` applied."""
+    text = template.replace("FIXTURES", repr(str(fixtures)))
     for old, new in replace.items():
         text = text.replace(old, new)
-    enc.write_text(text)
-    enc.chmod(0o755)
-    return enc
+    path.write_text(text)
+    path.chmod(0o755)
+    return path
+
+
+def _replay_hm(codec_fixtures: Path, where: Path, **replace: str) -> Path:
+    return _script(where / "TAppEncoder", REPLAY, codec_fixtures / "hm-16.9", **replace)
 
 
 @pytest.mark.parametrize("config", ["ai", "ldp", "ra"])
@@ -300,12 +304,7 @@ else:
 
 
 def _replay_ecm(codec_fixtures: Path, tmp_path: Path, **replace: str) -> dict:
-    exe = tmp_path / "ecm-replay"
-    text = ECM_REPLAY.replace("FIXTURES", repr(str(codec_fixtures / "ecm-1.0")))
-    for old, new in replace.items():
-        text = text.replace(old, new)
-    exe.write_text(text)
-    exe.chmod(0o755)
+    exe = _script(tmp_path / "ecm-replay", ECM_REPLAY, codec_fixtures / "ecm-1.0", **replace)
     cfg = tmp_path / "ecm-cfg"
     cfg.mkdir()
     for name in ECM.cfg_files.values():
