@@ -112,6 +112,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lpips(args: argparse.Namespace) -> int:
+    """Fetch and verify the LPIPS weights once (pipeline rule lpips_weights); record what happened."""
+    from .evaluation.lpips import fetch
+    from .fsutil import write_json
+
+    status = fetch(_params(args), download=False if args.no_download else None)  # None: params decide
+    if args.out:
+        write_json(args.out, status)
+    print(f"LPIPS weights: {status['backbone']} and {status['linear']}" if status["available"] else status["reason"])
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluation.evaluate import evaluate_point
     from .params import get
@@ -186,6 +198,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-mlflow", action="store_true", help="do not track the run")
     p.add_argument("--params")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("lpips", help="fetch and verify the LPIPS-Alex weights into metrics.lpips.cache_dir "
+                       "(unavailability is recorded, not an error)")
+    p.add_argument("--out", help="status JSON (available, files and hashes, or the reason)")
+    p.add_argument("--no-download", action="store_true", help="only look at local files and the cache")
+    p.add_argument("--params")
+    p.set_defaults(func=cmd_lpips)
 
     p = sub.add_parser("evaluate", help="measure anchor, filters-off decode and (with --model) the enhanced decode")
     p.add_argument("--original", required=True)

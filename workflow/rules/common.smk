@@ -22,7 +22,7 @@ os.environ.update(INLOOP_PARAMS=PARAMS_RESOLVED)
 # reruns a job whose params changed, so a code change reruns that stage and what follows.
 CODE_ENCODE = inloop.params.source_hash("codecs", "bitstream.py", "yuv.py", "evaluation/psnr.py", "evaluation/metrics.py")
 CODE_PATCHES = inloop.params.source_hash("training/patches.py", "yuv.py")
-CODE_TRAIN = inloop.params.source_hash("training", "models")
+CODE_TRAIN = inloop.params.source_hash("training", "models", "evaluation/lpips.py")
 CODE_EVALUATE = inloop.params.source_hash("evaluation", "models", "training/run.py", "yuv.py")
 CODE_REPORT = inloop.params.source_hash("reporting", "evaluation/bdrate.py", "evaluation/allocation.py")
 
@@ -37,6 +37,10 @@ wildcard_constraints:
     qp=r"-?\d+",
     model=r"[a-z][a-z0-9-]*",
 
+
+# The LPIPS weights, fetched once (rule lpips_weights) for SPiLF's loss and the LPIPS columns.
+LPIPS_STATUS = os.path.join(((config.get("metrics") or {}).get("lpips") or {}).get("cache_dir") or "results/cache/lpips",
+                            "status.json")
 
 PIPELINE = config.get("pipeline") or {}
 # Which datasets train which configuration, and which are held out for testing

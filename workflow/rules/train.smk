@@ -34,6 +34,7 @@ rule train:
     input:
         unpack(_store_files),
         manifests=lambda wc: manifests(TRAIN_DATASETS.get(wc.cfg, [])),
+        lpips=LPIPS_STATUS,
     output:
         model="results/models/{model}/{codec}/{cfg}/qp{qp}/model.pt",
         report="results/models/{model}/{codec}/{cfg}/qp{qp}/model.json",

