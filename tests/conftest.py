@@ -3,11 +3,13 @@ patch store with params for `inloop train` (train_workdir, train_cmd)."""
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -117,3 +119,72 @@ def train_cmd(d, out):
     return [INLOOP, "train", "--model", "glfusion", "--store", str(d / "store"), "--out", str(out), "--codec", "x265",
             "--config", "ai", "--qp", "37", "--threads", "1", "--manifest", str(d / "manifest.json"),
             "--params", str(d / "params.yaml")]
+
+
+# --------------------------------------------------------------------------- a real HTTP server on 127.0.0.1
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    """Serves ``server.files``; honours Range; cuts the first ``server.cut`` responses midway."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):  # keep pytest output clean
+        pass
+
+    def do_GET(self):
+        srv = self.server
+        data = srv.files.get(self.path)
+        rng = self.headers.get("Range")
+        srv.requests.append((self.path, rng))
+        if data is None:
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        start = 0
+        if rng:
+            start = int(rng.split("=")[1].split("-")[0])
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        else:
+            self.send_response(200)
+        body = data[start:]
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Accept-Ranges", "bytes")
+        self.end_headers()
+        if srv.cut > 0:
+            srv.cut -= 1
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        self.wfile.write(body)
+
+
+@pytest.fixture()
+def server():
+    """An HTTP server on 127.0.0.1 serving ``server.files`` (path -> bytes) at ``server.url``."""
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    srv.files, srv.requests, srv.cut = {}, [], 0
+    srv.daemon_threads = True
+    t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    t.start()
+    srv.url = f"http://127.0.0.1:{srv.server_address[1]}"
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+def tar_bytes(members: dict[str, bytes], compress: bool = True) -> bytes:
+    """A tar archive (gzip-compressed unless ``compress`` is False) holding ``members`` (name -> bytes)."""
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz" if compress else "w") as tf:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return buf.getvalue()

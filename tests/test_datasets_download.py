@@ -4,15 +4,14 @@ checksum mismatch, lock-file recording, and malicious archives."""
 from __future__ import annotations
 
 import hashlib
-import http.server
 import io
 import json
 import tarfile
-import threading
 import zipfile
 from pathlib import Path
 
 import pytest
+from conftest import tar_bytes
 
 from inloop.datasets.download import (
     ChecksumError,
@@ -24,67 +23,6 @@ from inloop.datasets.download import (
 )
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    """Serves ``server.files``; honours Range; cuts the first ``server.cut`` responses midway."""
-
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args):  # keep pytest output clean
-        pass
-
-    def do_GET(self):
-        srv = self.server
-        data = srv.files.get(self.path)
-        rng = self.headers.get("Range")
-        srv.requests.append((self.path, rng))
-        if data is None:
-            self.send_response(404)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
-        start = 0
-        if rng:
-            start = int(rng.split("=")[1].split("-")[0])
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-        else:
-            self.send_response(200)
-        body = data[start:]
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Accept-Ranges", "bytes")
-        self.end_headers()
-        if srv.cut > 0:
-            srv.cut -= 1
-            self.wfile.write(body[: len(body) // 2])
-            self.wfile.flush()
-            self.close_connection = True
-            return
-        self.wfile.write(body)
-
-
-@pytest.fixture()
-def server():
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    srv.files, srv.requests, srv.cut = {}, [], 0
-    srv.daemon_threads = True
-    t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    t.start()
-    srv.url = f"http://127.0.0.1:{srv.server_address[1]}"
-    yield srv
-    srv.shutdown()
-    srv.server_close()
-
-
-def _tar(members: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tf.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
 def _sha(b: bytes) -> str:
     return hashlib.sha256(b).hexdigest()
 
@@ -94,15 +32,15 @@ def _payload(n: int = 300_000) -> bytes:
 
 
 def test_download_success_verified_and_cached(server, tmp_path):
-    data = _tar({"set/a.txt": b"hello", "set/b.bin": _payload()})
+    data = tar_bytes({"set/a.txt": b"hello", "set/b.bin": _payload()})
     server.files["/set.tar.gz"] = data
     dest = tmp_path / "dl" / "set.tar.gz"
-    path, new = fetch_file(server.url + "/set.tar.gz", dest, _sha(data), progressbar=False)
+    path, new, *_ = fetch_file(server.url + "/set.tar.gz", dest, _sha(data), progressbar=False)
     assert new and path.read_bytes() == data
     assert not list(dest.parent.glob("*.part")) and not list(dest.parent.glob("tmp*"))
     # Second call: verified from disk, no request.
     n = len(server.requests)
-    _, new = fetch_file(server.url + "/set.tar.gz", dest, _sha(data), progressbar=False)
+    _, new, *_ = fetch_file(server.url + "/set.tar.gz", dest, _sha(data), progressbar=False)
     assert not new and len(server.requests) == n
     out = safe_extract(path, tmp_path / "x")
     assert (out / "set" / "a.txt").read_bytes() == b"hello"
@@ -112,7 +50,7 @@ def test_resume_after_broken_transfer_in_same_call(server, tmp_path):
     data = _payload(500_000)
     server.files["/big.bin"] = data
     server.cut = 1
-    path, new = fetch_file(server.url + "/big.bin", tmp_path / "big.bin", _sha(data), retries=2, progressbar=False)
+    path, new, *_ = fetch_file(server.url + "/big.bin", tmp_path / "big.bin", _sha(data), retries=2, progressbar=False)
     assert new and path.read_bytes() == data
     (p1, r1), (p2, r2) = server.requests
     assert r1 is None and r2.startswith("bytes=") and r2.endswith("-")
@@ -130,7 +68,7 @@ def test_resume_across_runs_and_nothing_complete_after_failure(server, tmp_path)
     part = tmp_path / "big.bin.part"
     have = part.stat().st_size
     assert 0 < have <= len(data) // 2
-    path, new = fetch_file(server.url + "/big.bin", dest, _sha(data), retries=0, progressbar=False)
+    path, new, *_ = fetch_file(server.url + "/big.bin", dest, _sha(data), retries=0, progressbar=False)
     assert new and path.read_bytes() == data and not part.exists()
     assert server.requests[-1] == ("/big.bin", f"bytes={have}-")
 
@@ -166,7 +104,7 @@ def test_lock_records_first_download_then_verifies(server, tmp_path):
     # A local file tampered with is replaced by a verified download.
     server.files["/img.zip"] = data
     dest.write_bytes(b"tampered")
-    _, new = fetch_file(server.url + "/img.zip", dest, None, lock=HashLock(lock_path), key="x/img.zip",
+    _, new, *_ = fetch_file(server.url + "/img.zip", dest, None, lock=HashLock(lock_path), key="x/img.zip",
                         progressbar=False)
     assert new and dest.read_bytes() == data
 
@@ -202,7 +140,7 @@ def _evil_tar(kind: str) -> bytes:
 def test_malicious_tar_refused(server, tmp_path, kind):
     data = _evil_tar(kind)
     server.files["/evil.tar"] = data
-    path, _ = fetch_file(server.url + "/evil.tar", tmp_path / "dl" / "evil.tar", _sha(data), progressbar=False)
+    path, *_ = fetch_file(server.url + "/evil.tar", tmp_path / "dl" / "evil.tar", _sha(data), progressbar=False)
     target = tmp_path / "out" / "t"
     with pytest.raises(UnsafeArchiveError, match="refusing"):
         safe_extract(path, target)
@@ -225,7 +163,7 @@ def test_malicious_zip_refused(server, tmp_path, name):
             zf.writestr(name, b"evil")
     data = buf.getvalue()
     server.files["/evil.zip"] = data
-    path, _ = fetch_file(server.url + "/evil.zip", tmp_path / "dl" / "evil.zip", _sha(data), progressbar=False)
+    path, *_ = fetch_file(server.url + "/evil.zip", tmp_path / "dl" / "evil.zip", _sha(data), progressbar=False)
     with pytest.raises(UnsafeArchiveError):
         safe_extract(path, tmp_path / "out" / "t")
     assert not (tmp_path / "out" / "t").exists() and not (tmp_path / "escaped.txt").exists()

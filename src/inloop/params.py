@@ -14,6 +14,19 @@ DEFAULT_PARAMS = "params.yaml"
 _MISSING = object()
 
 
+def project_root() -> Path:
+    """The project's checkout: the nearest folder at or above the working directory that holds a Snakefile and
+    params.yaml, else the checkout this package is installed from (editable), else the working directory."""
+    here = Path.cwd().resolve()
+    for d in (here, *here.parents):
+        if (d / "Snakefile").is_file() and (d / DEFAULT_PARAMS).is_file():
+            return d
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "Snakefile").is_file() and (checkout / DEFAULT_PARAMS).is_file():
+        return checkout
+    return here
+
+
 def load_params(path: str | os.PathLike | None = None) -> dict:
     """Load params.yaml (``path``, else ``$INLOOP_PARAMS``, else ./params.yaml)."""
     path = Path(path or os.environ.get("INLOOP_PARAMS", DEFAULT_PARAMS))

@@ -47,6 +47,8 @@ PIPELINE = config.get("pipeline") or {}
 # (GL-Fusion IV.A: images for AI, sequences for LDP/RA, the CTC classes for testing).
 TRAIN_DATASETS = PIPELINE.get("train_datasets") or {"ai": ["demo"], "ldp": ["demo"], "ra": ["demo"]}
 TEST_DATASETS = PIPELINE.get("test_datasets") or ["demo"]
+# Manifest splits that train (GL-Fusion IV.A: all 900 DIV2K images, i.e. train + validation).
+TRAIN_SPLITS = PIPELINE.get("train_splits") or ["train"]
 DATASETS = sorted({ds for v in TRAIN_DATASETS.values() for ds in v} | set(TEST_DATASETS))
 
 
@@ -97,7 +99,8 @@ def decoded(dataset, clip, cfg, filters, qp):
 
 def train_clips(cfg):
     """(dataset, clip) training sources of a configuration: images for AI only, videos for any."""
-    return [(ds, c) for ds in TRAIN_DATASETS.get(cfg, []) for c in clips(ds, "train") if cfg in encode_configs(c)]
+    return [(ds, c) for ds in TRAIN_DATASETS.get(cfg, []) for c in clips(ds) if c.split in TRAIN_SPLITS
+            and cfg in encode_configs(c)]
 
 
 def test_clips(dataset):
@@ -165,6 +168,8 @@ def all_evals():
 
 # data.smk
 DATA_OUT = config.get("datasets", {}).get("out", "results/data")
+SPLITS_CHECK = f"{DATA_OUT}/splits-check.json"
+TRAIN_MANIFESTS = sorted({ds for v in TRAIN_DATASETS.values() for ds in v})
 DEMO_CLIPS = inloop.datasets.clips(config, "demo")
 
 
@@ -192,6 +197,7 @@ def _patch_inputs(wildcards):
     return {
         "originals": [original(ds, c) for ds, c in cl],
         "decoded": [decoded(ds, c, wildcards.cfg, "off", wildcards.qp) for ds, c in cl],
+        "splits": SPLITS_CHECK,
     }
 
 

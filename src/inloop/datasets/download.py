@@ -9,9 +9,13 @@
   on ``requests`` that keeps the bytes received so far in ``<name>.part`` and
   continues with an HTTP ``Range`` request after a broken connection (in the
   same call, up to ``retries`` times, or in a later run).
-* Where a source publishes no checksum, the sha256 seen on the first download
-  is written to the lock file (``datasets.lock.json``, kept under version
-  control, see :class:`HashLock`) and every later download is verified against it.
+* Where a source publishes a checksum (sha256 or md5) and a size, the registry
+  pins them and every file, downloaded or found on disk, is compared with them.
+  Where it publishes none, the first download is *not verified*: the log says
+  so and its sha256 is written to the lock file (``datasets.lock.json`` at the
+  project root, kept under version control, see :class:`HashLock`); every later
+  download must match it. Only a comparison with a published checksum is called
+  "verified" (:class:`Fetched`).
 * :func:`safe_extract` unpacks tar and zip archives after checking every member:
   no absolute paths, no ``..``, no links that point outside the target, no
   device files. The archive is unpacked into a temporary folder that is renamed
@@ -32,6 +36,7 @@ import stat
 import tarfile
 import zipfile
 from pathlib import Path, PurePosixPath
+from typing import NamedTuple
 
 from ..errors import InloopError
 from ..fsutil import sha256_file, write_json
@@ -56,6 +61,14 @@ class UnsafeArchiveError(DatasetError):
 
 
 # --------------------------------------------------------------------------- lock file
+
+
+def lock_path(params: dict | None = None) -> Path:
+    """``datasets.lock`` (default ``datasets.lock.json``), relative to the project root (not the working directory)."""
+    from ..params import project_root
+
+    p = Path(((params or {}).get("datasets") or {}).get("lock") or "datasets.lock.json").expanduser()
+    return p if p.is_absolute() else project_root() / p
 
 
 class HashLock:
@@ -176,15 +189,38 @@ class _Incomplete(Exception):
     pass
 
 
-def fetch_file(url: str, dest: str | os.PathLike, sha256: str | None = None, *, lock: HashLock | None = None,
-               key: str | None = None, retries: int = 3, timeout: float = 60.0,
-               progressbar: bool = True) -> tuple[Path, bool]:
-    """Make ``dest`` a verified copy of ``url``; returns ``(path, downloaded)``.
+class Fetched(NamedTuple):
+    """What :func:`fetch_file` did: the file, whether it was downloaded now, and what it was checked against."""
 
-    The expected sha256 is ``sha256`` (published by the source), else the lock
-    file's entry under ``key``. With neither, the file is downloaded, its hash
-    recorded in the lock, and every later call verifies against it. A file
-    already at ``dest`` whose hash matches is not downloaded again.
+    path: Path
+    downloaded: bool
+    check: str          # a sentence for the log
+    verified: bool      # True only when a checksum published by the source was compared
+
+
+def _digest(path: Path, algo: str) -> str:
+    if algo == "sha256":
+        return sha256_file(path)
+    import hashlib
+
+    h = hashlib.new(algo)
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def fetch_file(url: str, dest: str | os.PathLike, sha256: str | None = None, *, md5: str | None = None,
+               size: int | None = None, lock: HashLock | None = None, key: str | None = None, retries: int = 3,
+               timeout: float = 60.0, progressbar: bool = True) -> Fetched:
+    """Make ``dest`` a checked copy of ``url``.
+
+    The expected checksum is ``sha256`` or ``md5`` (published by the source: the
+    file is *verified*), else the lock file's sha256 under ``key`` (recorded on an
+    earlier first download), else none: the file is downloaded, its sha256
+    recorded in the lock and the result says plainly that it was not verified.
+    ``size`` (published) is checked too. A file already at ``dest`` that passes is
+    not downloaded again; one of the wrong size or checksum is replaced.
     """
     import pooch
     import requests
@@ -192,32 +228,56 @@ def fetch_file(url: str, dest: str | os.PathLike, sha256: str | None = None, *, 
     logging.getLogger("pooch").setLevel(logging.WARNING)
     dest = Path(dest)
     key = key or dest.name
-    known = sha256 or (lock.get(key) if lock else None)
-    source = "the registry" if sha256 else f"lock file {lock.path}" if known and lock else None
+    locked = lock.get(key) if lock else None
+    if sha256 or md5:
+        algo, known, source = ("sha256", sha256, "the published sha256") if sha256 else ("md5", md5, "the published md5")
+    elif locked:
+        algo, known, source = "sha256", locked, f"the sha256 recorded in {lock.path} (not a published checksum)"
+    else:
+        algo = known = source = None
+    pinned = bool(sha256 or md5)
+
+    def unverified(path: Path, how: str) -> Fetched:
+        digest = sha256_file(path)
+        where = "not recorded (no lock file)"
+        if lock is not None:
+            lock.record(key, digest, path.stat().st_size, url, verified=False,
+                        note=f"{how}; the source publishes no checksum")
+            where = f"recorded in {lock.path}"
+        return Fetched(path, how == "downloaded", f"NOT verified: the source publishes no checksum; its sha256 "
+                       f"{digest} is {where}, and later copies must match it", False)
+
     if dest.is_file():
-        if known is None:
-            if lock is not None:  # first sight of a file put there by hand or an earlier run
-                lock.record(key, sha256_file(dest), dest.stat().st_size, url)
-            return dest, False
-        if sha256_file(dest) == known:
-            return dest, False
+        have = dest.stat().st_size
+        if size is not None and have != size:
+            logging.getLogger(__name__).warning("%s has %d bytes, the source publishes %d: fetching it again",
+                                                dest, have, size)
+        elif known is None:
+            return unverified(dest, "found on disk")
+        elif _digest(dest, algo) == known:
+            return Fetched(dest, False, f"{'verified: ' if pinned else ''}matches {source}", pinned)
     downloader = ResumableDownloader(dest.with_name(dest.name + ".part"), retries=retries, timeout=timeout,
                                      progressbar=progressbar, desc=dest.name)
     try:
-        pooch.retrieve(url, known_hash=f"sha256:{known}" if known else None, fname=dest.name,
+        pooch.retrieve(url, known_hash=f"{algo}:{known}" if known else None, fname=dest.name,
                        path=dest.parent, downloader=downloader)
     except ValueError as exc:  # pooch: hash mismatch (the temporary file is already deleted)
         with contextlib.suppress(FileNotFoundError):
             dest.unlink()
         raise ChecksumError(
-            f"{url}: sha256 does not match the one in {source} ({known}); the download was deleted. "
-            f"If the source really changed, delete the entry {key!r} from the lock file and fetch again. ({exc})"
+            f"{url}: {algo} does not match {source} ({known}); the download was deleted. "
+            + (f"If the source really changed, delete the entry {key!r} from the lock file and fetch again. "
+               if not pinned else "") + f"({exc})"
         ) from None
     except requests.RequestException as exc:
         raise DownloadError(f"{url}: {exc}") from None
-    if known is None and lock is not None:
-        lock.record(key, sha256_file(dest), dest.stat().st_size, url)
-    return dest, True
+    if size is not None and dest.stat().st_size != size:
+        got = dest.stat().st_size
+        dest.unlink()
+        raise ChecksumError(f"{url}: {got} bytes, the source publishes {size}; the download was deleted")
+    if known is None:
+        return unverified(dest, "downloaded")
+    return Fetched(dest, True, f"{'verified: ' if pinned else ''}matches {source}", pinned)
 
 
 # --------------------------------------------------------------------------- extraction

@@ -26,8 +26,13 @@ download), licence and split, and says which paper uses it and where:
 * ``demo`` -- the embedded default: real footage and photographs taken out of
   pinned wheels on the Python package index (see :mod:`inloop.datasets.demo`).
 
-Sizes written ``~`` are approximate (from the sources' pages); the exact byte
-count and sha256 go into the lock file on first download.
+Checksums and sizes are pinned where a source (or two independent loaders that
+agree) publishes them: DIV2K's sha256 and byte counts (TensorFlow Datasets'
+checksum list), Flickr2K's md5 (the value the BasicSR and TFDS loaders share).
+Elsewhere the first download is *not verified*: its sha256 goes into the lock
+file (say so in the log), and later downloads must match it. Sizes written ``~``
+are approximate (from the sources' pages). ``counts`` is what a complete copy
+holds per split; every fetch and check compares it (:mod:`inloop.datasets.fetch`).
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ class RemoteFile:
     approx_size: str | None = None    # human-readable, from the source's page
     sha256: str | None = None         # only where the source publishes one
     split: str | None = None          # split the file's contents belong to
+    size: int | None = None           # exact byte count, where published
+    md5: str | None = None            # where only an md5 is published (Flickr2K)
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,12 @@ class CtcSequence:
     fps: float
     frames: int
     bitdepth: int = 8
+    url: str | None = None  # where the sequence is openly downloadable (class E on Xiph.org), else user-provided
+
+    @property
+    def stem(self) -> str:
+        """The distribution name without extension, e.g. ``Kimono1_1920x1080_24``."""
+        return self.file.rsplit(".", 1)[0]
 
 
 @dataclass(frozen=True)
@@ -73,8 +86,23 @@ class Dataset:
     notes: str = ""
     extra: dict = field(default_factory=dict)
 
+    @property
+    def counts(self) -> dict[str, int]:
+        """Items per split in a complete copy (checked after every fetch or check)."""
+        if self.sequences:
+            return {"test": len(self.sequences)}
+        if "counts" in self.extra:
+            return dict(self.extra["counts"])
+        if self.media == "video" and self.files:  # one sequence per file
+            out: dict[str, int] = {}
+            for f in self.files:
+                out[f.split or "train"] = out.get(f.split or "train", 0) + 1
+            return out
+        return {}
+
 
 _DIV2K = "http://data.vision.ee.ethz.ch/cvl/DIV2K/"
+_XIPH = "https://media.xiph.org/video/derf/y4m/"
 
 _DERF_CIF = (
     "akiyo_cif bowing_cif bridge_close_cif bridge_far_cif bus_cif coastguard_cif container_cif "
@@ -104,13 +132,19 @@ CTC_SEQUENCES: tuple[CtcSequence, ...] = (
     CtcSequence("BQSquare", "D", "BQSquare_416x240_60.yuv", 416, 240, 60, 600),
     CtcSequence("BlowingBubbles", "D", "BlowingBubbles_416x240_50.yuv", 416, 240, 50, 500),
     CtcSequence("RaceHorses", "D", "RaceHorses_416x240_30.yuv", 416, 240, 30, 300),
-    CtcSequence("FourPeople", "E", "FourPeople_1280x720_60.yuv", 1280, 720, 60, 600),
-    CtcSequence("Johnny", "E", "Johnny_1280x720_60.yuv", 1280, 720, 60, 600),
-    CtcSequence("KristenAndSara", "E", "KristenAndSara_1280x720_60.yuv", 1280, 720, 60, 600),
+    # Class E is also on Xiph.org's media site, as y4m under the same names (converted on fetch).
+    CtcSequence("FourPeople", "E", "FourPeople_1280x720_60.yuv", 1280, 720, 60, 600,
+                url=_XIPH + "FourPeople_1280x720_60.y4m"),
+    CtcSequence("Johnny", "E", "Johnny_1280x720_60.yuv", 1280, 720, 60, 600, url=_XIPH + "Johnny_1280x720_60.y4m"),
+    CtcSequence("KristenAndSara", "E", "KristenAndSara_1280x720_60.yuv", 1280, 720, 60, 600,
+                url=_XIPH + "KristenAndSara_1280x720_60.y4m"),
 )
 
+# MFQE's (Yang et al.) 10 test sequences, each with the first token of the file names it is distributed
+# under (the authors' release names Kimono as Kimono1_1920x1080_24.yuv, as the JCT-VC does).
 MFQE_TEST = ("PeopleOnStreet", "TunnelFlag", "Kimono", "BarScene", "Vidyo1", "Vidyo3", "Vidyo4",
              "BasketballPass", "RaceHorses", "MaD")
+MFQE_ALIASES = {"Kimono": ("Kimono", "Kimono1")}
 
 REGISTRY: dict[str, Dataset] = {d.name: d for d in (
     Dataset(
@@ -120,10 +154,16 @@ REGISTRY: dict[str, Dataset] = {d.name: d for d in (
         license="academic research use only (DIV2K terms of use on the homepage)",
         split="DIV2K_train_HR: images 0001-0800 -> train; DIV2K_valid_HR: 0801-0900 -> validation",
         files=(
-            RemoteFile(_DIV2K + "DIV2K_train_HR.zip", "DIV2K_train_HR.zip", "~3.5 GB", split="train"),
-            RemoteFile(_DIV2K + "DIV2K_valid_HR.zip", "DIV2K_valid_HR.zip", "~0.45 GB", split="validation"),
+            RemoteFile(_DIV2K + "DIV2K_train_HR.zip", "DIV2K_train_HR.zip", "3.5 GB", split="train",
+                       size=3_530_603_713,
+                       sha256="9d0b9c463f6e35b6c62cc6a930ee2224f670b34c1df841a57670f9acf0f6c335"),
+            RemoteFile(_DIV2K + "DIV2K_valid_HR.zip", "DIV2K_valid_HR.zip", "0.45 GB", split="validation",
+                       size=448_993_893,
+                       sha256="20dd31fd84d777bc1cf5d6b7654a3f569c0aec74458ae094122ad1d0489900fc"),
         ),
-        notes="No checksums are published: the lock file records them on first download.",
+        notes="sha256 and sizes as in TensorFlow Datasets' DIV2K checksums. GL-Fusion IV.A trains on all 900 "
+              "images (pipeline.train_splits: [train, validation] in config/paper-glfusion.yaml); SPiLF 3.1 "
+              "trains on the 800.",
         extra={"counts": {"train": 800, "validation": 100}},
     ),
     Dataset(
@@ -132,9 +172,14 @@ REGISTRY: dict[str, Dataset] = {d.name: d for d in (
         homepage="https://github.com/LimBee/NTIRE2017",
         license="images collected from Flickr for research (EDSR, Lim et al. 2017); check each image's Flickr licence",
         split="all 2650 images -> train",
-        files=(RemoteFile("https://cv.snu.ac.kr/research/EDSR/Flickr2K.tar", "Flickr2K.tar", "~20 GB", split="train"),),
-        notes="No checksum published: recorded in the lock file on first download.",
-        extra={"counts": {"train": 2650}},
+        files=(RemoteFile("https://cv.snu.ac.kr/research/EDSR/Flickr2K.tar", "Flickr2K.tar", "~20 GB", split="train",
+                          md5="5d3f39443d5e9489bff8963f8f26cb03"),),
+        layout="Flickr2K.tar as published, or its unpacked folder: only Flickr2K/Flickr2K_HR/*.png is used "
+               "(the archive also holds the bicubic and unknown-degradation X2/X3/X4 low-resolution sets)",
+        notes="The published URL has been reported dead since August 2024 (NTIRE2017 repository, issue 25): "
+              "`inloop datasets fetch flickr2k --archive Flickr2K.tar` (or --root FOLDER, or --url MIRROR) "
+              "takes a copy you have; the md5 (shared by the BasicSR and TFDS loaders) is checked on any of them.",
+        extra={"counts": {"train": 2650}, "select": "Flickr2K_HR"},
     ),
     Dataset(
         "xiph-derf", "Xiph.org Video Test Media (derf's collection), y4m", "download", media="video",
@@ -157,7 +202,8 @@ REGISTRY: dict[str, Dataset] = {d.name: d for d in (
         split="all -> test",
         layout="the 8-bit 4:2:0 .yuv files under their distribution names (e.g. Traffic_2560x1600_30_crop.yuv, "
                "BasketballPass_416x240_50.yuv), anywhere below the folder; "
-               "names in this project's convention ({name}_{W}x{H}_{fps}fps_8bit_420.yuv) are accepted too",
+               "names in this project's convention ({name}_{W}x{H}_{fps}fps_8bit_420.yuv) are accepted too; "
+               "class E (FourPeople, Johnny, KristenAndSara) is fetched from Xiph.org when absent",
         sequences=CTC_SEQUENCES,
     ),
     Dataset(
@@ -181,9 +227,10 @@ REGISTRY: dict[str, Dataset] = {d.name: d for d in (
         split="60 train / 10 test (MFQE's split; counts lost in NL-ConvLSTM's extracted text); "
               "test = " + ", ".join(MFQE_TEST),
         layout="train/ with the 60 training sequences and test/ with the 10 test sequences, raw 8-bit 4:2:0 "
-               "files whose names carry WxH (e.g. BasketballPass_416x240_50.yuv or Kimono_1920x1080_24fps_8bit_420.yuv)",
+               "files whose names carry WxH (e.g. BasketballPass_416x240_50.yuv, Kimono1_1920x1080_24.yuv or "
+               "Kimono_1920x1080_24fps_8bit_420.yuv); a sequence is named by its file name up to the WxH token",
         test_names=MFQE_TEST,
-        extra={"counts": {"train": 60, "test": 10}},
+        extra={"counts": {"train": 60, "test": 10}, "aliases": MFQE_ALIASES},
     ),
     Dataset(
         "clic2022-valid", "CLIC 2022 validation set, image track", "user",
@@ -191,8 +238,12 @@ REGISTRY: dict[str, Dataset] = {d.name: d for d in (
         homepage="https://clic.compression.cc/2022/",
         license="CLIC challenge terms (research use)",
         split="all -> test",
-        layout="the validation PNG images (as distributed by the challenge), anywhere below the folder",
-        notes="No stable archive URL and checksum are published in the papers; fetch it from the challenge page.",
+        layout="the 30 validation PNG images of CLIC 2022 (as distributed by the challenge since March 2022), "
+               "anywhere below the folder",
+        notes="No stable archive URL and checksum are published in the papers; fetch it from the challenge page. "
+              "The set had 300 images before March 2022: numbers on those are not comparable with SPiLF's Table 2, "
+              "so the count is checked.",
+        extra={"counts": {"test": 30}},
     ),
     Dataset(
         "demo", "Embedded demo set: camera footage and photographs from wheels on PyPI", "demo", media="mixed",
