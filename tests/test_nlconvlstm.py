@@ -39,6 +39,37 @@ def test_sq_distances_is_eq7():
     torch.testing.assert_close(sq_distances(a, b), direct)
 
 
+@pytest.mark.parametrize("tau", [1e-3, 0.5, 2.0])
+def test_similarity_is_eq4_euclidean_with_the_authors_temperature(tau):
+    """softmax(-d / tau) with d the Euclidean distance over channels, clamped at 1e-30 before the root,
+    as the authors' NonLocalBlock computes it (temperature 1e-3 there, the default here)."""
+    q, r = _feats(c=5, h=4, w=4)
+    qq, rr = q.flatten(2).transpose(1, 2), r.flatten(2).transpose(1, 2)
+    d = (qq[:, :, None] - rr[:, None]).square().sum(-1).clamp_min(1e-30).sqrt()
+    torch.testing.assert_close(exact_nonlocal_weights(q, r, tau), torch.softmax(-d / tau, -1))
+    state = torch.randn(2, 3, 4, 4, dtype=torch.float64)  # the two-stage warp keeps the same similarity
+    torch.testing.assert_close(approx_nonlocal_warp(q, r, state, pool=2, topk=4, temperature=tau),
+                               exact_nonlocal_warp(q, r, state, tau), atol=1e-10, rtol=0)
+    # tau = 0: the project's earlier similarity (squared distance, no temperature), for old model files
+    torch.testing.assert_close(exact_nonlocal_weights(q, r, 0.0), torch.softmax(-d.square(), -1))
+
+
+def test_model_files_written_before_the_temperature_load_with_the_old_similarity():
+    new = build_model("nlconvlstm", **SMALL)
+    assert float(new.temperature) == pytest.approx(1e-3)
+    old_file = {k: v for k, v in new.state_dict().items() if k != "temperature"}
+    old = build_model("nlconvlstm", **SMALL)
+    old.load_state_dict(old_file)
+    assert float(old.temperature) == 0.0
+    clip = torch.rand(1, 7, 1, 8, 8)
+    with torch.no_grad():
+        new.tail.weight.normal_()
+        old.tail.weight.copy_(new.tail.weight)
+        assert not torch.allclose(new(clip), old(clip))
+    with pytest.raises(ParamsError, match="temperature: expected a number >= 0"):
+        build_model("nlconvlstm", **SMALL, temperature=-1)
+
+
 def test_blocks_round_trip():
     x = torch.randn(2, 3, 8, 12)
     blocks = to_blocks(x, 4)

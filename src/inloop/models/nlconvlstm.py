@@ -38,11 +38,18 @@ repeated next to its param in :class:`NLConvLSTM`):
   ConvLSTM", section 3.4; the ConvLSTM of [37], eq. (2), uses 3x3 too).
 * Encoder / decoder depth ("several 2D convolutional layers", "several stacked
   convolutional layers"): not given; 3 and 3 here (``enc_layers``, ``dec_layers``).
-* Similarity (eq. (4)): S(i, j) = exp(-D(i, j)) / sum_i exp(-D(i, j)) with D the
-  *squared* Euclidean distance over all channels -- the quantity eq. (7) expands
-  (||a||^2 + ||b||^2 - 2 a.b) and the Gaussian weight of non-local means [3].
-  No temperature: the encoder learns the feature scale. Weights sum to one
-  over the preceding frame's pixels for every pixel of the current frame.
+* Similarity (eq. (4)): S(i, j) = exp(-D(i, j) / tau) / sum_i exp(-D(i, j) / tau)
+  with D the Euclidean distance over all channels (eq. (4): "the Euclidean
+  distance ... between pixel i ... and pixel j"), computed through the
+  vectorised squared distance of eq. (7) and a square root, and tau a
+  temperature. The authors' code (``non_local_block.py`` of their public
+  repository, ``NonLocalBlock(temperature=1e-3)``: ``softmax(-d / temperature)``
+  with ``d`` the Euclidean distance clamped at 1e-30 before the root) sets
+  tau = 1e-3, the default of the ``temperature`` param. Weights sum to one over
+  the preceding frame's pixels for every pixel of the current frame. Model files
+  written before this (squared distance, no temperature) load with
+  ``temperature`` 0, which selects that older similarity, so they compute what
+  they were trained with.
 
 Memory (inference, batch 1, float32, 1920x1080, C = C_h = 64, p=10, k=4):
 
@@ -94,6 +101,17 @@ def sq_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a2 + b2 - 2.0 * (a @ b.transpose(-1, -2))).clamp_min(0.0)
 
 
+EUCLID_EPS = 1e-30  # the authors' clamp before the square root (no infinite gradient at d = 0)
+
+
+def similarity_logits(sq: torch.Tensor, temperature: float | torch.Tensor) -> torch.Tensor:
+    """Eq. (4)'s softmax argument from squared distances: -sqrt(D^2) / tau (tau > 0), or -D^2 for
+    tau = 0 (the project's first similarity, kept for model files written with it)."""
+    if float(temperature) == 0.0:
+        return -sq
+    return -sq.clamp_min(EUCLID_EPS).sqrt() / temperature
+
+
 def _compute_dtype(*xs: torch.Tensor) -> torch.dtype:
     dt = torch.float32
     for x in xs:
@@ -101,18 +119,19 @@ def _compute_dtype(*xs: torch.Tensor) -> torch.dtype:
     return dt
 
 
-def exact_nonlocal_weights(query: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-    """Eq. (4): S(i, j) = softmax_i(-D(i, j)) between every pixel j of ``query`` (frame t)
+def exact_nonlocal_weights(query: torch.Tensor, ref: torch.Tensor, temperature: float = 1e-3) -> torch.Tensor:
+    """Eq. (4): S(i, j) = softmax_i(-D(i, j) / tau) between every pixel j of ``query`` (frame t)
     and every pixel i of ``ref`` (frame t-1); (N, C, H, W) each -> (N, HW_query, HW_ref).
 
     Each row sums to one. Memory is O((HW)^2): for small frames only.
     """
     q = query.flatten(2).transpose(1, 2)  # (N, HW, C)
     r = ref.flatten(2).transpose(1, 2)
-    return torch.softmax(-sq_distances(q, r), dim=-1)
+    return torch.softmax(similarity_logits(sq_distances(q, r), temperature), dim=-1)
 
 
-def exact_nonlocal_warp(query: torch.Tensor, ref: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+def exact_nonlocal_warp(query: torch.Tensor, ref: torch.Tensor, state: torch.Tensor,
+                        temperature: float = 1e-3) -> torch.Tensor:
     """NLWarp of eq. (3)-(4) without approximation: state_hat(j) = sum_i S(i, j) state(i).
 
     ``query``/``ref``: features of frames t and t-1 (N, C, H, W); ``state`` (N, C_s, H, W)
@@ -120,7 +139,7 @@ def exact_nonlocal_warp(query: torch.Tensor, ref: torch.Tensor, state: torch.Ten
     """
     dt = _compute_dtype(query, ref, state)
     with torch.autocast(query.device.type, enabled=False):
-        s = exact_nonlocal_weights(query.to(dt), ref.to(dt))
+        s = exact_nonlocal_weights(query.to(dt), ref.to(dt), temperature)
         out = s @ state.to(dt).flatten(2).transpose(1, 2)  # (N, HW, C_s)
     n, c, h, w = query.shape
     return out.transpose(1, 2).reshape(n, state.shape[1], h, w).to(state.dtype)
@@ -148,25 +167,26 @@ def _gather_blocks(blocks: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
 
 
 def _approx_chunk(q_blocks: torch.Tensor, q_pooled: torch.Tensor, r_blocks: torch.Tensor,
-                  r_pooled: torch.Tensor, topk: int) -> tuple[torch.Tensor, torch.Tensor]:
+                  r_pooled: torch.Tensor, topk: int, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Two-stage weights (section 3.3) for a chunk of b query blocks.
 
     Stage 1, eq. (5) vectorised as eq. (7): distances between the average-pooled
     query blocks (N, b, C) and all pooled reference blocks (N, B, C); keep the
-    ``topk`` nearest reference blocks per query block (torch.topk).
+    ``topk`` nearest reference blocks per query block (torch.topk; squared and
+    plain Euclidean distances rank alike).
     Stage 2: the sparse version of eq. (7) between each query pixel (N, b, p^2, C)
-    and the k p^2 pixels of its block's candidates; softmax over those only (all
-    other reference pixels get weight 0, distance +inf).
+    and the k p^2 pixels of its block's candidates; softmax of eq. (4) over those
+    only (all other reference pixels get weight 0, distance +inf).
     Returns weights (N, b, p^2, k p^2), summing to one over the last dim, and the
     chosen block indices (N, b, k).
     """
     idx = sq_distances(q_pooled, r_pooled).topk(topk, dim=-1, largest=False).indices
     cand = _gather_blocks(r_blocks, idx)  # (N, b, k p^2, C)
-    return torch.softmax(-sq_distances(q_blocks, cand), dim=-1), idx
+    return torch.softmax(similarity_logits(sq_distances(q_blocks, cand), temperature), dim=-1), idx
 
 
-def approx_nonlocal_weights(query: torch.Tensor, ref: torch.Tensor, pool: int,
-                            topk: int) -> tuple[torch.Tensor, torch.Tensor]:
+def approx_nonlocal_weights(query: torch.Tensor, ref: torch.Tensor, pool: int, topk: int,
+                            temperature: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor]:
     """Section 3.3 weights for the whole frame at once (for inspection and tests).
 
     ``query``, ``ref`` (N, C, H, W) with H, W multiples of ``pool``. Returns the
@@ -176,7 +196,7 @@ def approx_nonlocal_weights(query: torch.Tensor, ref: torch.Tensor, pool: int,
     """
     k = min(topk, (query.shape[-2] // pool) * (query.shape[-1] // pool))
     return _approx_chunk(to_blocks(query, pool), F.avg_pool2d(query, pool).flatten(2).transpose(1, 2),
-                         to_blocks(ref, pool), F.avg_pool2d(ref, pool).flatten(2).transpose(1, 2), k)
+                         to_blocks(ref, pool), F.avg_pool2d(ref, pool).flatten(2).transpose(1, 2), k, temperature)
 
 
 def _chunk_blocks(n: int, pool: int, k: int, max_elements: int) -> int:
@@ -184,7 +204,7 @@ def _chunk_blocks(n: int, pool: int, k: int, max_elements: int) -> int:
 
 
 def approx_nonlocal_warp(query: torch.Tensor, ref: torch.Tensor, state: torch.Tensor, pool: int, topk: int,
-                         max_elements: int = MAX_ELEMENTS) -> torch.Tensor:
+                         max_elements: int = MAX_ELEMENTS, temperature: float = 1e-3) -> torch.Tensor:
     """Approximate NLWarp (section 3.3): the state of each query pixel is the weighted sum
     of the states of the pixels in the ``topk`` reference blocks most similar to its block.
 
@@ -208,7 +228,7 @@ def approx_nonlocal_warp(query: torch.Tensor, ref: torch.Tensor, state: torch.Te
         out = s_blocks.new_empty(s_blocks.shape)  # (N, B, p^2, C_s), filled chunk by chunk
         for b0 in range(0, nb, step):  # chunks of query blocks: bounded memory at 1080p
             sl = slice(b0, b0 + step)
-            weights, idx = _approx_chunk(q_blocks[:, sl], q_pooled[:, sl], r_blocks, r_pooled, k)
+            weights, idx = _approx_chunk(q_blocks[:, sl], q_pooled[:, sl], r_blocks, r_pooled, k, temperature)
             out[:, sl] = weights @ _gather_blocks(s_blocks, idx)
         warped = from_blocks(out, pool, hh, ww)
     return warped.to(state.dtype)
@@ -289,6 +309,9 @@ class NLConvLSTM(ResidualFilter):
     * ``pool``: p, the average-pooling kernel of stage 1 (section 3.3); 10 (lost;
       the optimum p^6 = 2HW/k of the complexity analysis at 1920x1080, k = 4).
     * ``topk``: k, reference blocks kept per query block; 4 (lost; see above).
+    * ``temperature``: tau of eq. (4)'s softmax over Euclidean distances; 1e-3, the
+      authors' code (0 selects the earlier squared-distance similarity, which model
+      files written before this param load with).
     * ``exact``: use the exact non-local warp of eq. (4) instead of the two-stage
       approximation (ablation and Table 5's "original NL"; small frames only).
     * ``in_channels``: planes filtered (1 = luma).
@@ -298,10 +321,12 @@ class NLConvLSTM(ResidualFilter):
     """
 
     is_clip_model = True
+    # model files written before ``temperature`` existed: squared distance, no temperature (0)
+    legacy_buffers = {**ResidualFilter.legacy_buffers, "temperature": 0.0}
 
     def __init__(self, mode: str = "nlconvlstm", frames: int = 7, channels: int = 64, pool: int = 10,
                  topk: int = 4, exact: bool = False, in_channels: int = 1, enc_layers: int = 3,
-                 dec_layers: int = 3):
+                 dec_layers: int = 3, temperature: float = 1e-3):
         super().__init__()
         self.mode = check_choice("mode", mode, MODES)
         check_int("frames", frames, 1)
@@ -316,6 +341,10 @@ class NLConvLSTM(ResidualFilter):
         check_int("in_channels", in_channels, 1)
         check_int("enc_layers", enc_layers, 1)
         check_int("dec_layers", dec_layers, 1)
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or temperature < 0:
+            raise ParamsError(f"temperature: expected a number >= 0 (eq. (4)'s tau; 0 = the earlier squared-distance "
+                              f"similarity), got {temperature!r}")
+        self.register_buffer("temperature", torch.tensor(float(temperature)))
         self.frames, self.channels, self.pool, self.topk, self.exact = frames, channels, pool, topk, exact
         self.in_channels = in_channels
         # Padding to the block grid is needed only by the approximate warp.
@@ -349,9 +378,10 @@ class NLConvLSTM(ResidualFilter):
 
     def warp(self, query: torch.Tensor, ref: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         """NLWarp of eq. (3): ``state`` of frame t-1 -> frame t, weights from features ``ref`` -> ``query``."""
+        tau = float(self.temperature)
         if self.exact:
-            return exact_nonlocal_warp(query, ref, state)
-        return approx_nonlocal_warp(query, ref, state, self.pool, self.topk)
+            return exact_nonlocal_warp(query, ref, state, tau)
+        return approx_nonlocal_warp(query, ref, state, self.pool, self.topk, temperature=tau)
 
     def _run(self, cell: ConvLSTMCell, feats: torch.Tensor) -> torch.Tensor:
         """One direction over ``feats`` (N, S, C, H, W), ending at the target; returns its last H.
