@@ -91,3 +91,21 @@ def test_lpips_per_curve_or_the_reason_it_is_missing(point, tmp_path):
                                                    rel=1e-5)
     gone = evaluate_point(src, on, off, tmp_path / "g.json", lpips="LPIPS unavailable: no AlexNet backbone")
     assert gone["lpips"] == {"unavailable": "LPIPS unavailable: no AlexNet backbone"}
+
+
+def test_only_the_frames_asked_for_and_a_network_on_the_anchor_decode(point, tmp_path):
+    """NL-ConvLSTM 4.1: Vimeo-90K measures only the 4th frame of each clip (``evaluate.frames: [3]``);
+    on Yang et al.'s data the network post-processes HM's own decode (``pipeline.network_input: on``)."""
+    d, src, stats = point
+    on, off = d / "on/city_128x96_30fps_8bit_420/qp37.json", d / "off/city_128x96_30fps_8bit_420/qp37.json"
+    every = evaluate_point(src, on, off, tmp_path / "all.json")
+    fourth = evaluate_point(src, on, off, tmp_path / "4th.json", eval_frames=[3])
+    assert fourth["decoded"]["psnr_y_frames"] == [every["decoded"]["psnr_y_frames"][3]]
+    assert fourth["decoded"]["psnr"]["y"] == pytest.approx(stats["off"]["psnr_per_frame"][3]["y"])
+    assert fourth["frames_evaluated"] == [3] and fourth["decoded"]["kbps"] == every["decoded"]["kbps"]
+    post = evaluate_point(src, on, on, tmp_path / "post.json", model_path=d / "model.pt",
+                          enhanced_out=tmp_path / "p_128x96_30fps_8bit_420.yuv")
+    assert post["network_input"] == "filters on" and post["decoded"] == post["anchor"]
+    assert post["enhanced"]["kbps"] == post["anchor"]["kbps"]
+    with pytest.raises(InloopError, match="frame indices within 0..4"):
+        evaluate_point(src, on, off, tmp_path / "x.json", eval_frames=[7])

@@ -414,6 +414,40 @@ def test_spilf_rows_allocate_qps_under_each_budget():
     assert "minimum achievable rate" in row[(0.05, "psnr")]  # 0.05 bpp is below every choice
 
 
+def test_spilf_table2_claims_are_paired_with_measured_points_in_rgb():
+    """SPiLF Table 2's claimed points next to the rate-allocated measured ones (same model, same bpp); RGB
+    metrics (params metrics.rgb) are used and named where the evaluate stage measured them."""
+    import pandas as pd
+
+    from inloop.reporting.claims import compare
+    from inloop.reporting.tables import spilf_rows_from_points, spilf_table
+
+    rows = []
+    for seq in ("a", "b"):
+        for qp, bpp in ((37, 0.4), (42, 0.15), (47, 0.07)):
+            rows.append({"model": "spilf-arabica", "codec": "ecm", "dataset": "clic2022-valid", "config": "ai",
+                         "sequence": seq, "qp": qp, "width": 64, "height": 32, "frames": 1, "decoded_bpp": bpp,
+                         "anchor_bpp": bpp, "anchor_psnr_y": 30.0 + qp / 10, "anchor_psnr_rgb": 29.0 + qp / 10,
+                         "anchor_ms_ssim_rgb": 0.95, "enhanced_psnr_y": 31.0, "enhanced_psnr_rgb": 30.0,
+                         "enhanced_ms_ssim_rgb": 0.96, "enhanced_lpips": 0.2, "anchor_lpips": 0.25})
+    points = pd.DataFrame(rows)
+    measured = (spilf_rows_from_points(points, "anchor", "anchor", targets=(0.075, 0.15)) +
+                spilf_rows_from_points(points, "enhanced", "spilf-arabica", model="spilf-arabica",
+                                       targets=(0.075, 0.15)))
+    assert {r["space"] for r in measured} == {"RGB"}
+    assert "0.15 bpp PSNR (RGB) ↑" in spilf_table(measured, (0.075, 0.15)).columns
+    comp = compare(pd.DataFrame(), None, {}, papers=("spilf",), spilf_rows=measured)
+    ara = comp[(comp["row"] == "Arabica") & (comp["column"] == "0.15 bpp PSNR ↑")].iloc[0]
+    assert ara["claimed"] == 30.604 and ara["reproduced"] == pytest.approx(30.0)
+    assert ara["difference"] == pytest.approx(30.0 - 30.604) and "RGB, as the paper" in ara["note"]
+    ecm = comp[(comp["row"] == "ECM") & (comp["column"] == "0.15 bpp LPIPS ↓")].iloc[0]
+    assert ecm["claimed"] == 0.235 and ecm["reproduced"] == pytest.approx(0.25)
+    assert "ArabicaPerceptual" not in set(comp["row"])  # not measured: no row
+    lost = compare(pd.DataFrame(), None, {}, papers=("spilf",),
+                   spilf_rows=spilf_rows_from_points(points, "anchor", "anchor", targets=(0.15,)))
+    assert lost[lost["column"] == "0.3 bpp PSNR ↑"]["note"].str.contains("not measured in this run").all()
+
+
 # --------------------------------------------------------------------------- run time: inloop bench results
 
 

@@ -130,7 +130,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     p = _params(args)
     ev = get(p, "evaluate", {}) or {}
-    metric_options = {k: v for k, v in (get(p, "metrics", {}) or {}).items() if k in ("ms_ssim_small",)}
+    metrics = get(p, "metrics", {}) or {}
+    data = get(p, "datasets", {}) or {}
+    if "rgb_matrix" in metrics:
+        raise InloopError("params metrics.rgb_matrix is gone: RGB metrics use the matrix the data were converted "
+                          "with (datasets.matrix, datasets.range)")
+    metric_options = {k: v for k, v in metrics.items() if k in ("ms_ssim_small", "rgb")}
+    metric_options.update(rgb_matrix=data.get("matrix", "bt601"), rgb_full_range=data.get("range", "tv") == "pc")
     lpips = None
     if ((get(p, "metrics", {}) or {}).get("lpips") or {}).get("evaluate", True):
         from .evaluation.lpips import LpipsUnavailable, load_lpips
@@ -142,7 +148,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     r = evaluate_point(args.original, args.anchor_stats, args.off_stats, args.out, model_path=args.model,
                        enhanced_out=args.enhanced, dataset=args.dataset, seq_class=args.seq_class,
                        device=ev.get("device", "cpu"), tile=ev.get("tile"), overlap=int(ev.get("overlap", 64)),
-                       metric_options=metric_options, baseline=args.baseline, lpips=lpips)
+                       metric_options=metric_options, baseline=args.baseline, lpips=lpips,
+                       eval_frames=ev.get("frames"))
     line = (f"{r['sequence']} {r['config']} QP {r['qp']}: anchor {r['anchor']['psnr']['y']:.3f} dB "
             f"@ {r['anchor']['kbps']:.1f} kbps, filters off {r['decoded']['psnr']['y']:.3f} dB "
             f"@ {r['decoded']['kbps']:.1f} kbps")

@@ -49,6 +49,9 @@ TRAIN_DATASETS = PIPELINE.get("train_datasets") or {"ai": ["demo"], "ldp": ["dem
 TEST_DATASETS = PIPELINE.get("test_datasets") or ["demo"]
 # Manifest splits that train (GL-Fusion IV.A: all 900 DIV2K images, i.e. train + validation).
 TRAIN_SPLITS = PIPELINE.get("train_splits") or ["train"]
+# The decode the networks filter: with the codec's loop filters off (default, the papers' in-loop
+# setting), or on (NL-ConvLSTM on Yang et al.'s data: HM's default LDP, post-processed).
+NET_IN = PIPELINE.get("network_input") or "off"
 DATASETS = sorted({ds for v in TRAIN_DATASETS.values() for ds in v} | set(TEST_DATASETS))
 
 
@@ -196,7 +199,7 @@ def _patch_inputs(wildcards):
                          "(params.yaml pipeline.train_datasets and datasets.demo.clips)")
     return {
         "originals": [original(ds, c) for ds, c in cl],
-        "decoded": [decoded(ds, c, wildcards.cfg, "off", wildcards.qp) for ds, c in cl],
+        "decoded": [decoded(ds, c, wildcards.cfg, NET_IN, wildcards.qp) for ds, c in cl],
         "splits": SPLITS_CHECK,
     }
 

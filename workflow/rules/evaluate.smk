@@ -12,7 +12,7 @@ rule evaluate_codec:
     input:
         original=ORIG,
         anchor=ENC.replace("{filters}", "on"),
-        off=ENC.replace("{filters}", "off"),
+        off=ENC.replace("{filters}", NET_IN),
         lpips=LPIPS_STATUS,
     output:
         json="results/eval/none/{codec}/{cfg}/{dataset}/{name}_{geom}_420/qp{qp}.json",
@@ -36,13 +36,15 @@ rule evaluate_model:
     input:
         original=ORIG,
         anchor=ENC.replace("{filters}", "on"),
-        off=ENC.replace("{filters}", "off"),
+        off=ENC.replace("{filters}", NET_IN),
         model="results/models/{model}/{codec}/{cfg}/qp{qp}/model.pt",
         baseline=_baseline,
         lpips=LPIPS_STATUS,
     output:
         json="results/eval/{model}/{codec}/{cfg}/{dataset}/{name}_{geom}_420/qp{qp}.json",
         enhanced="results/enhanced/{model}/{codec}/{cfg}/{dataset}/{name}_{geom}_420/qp{qp}_{geom}_420.yuv",
+    wildcard_constraints:
+        model=r"(?!none$)[a-z][a-z0-9-]*",  # 'none' is evaluate_codec's: a missing input is then named, not a cycle
     log:
         "results/logs/evaluate/{model}/{codec}/{cfg}/{dataset}/{name}_{geom}_420/qp{qp}.log",
     threads: 1

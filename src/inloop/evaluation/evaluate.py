@@ -1,8 +1,10 @@
 """The evaluate stage: one (model, codec, configuration, sequence, QP) point.
 
 Inputs are the two encodes of the same source at the same QP (the anchor with
-the codec's in-loop filters ON, and the decode with them OFF that the network
-filters) and optionally a trained network. The network's output costs no bits,
+the codec's in-loop filters ON, and the decode the network filters: with them
+OFF, or -- ``pipeline.network_input: on``, NL-ConvLSTM on Yang et al.'s data, HM's
+default LDP -- the anchor's own decode, post-processed) and optionally a trained
+network. The network's output costs no bits,
 so the enhanced point has the rate of the filters-off bitstream; the paper's
 comparison (GL-Fusion IV: BD-rate against the HM anchor with filters on) is
 enhanced vs anchor. In AI the filter output equals in-loop filtering; in LDP
@@ -18,7 +20,7 @@ from pathlib import Path
 from ..errors import InloopError
 from ..fsutil import write_json
 from ..yuv import YuvFormat
-from .metrics import evaluate_sequence
+from .metrics import evaluate_sequence, select_frames
 
 MODES = {
     "ai": "in-loop (AI: every frame intra, equals in-loop filtering)",
@@ -40,6 +42,7 @@ def _summary(ev: dict, stats: dict) -> dict:
         "kbps": stats["kbps"], "bpp": stats["bpp"],
         "psnr": {p: m[f"psnr_{p}"] for p in ("y", "u", "v", "yuv")},
         "ssim_y": m.get("ssim_y"), "ms_ssim_y": m.get("ms_ssim_y"),
+        **{k: m[k] for k in ("psnr_rgb", "ms_ssim_rgb") if k in m},
         "psnr_y_frames": [f["psnr_y"] for f in ev["per_frame"]],
     }
 
@@ -49,22 +52,26 @@ def evaluate_point(original: str | os.PathLike, anchor_stats: str | os.PathLike,
                    enhanced_out: str | os.PathLike | None = None, dataset: str = "", seq_class: str = "",
                    device: str = "cpu", tile: int | None = None, overlap: int = 64,
                    metric_options: dict | None = None, baseline: str | os.PathLike | None = None,
-                   lpips=None) -> dict:
+                   lpips=None, eval_frames: list[int] | None = None) -> dict:
     """Measure anchor, filters-off decode and (with a model) the enhanced decode; write ``out``.
 
     ``baseline``: the model-"none" evaluation of the same point; its anchor and
     filters-off measurements are reused instead of being computed again.
     ``lpips``: an LPIPS metric (:func:`inloop.evaluation.lpips.load_lpips`), or
     the reason it is unavailable (a string: recorded as such, never a number),
-    or None (not asked for).
+    or None (not asked for). ``eval_frames``: the frame indices measured (params
+    ``evaluate.frames``; None = all), e.g. ``[3]`` for Vimeo-90K's 4th frame.
     """
 
     on, off = _stats(anchor_stats), _stats(off_stats)
     for key in ("codec", "config", "qp", "frames", "width", "height"):
         if on[key] != off[key]:
             raise InloopError(f"{anchor_stats} and {off_stats} differ in {key}: {on[key]} vs {off[key]}")
-    if on["filters"] != "on" or off["filters"] != "off":
-        raise InloopError(f"expected an anchor with filters on ({anchor_stats}) and a decode with filters off ({off_stats})")
+    if on["filters"] != "on":
+        raise InloopError(f"expected an anchor with filters on ({anchor_stats}), got filters={on['filters']}")
+    if off["filters"] == "on" and Path(off["bitstream"]) != Path(on["bitstream"]):
+        raise InloopError(f"{off_stats}: a network input with filters on must be the anchor's own decode "
+                          f"({anchor_stats})")
     fmt = YuvFormat(off["width"], off["height"], off["bitdepth"], off["fps"])
     n = off["frames"]
     opts = {"ssim_y": True, "ms_ssim_y": True, **(metric_options or {})}
@@ -76,6 +83,7 @@ def evaluate_point(original: str | os.PathLike, anchor_stats: str | os.PathLike,
         "width": fmt.width, "height": fmt.height, "fps": fmt.fps, "mode": MODES[off["config"]],
         "anchor": None, "decoded": None, "enhanced": None, "delta": None,
         "fluctuation": {"decoded": None, "enhanced": None}, "seconds_per_frame": None, "lpips": None, "notes": {},
+        "network_input": f"filters {off['filters']}", "frames_evaluated": eval_frames,
     }
     if baseline is not None:
         base = json.loads(Path(baseline).read_text())
@@ -87,8 +95,9 @@ def evaluate_point(original: str | os.PathLike, anchor_stats: str | os.PathLike,
             result["lpips"] = {k: base["lpips"][k] for k in ("anchor", "decoded")}
         result["fluctuation"]["decoded"] = base["fluctuation"]["decoded"]
     else:
-        ev_on = evaluate_sequence(original, on["decoded"], fmt, frames=n, **opts)
-        ev_off = evaluate_sequence(original, off["decoded"], fmt, frames=n, **opts)
+        ev_on = select_frames(evaluate_sequence(original, on["decoded"], fmt, frames=n, **opts), eval_frames)
+        ev_off = (ev_on if off["decoded"] == on["decoded"] else
+                  select_frames(evaluate_sequence(original, off["decoded"], fmt, frames=n, **opts), eval_frames))
         result.update({"anchor": _summary(ev_on, on), "decoded": _summary(ev_off, off), "notes": ev_off["notes"]})
         if "lpips" in opts:
             result["lpips"] = {"anchor": ev_on["mean"]["lpips"], "decoded": ev_off["mean"]["lpips"]}
@@ -104,7 +113,7 @@ def evaluate_point(original: str | os.PathLike, anchor_stats: str | os.PathLike,
         model, payload = load_trained(model_path, device)
         timing = enhance_file(model, off["decoded"], enhanced_out, fmt, tuple(payload["planes"]), device, tile,
                               overlap, multiple=getattr(model, "pad_multiple", 16))
-        ev_enh = evaluate_sequence(original, enhanced_out, fmt, frames=n, **opts)
+        ev_enh = select_frames(evaluate_sequence(original, enhanced_out, fmt, frames=n, **opts), eval_frames)
         enh = _summary(ev_enh, off)  # no extra bits: the rate of the filters-off bitstream
         result.update({
             "model": payload.get("instance", payload["name"]), "enhanced": enh, "seconds_per_frame": timing["seconds_per_frame"],

@@ -22,10 +22,11 @@ What is here, and where each definition comes from:
   choice is recorded in the result (``ms_ssim_scales``) and warned about; with
   ``"unavailable"`` MS-SSIM is reported as ``None`` with the reason. Numbers
   from fewer scales are not comparable with five-scale MS-SSIM from a paper.
-* RGB: SPiLF (paper 001, Table 2) reports MS-SSIM and LPIPS on RGB images (CLIC
-  convention). :func:`yuv_to_rgb` converts 4:2:0 YUV with a named matrix
-  (``bt601`` or ``bt709``; params ``metrics.rgb_matrix``) from limited
-  ("video", default) or full range (``metrics.rgb_full_range``), chroma
+* RGB: SPiLF (paper 001, Table 2) reports PSNR, MS-SSIM and LPIPS on RGB images
+  (CLIC convention). :func:`yuv_to_rgb` converts 4:2:0 YUV with a named matrix
+  (``bt601`` or ``bt709``) from limited ("video", default) or full range; the
+  evaluate stage passes the matrix and range the data were converted with
+  (``datasets.matrix``, ``datasets.range``: one matrix from conversion to report), chroma
   upsampled by sample replication (nearest), clipped to [0, 1] and, by
   default, rounded to 8-bit RGB levels as an image written to PNG would be
   (``metrics.rgb_quantize``).
@@ -296,8 +297,10 @@ def evaluate_sequence(
     Both files are read frame by frame through memory maps; ``frames`` limits
     the comparison to the first N (as :func:`inloop.evaluation.psnr.sequence_psnr`).
     Always: PSNR per plane and YUV-PSNR (from :mod:`.psnr`). Optionally: SSIM
-    and MS-SSIM on Y (``data_range = 2^bitdepth - 1``); with ``rgb=True`` SSIM
-    and MS-SSIM on RGB (:func:`yuv_to_rgb` with ``rgb_matrix``); with ``lpips``
+    and MS-SSIM on Y (``data_range = 2^bitdepth - 1``); with ``rgb=True`` PSNR,
+    SSIM and MS-SSIM on RGB (:func:`yuv_to_rgb` with ``rgb_matrix``: the matrix
+    the data were converted with, ``datasets.matrix``; PSNR over the three
+    channels at 8-bit levels, as CLIC measures its images); with ``lpips``
     an :class:`inloop.evaluation.lpips.LPIPS` model, LPIPS on RGB. Pass
     ``lpips_unavailable`` (the reason from ``try_load_lpips``) to record LPIPS
     as unavailable instead (``None`` values, the reason in ``notes``).
@@ -309,7 +312,7 @@ def evaluate_sequence(
     "per_frame": [{...}], "fluctuation": {"psnr_y", "psnr_yuv", "ssim_y": {"std", "pvd", "pvd_pairs"} or None}``
     (None where a frame has infinite PSNR),
     ``"notes": {...}}`` with metric keys ``psnr_y psnr_u psnr_v psnr_yuv ssim_y
-    ms_ssim_y ssim_rgb ms_ssim_rgb lpips``.
+    ms_ssim_y psnr_rgb ssim_rgb ms_ssim_rgb lpips``.
     """
     if ms_ssim_small not in MS_SSIM_SMALL:
         raise MetricsError(f"ms_ssim_small must be one of {', '.join(MS_SSIM_SMALL)} "
@@ -392,6 +395,9 @@ def evaluate_sequence(
                                 np.stack([b[2].v for b in batch]), bd, rgb_matrix, rgb_full_range,
                                 rgb_quantize).to(device, dtype)
                 if rgb:
+                    mse = (rr.double() - tr.double()).square().mean(dim=(1, 2, 3))
+                    for row, m in zip(rows, mse.tolist()):  # on [0, 1] (8-bit levels): peak 1
+                        row["psnr_rgb"] = math.inf if m == 0 else -10.0 * math.log10(m)
                     for row, v in zip(rows, ssim(rr, tr, 1.0, dtype).tolist()):
                         row["ssim_rgb"] = v
                     vals = ms_ssim(rr, tr, 1.0, scales, dtype).tolist() if scales else [None] * len(rows)
@@ -422,6 +428,24 @@ def evaluate_sequence(
         fluct[k] = fluctuation(vals) if all(math.isfinite(v) for v in vals) else None
     return {"frames": n, "width": W, "height": H, "bitdepth": bd, "mean": mean, "per_frame": per_frame,
             "fluctuation": fluct, "notes": notes}
+
+
+def select_frames(result: dict, indices: Sequence[int] | None) -> dict:
+    """An :func:`evaluate_sequence` result restricted to the frames ``indices`` (0-based): the per-frame
+    rows kept, the means and fluctuation recomputed over them (NL-ConvLSTM 4.1 on Vimeo-90K: "only
+    evaluate the 4th frame of each clip", i.e. ``[3]``). ``None`` returns ``result`` unchanged."""
+    if indices is None:
+        return result
+    n = result["frames"]
+    bad = [i for i in indices if not (isinstance(i, int) and -n <= i < n)]
+    if bad or not indices:
+        raise MetricsError(f"evaluate.frames {list(indices)}: give frame indices within 0..{n - 1}")
+    rows = [result["per_frame"][i] for i in indices]
+    mean = {k: None if any(r[k] is None for r in rows) else float(np.mean([r[k] for r in rows])) for k in rows[0]}
+    fluct = {k: (fluctuation([r[k] for r in rows]) if len(rows) > 2 and all(math.isfinite(r[k]) for r in rows)
+                 else None) for k in result["fluctuation"]}
+    notes = {**result.get("notes", {}), "frames_evaluated": [i % n for i in indices]}
+    return {**result, "mean": mean, "per_frame": rows, "fluctuation": fluct, "notes": notes}
 
 
 def delta(enhanced: dict, baseline: dict) -> dict:
@@ -457,5 +481,5 @@ def evaluate_delta(original, decoded, enhanced, fmt: YuvFormat | None = None, fr
 
 __all__ = [
     "MS_SSIM_WEIGHTS", "MetricsError", "PLANES", "RGB_MATRICES", "delta", "evaluate_delta", "evaluate_sequence",
-    "fluctuation", "ms_ssim", "ms_ssim_scales", "ms_ssim_weights", "ssim", "yuv_to_rgb",
+    "fluctuation", "ms_ssim", "ms_ssim_scales", "ms_ssim_weights", "select_frames", "ssim", "yuv_to_rgb",
 ]

@@ -79,6 +79,8 @@ def _flatten_curve(prefix: str, c: dict | None) -> dict:
         out[f"{prefix}_psnr_{p}"] = (c.get("psnr") or {}).get(p)
     out[f"{prefix}_ssim_y"] = c.get("ssim_y")
     out[f"{prefix}_ms_ssim_y"] = c.get("ms_ssim_y")
+    out[f"{prefix}_psnr_rgb"] = c.get("psnr_rgb")  # metrics.rgb: SPiLF Table 2's colour space
+    out[f"{prefix}_ms_ssim_rgb"] = c.get("ms_ssim_rgb")
     out[f"{prefix}_psnr_y_frames"] = c.get("psnr_y_frames")
     return out
 

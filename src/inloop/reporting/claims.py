@@ -95,7 +95,8 @@ def setup_differences(paper: str, repro: dict) -> str:
 
     ``repro`` may hold ``codec``, ``codec_version``, ``dataset``, ``classes``
     (CTC classes present), ``sequences``, ``frames``, ``train_steps``,
-    ``device``.
+    ``device`` and ``deviations`` (params ``report.deviations``: per paper, the
+    deviations a paper config declares, listed after the measured differences).
     """
     c = load_claims(paper)["setup"]
     parts = []
@@ -113,6 +114,9 @@ def setup_differences(paper: str, repro: dict) -> str:
         parts.append(f"training {steps} steps on {repro.get('device', 'cpu')} vs paper: {c['training']}")
     elif repro.get("models") == []:
         parts.append("no network trained or evaluated in this run (anchor vs filters off only)")
+    declared = (repro.get("deviations") or {}).get(paper) or []
+    if declared:
+        parts.append("declared by the config: " + "; ".join(str(x) for x in declared))
     return "; ".join(parts)
 
 
@@ -175,8 +179,57 @@ def _delta_targets(paper: str) -> list[dict]:
     return out
 
 
+SPILF_UNITS = {"psnr": "PSNR (dB)", "ms_ssim": "MS-SSIM", "lpips": "LPIPS"}
+
+
+def _spilf_targets(paper: str) -> list[dict]:
+    """Claimed rate-allocated points (SPiLF Table 2) of rows that name a project model (or ``none``, the anchor)."""
+    d = load_claims(paper)
+    out = []
+    for m in d.get("match") or []:
+        if m.get("metric") != "spilf_point":
+            continue
+        t = d["tables"][m["table"]]
+        for r in t["rows"]:
+            if not r.get("model"):
+                continue
+            for i, col in enumerate(t["columns"]):
+                out.append({"paper": paper, "table": m["table"], "row_key": r["key"], "row": r["label"],
+                            "column": col["label"], "model": r["model"], "config": "ai", "bpp": float(col["bpp"]),
+                            "metric": col["metric"], "claimed": r["values"][i],
+                            "unit": f"{SPILF_UNITS[col['metric']]} at {col['bpp']:g} bpp"})
+    return out
+
+
+def _spilf_rows(spilf_rows: Iterable[dict], paper: str) -> list[dict]:
+    """Claimed SPiLF points next to the measured ones: same model (or the anchor), same target bpp."""
+    rows = []
+    measured = list(spilf_rows or [])
+    for t in _spilf_targets(paper):
+        for r in measured:
+            is_anchor = r.get("curve") == "anchor"
+            if (t["model"] == "none") != is_anchor or (not is_anchor and claim_key(r.get("model")) != t["model"]):
+                continue
+            value = r.get((t["bpp"], t["metric"]))
+            space = r.get("space", "Y")
+            if value is None:
+                here = sorted({k[0] for k in r if isinstance(k, tuple)})
+                rep, note = math.nan, f"{t['bpp']:g} bpp not measured in this run (report.spilf_bpp: {here})"
+            elif isinstance(value, str):
+                rep, note = math.nan, value
+            else:
+                rep = float(value)
+                note = (f"QPs by integer linear programming among {r.get('qps')}; measured on "
+                        + ("RGB, as the paper" if space == "RGB" or t["metric"] == "lpips"
+                           else "luma (the paper: RGB; params metrics.rgb)"))
+            rows.append({**t, "codec": r.get("codec"), "dataset": r.get("dataset"), "reproduced": rep,
+                         "difference": rep - t["claimed"] if t["claimed"] is not None and not math.isnan(rep)
+                         else math.nan, "note": note})
+    return rows
+
+
 def compare(summary: pd.DataFrame, points: pd.DataFrame | None = None, repro: dict | None = None,
-            papers: Iterable[str] = PAPERS) -> pd.DataFrame:
+            papers: Iterable[str] = PAPERS, spilf_rows: Iterable[dict] | None = None) -> pd.DataFrame:
     """Claimed | reproduced | difference | what differs, for every claim that matches a reproduced row.
 
     BD-rate claims (GL-Fusion Tables II-VI) match the ``model_vs_anchor`` luma
@@ -184,6 +237,8 @@ def compare(summary: pd.DataFrame, points: pd.DataFrame | None = None, repro: di
     CTC sequence by normalised name). Delta claims (NL-ConvLSTM Table 4, and the
     ablation table at its QP) match the mean ``delta`` of ``points`` by model,
     configuration, QP and sequence (or all sequences for "Ave." and the ablation).
+    SPiLF's Table 2 points match ``spilf_rows`` (the report's rate-allocated rows,
+    :func:`inloop.reporting.tables.spilf_rows_from_points`) by model and target bpp.
     Headline claims (each registry's ``headline``) are listed even when the
     model has no results, with reproduced NaN and the reason. ``difference`` is
     reproduced minus claimed, in the claim's unit.
@@ -214,6 +269,7 @@ def compare(summary: pd.DataFrame, points: pd.DataFrame | None = None, repro: di
                                  "difference": math.nan,
                                  "note": f"model '{t['model']}' not evaluated in this run"
                                          + ("" if t["row_key"] == "average" else " (or no such row)")})
+        rows += _spilf_rows(spilf_rows, paper)
         if points is not None and not points.empty:
             p = points[points["model"] != "none"]
             for t in _delta_targets(paper):

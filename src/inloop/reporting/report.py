@@ -122,7 +122,8 @@ def _repro_info(points: pd.DataFrame, hist: pd.DataFrame, params: dict | None) -
              "frames": "/".join(f"{c.upper()} {int(f)}" for c, f in
                                 g.groupby("config", sort=False)["frames"].max().items()),
              "device": _get(params, "train.device", "cpu"),
-             "models": sorted(m for m in g["model"].unique() if m != "none")}
+             "models": sorted(m for m in g["model"].unique() if m != "none"),
+             "deviations": _get(params, "report.deviations", {}) or {}}
         if codec == "x265":
             d["codec_version"] = f"FFmpeg/libx265, preset {_get(params, 'codecs.x265.preset', '?')}"
         if not hist.empty and "step" in hist:
@@ -198,6 +199,7 @@ def build_report(eval_source, models_dir, out_dir, params: dict | None = None) -
 
     # ---------------------------------------------------------------- paper-shaped tables
     shaped = []
+    spilf_rows: list[dict] = []  # SPiLF Table 2 rows of every run, for the claims comparison
     repro = _repro_info(points, hist, params) if not points.empty else {}
     groups = list(points.groupby(["codec", "dataset"], sort=False).groups) if not points.empty else []
     for codec, dataset in groups:
@@ -283,6 +285,7 @@ def build_report(eval_source, models_dir, out_dir, params: dict | None = None) -
             rows += tables.spilf_rows_from_points(ai, "decoded", f"{codec}, filters off", targets=targets, qps=qps)
             for m in spilf_models:
                 rows += tables.spilf_rows_from_points(ai, "enhanced", m, model=m, targets=targets, qps=qps)
+            spilf_rows += rows
             sp = tables.spilf_table(rows, targets)
             lpips_cells = sp.filter(like="LPIPS").astype(str)
             lpips_missing = bool(lpips_cells.apply(lambda c: c.str.startswith(tables.NA)).any(axis=None))
@@ -292,8 +295,11 @@ def build_report(eval_source, models_dir, out_dir, params: dict | None = None) -
                                      "0.075, 0.15, 0.3 on CLIC 2022); each held-out sequence's QP among "
                                      f"{', '.join(map(str, qps))} chosen by integer linear programming (SPiLF 2.3: "
                                      "minimum total squared error under the total bit budget, HiGHS)",
-                                     "PSNR-Y from the pooled MSE, MS-SSIM-Y pixel-weighted (the paper: RGB); "
-                                     "models at the filters-off bits; 'bpp used' is what the chosen QPs spend",
+                                     ("PSNR (RGB, as the paper) from the pooled MSE, MS-SSIM (RGB) pixel-weighted"
+                                      if rows and rows[0].get("space") == "RGB" else
+                                      "PSNR-Y from the pooled MSE, MS-SSIM-Y pixel-weighted (the paper: RGB; "
+                                      "params metrics.rgb measures RGB)")
+                                     + "; models at the filters-off bits; 'bpp used' is what the chosen QPs spend",
                                      "a target below the cheapest choice of every sequence is n/a, with the minimum"],
                                     digits=4))
 
@@ -308,7 +314,7 @@ def build_report(eval_source, models_dir, out_dir, params: dict | None = None) -
                                                                  if t.get(k)]
             claimed.append((paper, put_table(claims_mod.claim_table(paper, tname), f"{paper}_table{tname}",
                                              f"{d['title'][:60]}… — Table {tname}: {cap}", tn, digits=3, where=cdir)))
-    comparison = claims_mod.compare(summary, points, repro, papers)
+    comparison = claims_mod.compare(summary, points, repro, papers, spilf_rows=spilf_rows)
     comp_info = put_table(comparison, "comparison", "Claimed vs reproduced",
                           ["difference = reproduced − claimed, in the claim's unit",
                            "BD-rate claims are luma BD-rate against the codec with its filters on"],

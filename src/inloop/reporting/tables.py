@@ -217,14 +217,19 @@ def spilf_rows_from_points(points: pd.DataFrame, curve: str, label: str, model: 
     for (codec, dataset), g in p.groupby(["codec", "dataset"], sort=False):
         g = g.drop_duplicates(["sequence", "qp"])
         pixels = (g["width"] * g["height"] * g["frames"]).astype(float)
+        # The paper's colour space (CLIC: RGB) where the evaluate stage measured it (metrics.rgb), else luma.
+        rgb = f"{curve}_psnr_rgb" in g and pd.to_numeric(g[f"{curve}_psnr_rgb"], errors="coerce").notna().all()
+        space = "rgb" if rgb else "y"
         meas = pd.DataFrame({"image": g["sequence"], "qp": g["qp"].astype(int), "pixels": pixels,
-                             "bits": (g[rate_col].astype(float) * pixels).round(), "psnr": g[f"{curve}_psnr_y"].astype(float)})
-        if f"{curve}_ms_ssim_y" in g:
-            meas["ms_ssim"] = g[f"{curve}_ms_ssim_y"].astype(float)
+                             "bits": (g[rate_col].astype(float) * pixels).round(),
+                             "psnr": g[f"{curve}_psnr_{space}"].astype(float)})
+        if f"{curve}_ms_ssim_{space}" in g:
+            meas["ms_ssim"] = pd.to_numeric(g[f"{curve}_ms_ssim_{space}"], errors="coerce").astype(float)
         lp = pd.to_numeric(g[f"{curve}_lpips"], errors="coerce") if f"{curve}_lpips" in g else None
         if lp is not None and lp.notna().all():
             meas["lpips"] = lp.astype(float)
-        row: dict = {"label": label, "codec": codec, "dataset": dataset,
+        row: dict = {"label": label, "codec": codec, "dataset": dataset, "space": space.upper(), "model": model,
+                     "curve": curve,
                      "qps": " ".join(map(str, sorted(meas["qp"].unique())))}
         for bpp in targets:
             try:
@@ -261,17 +266,21 @@ def spilf_table(rows: Iterable[dict], targets: Sequence[float] = SPILF_BPP) -> p
     Each row dict has ``label`` and values keyed ``(bpp, metric)`` with metric in
     ``psnr``, ``ms_ssim``, ``lpips``: a number, or a string such as
     ``"n/a (LPIPS unavailable)"``. Missing keys become ``"n/a (not measured)"``.
-    The paper measures MS-SSIM and LPIPS on RGB (CLIC); rows built from this
-    project's evaluation carry luma MS-SSIM, which the column name says.
+    The paper measures PSNR, MS-SSIM and LPIPS on RGB (CLIC); rows carry the
+    colour space they were measured in (``space``: RGB with ``metrics.rgb``, else
+    Y), which the column names say.
     """
     out = []
+    rows = list(rows)
+    space = next((r.get("space") for r in rows if r.get("space")), "Y")
+    sfx = "-Y" if space == "Y" else " (RGB)"
     for r in rows:
         row = {"Method": r["label"]}
         for k in ("codec", "dataset", "qps"):
             if k in r:
                 row[k] = r[k]
         for bpp in targets:
-            for metric, name in (("bpp", "bpp used"), ("psnr", "PSNR-Y ↑"), ("ms_ssim", "MS-SSIM-Y ↑"),
+            for metric, name in (("bpp", "bpp used"), ("psnr", f"PSNR{sfx} ↑"), ("ms_ssim", f"MS-SSIM{sfx} ↑"),
                                  ("lpips", "LPIPS ↓")):
                 if metric == "bpp" and (bpp, metric) not in r:
                     continue

@@ -82,7 +82,8 @@ def train_model(store: str | os.PathLike, out: str | os.PathLike, model_name: st
     if int(meta.get("frames", 1)) != frames:
         raise InloopError(f"{store} holds {meta.get('frames', 1)}-frame samples but {name} ({model_name}) takes "
                           f"{frames} frame(s): models.{name}.frames and the store disagree; rebuild the store")
-    sampler = PatchSampler(train, cfg.batch_size, meta["bitdepth"], device, seed=cfg.seed, rank=rank)
+    sampler = PatchSampler(train, cfg.batch_size, meta["bitdepth"], device, seed=cfg.seed, rank=rank,
+                           augment=bool(train_params.get("augment", True)))
     describe = {**describe, "arch": model_name, "model_kwargs": model_kwargs, "store": str(store)}
     resuming = checkpoint.is_file()
     scale = train_params.get("residual_scale", 1.0)
