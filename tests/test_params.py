@@ -2,6 +2,7 @@
 
 import os
 
+import pytest
 import yaml
 
 from inloop.params import cli_params, write_resolved
@@ -79,6 +80,29 @@ def test_every_config_file_merges_into_models_that_build():
     ablation = _deep_merge(base, yaml.safe_load((root / "config" / "nlconvlstm-ablation.yaml").read_text()))
     modes = {n: build_model(model_spec(ablation, n)["arch"], **model_spec(ablation, n)["kwargs"]).mode
              for n in ablation["train"]["models"] if model_spec(ablation, n)["arch"] == "nlconvlstm"}
-    assert modes == {"nlconvlstm": "nlconvlstm", "nlconvlstm-encdec": "single", "nlconvlstm-convlstm": "convlstm"}
+    assert modes == {"nlconvlstm": "nlconvlstm", "nlconvlstm-encdec": "single", "nlconvlstm-convlstm": "convlstm",
+                     "nlconvlstm-me": "meconvlstm"}
     assert model_spec(ablation, "nlconvlstm-convlstm")["qps"] == [37]
     assert set(ablation["train"]["models"]) >= set(base["train"]["models"])  # the demo's models stay
+
+
+def test_an_ablation_variant_keeps_its_bases_sizes_whichever_config_set_them():
+    from pathlib import Path
+
+    from inloop.errors import ParamsError
+    from inloop.params import _deep_merge, model_spec
+
+    root = Path(__file__).resolve().parents[1]
+    base = yaml.safe_load((root / "params.yaml").read_text())
+    ablation = yaml.safe_load((root / "config" / "glfusion-ablation.yaml").read_text())
+    paper = yaml.safe_load((root / "config" / "paper-glfusion.yaml").read_text())
+    demo = model_spec(_deep_merge(base, ablation), "glfusion-hgf")
+    full = model_spec(_deep_merge(_deep_merge(base, paper), ablation), "glfusion-hgf")
+    assert demo["arch"] == full["arch"] == "glfusion"
+    assert (demo["kwargs"]["channels"], full["kwargs"]["channels"]) == (8, 64)  # the demo's and the paper's width
+    assert demo["kwargs"]["branches"] == ["hgf"] and full["configs"] == ["ai"]
+    assert full["train"]["batch_size"] == 32  # the paper config's training, inherited
+    with pytest.raises(ParamsError, match="is a cycle"):
+        model_spec({"models": {"a": {"base": "b"}, "b": {"base": "a"}}}, "a")
+    with pytest.raises(ParamsError, match="'nope' is not an entry of models"):
+        model_spec({"models": {"a": {"base": "nope"}}}, "a")

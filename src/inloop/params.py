@@ -105,7 +105,7 @@ def source_hash(*parts: str) -> str:
 
 
 # Keys of a ``models.<name>`` block that describe the run, not the network's constructor.
-MODEL_SPEC_KEYS = ("arch", "configs", "qps", "train")
+MODEL_SPEC_KEYS = ("arch", "base", "configs", "qps", "train")
 
 
 def _deep_merge(base: dict, over: dict) -> dict:
@@ -115,22 +115,40 @@ def _deep_merge(base: dict, over: dict) -> dict:
     return out
 
 
+def _model_block(params: dict, name: str, chain: tuple[str, ...] = ()) -> dict:
+    """``models.<name>``, with ``base``'s settings under it where it names one (recursively)."""
+    models = params.get("models") or {}
+    block = models.get(name)
+    if block is None:
+        block = {}
+    if not isinstance(block, dict):
+        raise ParamsError(f"models.{name}: expected a mapping of settings, got {block!r}")
+    base = block.get("base")
+    if base is None:
+        return block
+    if base == name or base in chain:
+        raise ParamsError(f"models.{name}.base: {' -> '.join((*chain, name, base))} is a cycle")
+    if base not in models:
+        raise ParamsError(f"models.{name}.base: {base!r} is not an entry of models ({', '.join(models)})")
+    parent = _model_block(params, base, (*chain, name))
+    parent = {**parent, "arch": parent.get("arch", base)}
+    return _deep_merge(parent, {k: v for k, v in block.items() if k != "base"})
+
+
 def model_spec(params: dict, name: str) -> dict:
     """What ``train.models`` entry ``name`` trains, from its ``models.<name>`` block.
 
     Besides the network's constructor keywords the block may hold ``arch`` (the
     registered network, default ``name``: two entries can share one network with
-    different losses, as SPiLF's Arabica and ArabicaPerceptual do), ``configs``
+    different losses, as SPiLF's Arabica and ArabicaPerceptual do), ``base`` (another
+    entry whose settings this one starts from: an ablation variant changes one switch
+    of its base and keeps the base's sizes, whichever config set them), ``configs``
     and ``qps`` (default ``train.configs`` and ``encode.qps``) and ``train``
     (settings merged over the ``train`` section for this model only). Returns
     ``{name, arch, kwargs, train, configs, qps, frames}``; ``frames`` is the
     temporal window (the ``frames`` keyword of clip networks, else 1).
     """
-    block = (params.get("models") or {}).get(name)
-    if block is None:
-        block = {}
-    if not isinstance(block, dict):
-        raise ParamsError(f"models.{name}: expected a mapping of settings, got {block!r}")
+    block = _model_block(params, name)
     overrides = block.get("train") or {}
     if not isinstance(overrides, dict):
         raise ParamsError(f"models.{name}.train: expected a mapping of train settings, got {overrides!r}")

@@ -18,8 +18,19 @@ blocks, pixel similarity inside those blocks only) makes this affordable.
 
 Table 1's ablations are the ``mode`` param: ``"single"`` (Encoder-Decoder on the
 target frame alone), ``"convlstm"`` (bidirectional ConvLSTM on the seven frames,
-no warp) and ``"nlconvlstm"`` (the method). All three take the same clip
-(N, T, C, H, W), so one data path serves them all.
+no warp), ``"meconvlstm"`` (ME-ConvLSTM: the states warped by motion compensation
+instead of the non-local warp) and ``"nlconvlstm"`` (the method). All take the
+same clip (N, T, C, H, W), so one data path serves them all.
+
+ME-ConvLSTM is named in the ablation table but not described. What the paper says
+of motion compensation (section 3.3, "Non-local operation vs. motion
+compensation"): each pixel of the warped state is "evaluated by interpolation with
+some neighboring pixels" of the previous state, and "we need to train additional
+layers for motion field generation". Built here that way (:class:`FlowWarp`): three
+3x3 conv layers on the encoder features [F_{t-1}, F_t] give a two-channel motion
+field (pixels), and the previous hidden and cell states are resampled along it
+bilinearly (``grid_sample``, borders replicated). The last flow layer starts at zero,
+so an untrained ME-ConvLSTM starts as the plain ConvLSTM.
 
 Symbols lost in the stored text of the paper and the values chosen here (each
 repeated next to its param in :class:`NLConvLSTM`):
@@ -81,7 +92,7 @@ from torch import nn
 from inloop.errors import ParamsError
 from inloop.models.registry import ResidualFilter, check_choice, check_int, pad_to_multiple, register
 
-MODES = ("nlconvlstm", "convlstm", "single")
+MODES = ("nlconvlstm", "meconvlstm", "convlstm", "single")
 MAX_ELEMENTS = 2**26  # stage-2 distance entries per chunk of query blocks (256 MB in float32)
 
 
@@ -283,6 +294,35 @@ class ConvLSTMCell(nn.Module):
         return torch.sigmoid(o) * torch.tanh(c), c
 
 
+class FlowWarp(nn.Module):
+    """ME-ConvLSTM's motion compensation (see the module docstring): a learned motion field from the
+    features of frames t-1 and t, and the previous states resampled along it."""
+
+    def __init__(self, channels: int, hidden: int | None = None):
+        super().__init__()
+        hidden = hidden or channels
+        self.net = nn.Sequential(nn.Conv2d(2 * channels, hidden, 3, padding=1), nn.ReLU(inplace=True),
+                                 nn.Conv2d(hidden, hidden, 3, padding=1), nn.ReLU(inplace=True),
+                                 nn.Conv2d(hidden, 2, 3, padding=1))
+        nn.init.zeros_(self.net[-1].weight)  # zero motion at the start: the plain ConvLSTM
+        nn.init.zeros_(self.net[-1].bias)
+
+    def flow(self, query: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+        """(N, 2, H, W) displacement in pixels (x, y): where in frame t-1 each pixel of frame t comes from."""
+        return self.net(torch.cat([ref, query], dim=1))
+
+    def forward(self, query: torch.Tensor, ref: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = state.shape
+        flow = self.flow(query, ref).float()
+        ys, xs = torch.meshgrid(torch.arange(h, device=state.device, dtype=torch.float32),
+                                torch.arange(w, device=state.device, dtype=torch.float32), indexing="ij")
+        x = (xs + flow[:, 0]) * (2.0 / max(w - 1, 1)) - 1.0  # align_corners=True normalisation
+        y = (ys + flow[:, 1]) * (2.0 / max(h - 1, 1)) - 1.0
+        grid = torch.stack([x, y], dim=-1)
+        return F.grid_sample(state.float(), grid, mode="bilinear", padding_mode="border",
+                             align_corners=True).to(state.dtype)
+
+
 def _conv_relu(cin: int, cout: int, k: int = 3) -> list[nn.Module]:
     return [nn.Conv2d(cin, cout, k, padding=k // 2), nn.ReLU(inplace=True)]
 
@@ -300,7 +340,8 @@ class NLConvLSTM(ResidualFilter):
 
     * ``mode``: Table 1's rows -- ``"single"`` Encoder-Decoder on the target frame
       only (the clip is still the input), ``"convlstm"`` plain bidirectional
-      ConvLSTM on all frames, ``"nlconvlstm"`` the method.
+      ConvLSTM on all frames, ``"meconvlstm"`` ConvLSTM with motion-compensated
+      states (:class:`FlowWarp`), ``"nlconvlstm"`` the method.
     * ``frames``: 2T + 1 = 7 (T = 3 before and 3 after; the paper's "T=" is lost,
       Table 1 reads "with 7 frames"). Must be odd.
     * ``channels``: encoder feature width C and ConvLSTM state width C_h; 64 (lost
@@ -364,6 +405,9 @@ class NLConvLSTM(ResidualFilter):
             self.fwd = ConvLSTMCell(channels, channels)
             self.bwd = ConvLSTMCell(channels, channels)
             merged = 2 * channels
+        # ME-ConvLSTM: one motion field generator per direction
+        self.flow_fwd = FlowWarp(channels) if mode == "meconvlstm" else None
+        self.flow_bwd = FlowWarp(channels) if mode == "meconvlstm" else None
 
         # Decoder: 1x1 conv combining both directions, then stacked convs to R (section 3.1).
         dec: list[nn.Module] = _conv_relu(merged, channels, k=1)
@@ -383,11 +427,12 @@ class NLConvLSTM(ResidualFilter):
             return exact_nonlocal_warp(query, ref, state, tau)
         return approx_nonlocal_warp(query, ref, state, self.pool, self.topk, temperature=tau)
 
-    def _run(self, cell: ConvLSTMCell, feats: torch.Tensor) -> torch.Tensor:
+    def _run(self, cell: ConvLSTMCell, feats: torch.Tensor, flow: FlowWarp | None = None) -> torch.Tensor:
         """One direction over ``feats`` (N, S, C, H, W), ending at the target; returns its last H.
 
-        Eq. (3) for ``nlconvlstm`` (warp H_{t-1}, C_{t-1} with S(F_{t-1}, F_t) first),
-        eq. (2) for ``convlstm``. The initial states are zero (no warp needed).
+        Eq. (3) for ``nlconvlstm`` (warp H_{t-1}, C_{t-1} with S(F_{t-1}, F_t) first), the
+        same with motion compensation for ``meconvlstm``, eq. (2) for ``convlstm``. The
+        initial states are zero (no warp needed).
         """
         n, steps, _, hh, ww = feats.shape
         h = feats.new_zeros(n, cell.hidden, hh, ww)
@@ -395,6 +440,8 @@ class NLConvLSTM(ResidualFilter):
         for t in range(steps):  # loop over time steps only
             if t > 0 and self.mode == "nlconvlstm":
                 h, c = self.warp(feats[:, t], feats[:, t - 1], torch.cat([h, c], dim=1)).chunk(2, dim=1)
+            elif t > 0 and flow is not None:
+                h, c = flow(feats[:, t], feats[:, t - 1], torch.cat([h, c], dim=1)).chunk(2, dim=1)
             h, c = cell(feats[:, t], h, c)
         return h
 
@@ -405,8 +452,8 @@ class NLConvLSTM(ResidualFilter):
         if self.mode == "single":  # Table 1, "Encoder-Decoder with 1 frame"
             return self.tail(self.decoder(self.encoder(clip[:, centre])))
         feats = self.encoder(clip.flatten(0, 1)).unflatten(0, (n, t))
-        h_fwd = self._run(self.fwd, feats[:, : centre + 1])  # t-T .. t
-        h_bwd = self._run(self.bwd, feats[:, centre:].flip(1))  # t+T .. t
+        h_fwd = self._run(self.fwd, feats[:, : centre + 1], self.flow_fwd)  # t-T .. t
+        h_bwd = self._run(self.bwd, feats[:, centre:].flip(1), self.flow_bwd)  # t+T .. t
         return self.tail(self.decoder(torch.cat([h_fwd, h_bwd], dim=1)))
 
     def forward(self, clip: torch.Tensor) -> torch.Tensor:

@@ -114,6 +114,16 @@ class _Page:
                 f"<style>{CSS}</style></head><body>{''.join(self.parts)}</body></html>\n")
 
 
+def _spec(params: dict | None, model: str) -> dict:
+    """``models.<model>`` resolved (its ``base``, ``arch``); a model the params do not list is its own arch."""
+    from ..params import model_spec
+
+    try:
+        return model_spec(params or {}, model)
+    except Exception:  # noqa: BLE001 - a report of old results must not fail on params that moved on
+        return {"arch": model, "kwargs": {}}
+
+
 def _repro_info(points: pd.DataFrame, hist: pd.DataFrame, params: dict | None) -> dict:
     info: dict = {}
     for (codec, dataset), g in points.groupby(["codec", "dataset"], sort=False):
@@ -244,9 +254,9 @@ def build_report(eval_source, models_dir, out_dir, params: dict | None = None) -
                                             ["Δ = enhanced minus the filters-off decode (NL-ConvLSTM: minus the "
                                              "codec's output, which had its loop filters on for Yang et al.'s data)"],
                                             digits=3))
-        nl_modes = {m: (str(_get(params, f"models.{m}.mode", "nlconvlstm")), int(_get(params, f"models.{m}.frames", 7)))
-                    for m in sorted(set(p["model"]) - {"none"})
-                    if _get(params, f"models.{m}.arch", m) == "nlconvlstm"}
+        nl_modes = {m: (str(_spec(params, m)["kwargs"].get("mode", "nlconvlstm")),
+                        int(_spec(params, m)["kwargs"].get("frames", 7)))
+                    for m in sorted(set(p["model"]) - {"none"}) if _spec(params, m)["arch"] == "nlconvlstm"}
         for cfg in [c for c in ("ai", "ldp", "ra") if c in set(p["config"])]:
             at = tables.nlconvlstm_ablation_table(p, cfg, nl_modes)
             if not at.empty:
@@ -257,7 +267,9 @@ def build_report(eval_source, models_dir, out_dir, params: dict | None = None) -
                     f"NL-ConvLSTM ablation shape (section 4.2): ΔPSNR / ΔSSIM per mode, {cfg.upper()} — "
                     f"{dataset or 'no dataset'}",
                     ["mean over the held-out sequences of enhanced minus the decode; the paper's values (Yang et "
-                     "al.'s dataset, HM LDP QP 37) are in the claims comparison; ME-ConvLSTM is not built here"]
+                     "al.'s dataset, HM LDP QP 37) are in the claims comparison; ME-ConvLSTM: the paper does not "
+                     "describe it, the project's is a ConvLSTM whose states follow a learned motion field "
+                     "(inloop.models.nlconvlstm.FlowWarp)"]
                     + ([f"not trained in this run: {', '.join(missing)} (models.<name>.mode; "
                         "config/nlconvlstm-ablation.yaml adds them)"] if missing else []),
                     digits=3))
@@ -276,8 +288,7 @@ def build_report(eval_source, models_dir, out_dir, params: dict | None = None) -
         if "ai" in set(p["config"]):
             targets = [float(t) for t in _get(params, "report.spilf_bpp", tables.SPILF_BPP)]
             ai = p[p["config"] == "ai"]
-            spilf_models = [m for m in sorted(set(ai["model"]) - {"none"})
-                            if _get(params, f"models.{m}.arch", m) == "spilf"]
+            spilf_models = [m for m in sorted(set(ai["model"]) - {"none"}) if _spec(params, m)["arch"] == "spilf"]
             qps = sorted(ai[ai["model"].isin(spilf_models)]["qp"].unique()) if spilf_models else \
                 sorted(ai["qp"].unique())
             rows = tables.spilf_rows_from_points(ai, "anchor", f"anchor ({codec}, filters on)", targets=targets,

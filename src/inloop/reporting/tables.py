@@ -320,7 +320,8 @@ def delta_table(points: pd.DataFrame, config: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-ABLATION_MODES = (("single", "Encoder-Decoder"), ("convlstm", "ConvLSTM"), ("nlconvlstm", "NL-ConvLSTM"))
+ABLATION_MODES = (("single", "Encoder-Decoder"), ("convlstm", "ConvLSTM"), ("meconvlstm", "ME-ConvLSTM"),
+                  ("nlconvlstm", "NL-ConvLSTM"))
 
 
 def nlconvlstm_ablation_table(points: pd.DataFrame, config: str, modes: dict[str, tuple[str, int]]) -> pd.DataFrame:
@@ -328,8 +329,8 @@ def nlconvlstm_ablation_table(points: pd.DataFrame, config: str, modes: dict[str
 
     ``modes`` maps each NL-ConvLSTM model name to its ``(mode, frames)``
     (params ``models.<name>.mode`` / ``frames``); columns follow the paper's
-    order (Encoder-Decoder with 1 frame, ConvLSTM with 7 frames, NL-ConvLSTM
-    with 7 frames; ME-ConvLSTM is not built), headed "<method> with <n>
+    order (Encoder-Decoder with 1 frame, ConvLSTM with 7 frames, ME-ConvLSTM
+    with 7 frames, NL-ConvLSTM with 7 frames), headed "<method> with <n>
     frame(s) (<model>)". Values are means over the held-out sequences of the
     evaluate stage's deltas (enhanced minus the decode it was computed from).
     """
