@@ -3,7 +3,7 @@
 
 rule encode:
     input:
-        yuv="results/data/{dataset}/{name}_{geom}_420.yuv",
+        yuv=DATA_OUT + "/{dataset}/{name}_{geom}_420.yuv",
     output:
         bitstream="results/encoded/{codec}/{cfg}/{filters}/{dataset}/{name}_{geom}_420/qp{qp}.bin",
         decoded="results/encoded/{codec}/{cfg}/{filters}/{dataset}/{name}_{geom}_420/qp{qp}_{geom}_420.yuv",
@@ -21,10 +21,10 @@ rule encode:
     conda:
         "../../envs/codec.yaml"
     shell:
-        "inloop encode --codec {wildcards.codec} --in {input.yuv} --out {output.bitstream}"
-        " --decoded {output.decoded} --stats {output.stats} --qp {wildcards.qp}"
-        " --config {wildcards.cfg} --filters {wildcards.filters} --frames {params.frames}"
-        " > {log} 2>&1"
+        "inloop encode --codec {wildcards.codec:q} --in {input.yuv:q} --out {output.bitstream:q}"
+        " --decoded {output.decoded:q} --stats {output.stats:q} --qp {wildcards.qp:q}"
+        " --config {wildcards.cfg:q} --filters {wildcards.filters:q} --frames {params.frames:q}"
+        " > {log:q} 2>&1"
 
 
 rule encodes:

@@ -42,6 +42,9 @@ wildcard_constraints:
 LPIPS_STATUS = os.path.join(((config.get("metrics") or {}).get("lpips") or {}).get("cache_dir") or "results/cache/lpips",
                             "status.json")
 
+# Where every dataset's YUV files and manifest live (datasets.out): the one place that says so.
+DATA_OUT = config.get("datasets", {}).get("out", "results/data")
+
 PIPELINE = config.get("pipeline") or {}
 # Which datasets train which configuration, and which are held out for testing
 # (GL-Fusion IV.A: images for AI, sequences for LDP/RA, the CTC classes for testing).
@@ -92,7 +95,7 @@ CODEC = config["encode"]["codec"]
 
 
 def original(dataset, clip):
-    return f"results/data/{dataset}/{clip.stem}.yuv"
+    return f"{DATA_OUT}/{dataset}/{clip.stem}.yuv"
 
 
 def decoded(dataset, clip, cfg, filters, qp):
@@ -111,7 +114,7 @@ def test_clips(dataset):
 
 
 def manifests(datasets):
-    return [f"results/data/{ds}/manifest.json" for ds in sorted(set(datasets))]
+    return [f"{DATA_OUT}/{ds}/manifest.json" for ds in sorted(set(datasets))]
 
 
 def trained_models():
@@ -170,7 +173,6 @@ def all_evals():
 # (`snakemake --lint`: functions live here, rules in workflow/rules/<stage>.smk)
 
 # data.smk
-DATA_OUT = config.get("datasets", {}).get("out", "results/data")
 SPLITS_CHECK = f"{DATA_OUT}/splits-check.json"
 TRAIN_MANIFESTS = sorted({ds for v in TRAIN_DATASETS.values() for ds in v})
 DEMO_CLIPS = inloop.datasets.clips(config, "demo")
@@ -209,8 +211,8 @@ def train_launcher():
     train.gpus > 1: under SLURM the job owns those GPUs, so a standalone rendezvous is enough."""
     gpus = int(config["train"].get("gpus", 0) or 0)
     if gpus > 1:
-        return f"torchrun --standalone --nproc-per-node {gpus} -m inloop.cli"
-    return "inloop"
+        return ["torchrun", "--standalone", "--nproc-per-node", str(gpus), "-m", "inloop.cli"]
+    return ["inloop"]
 
 
 def _store_files(wc):

@@ -25,7 +25,7 @@ rule data_demo:
     conda:
         "../../envs/codec.yaml"
     shell:
-        "inloop datasets fetch demo --out {params.out} --no-progress > {log} 2>&1"
+        "inloop datasets fetch demo --out {params.out:q} --no-progress > {log:q} 2>&1"
 
 
 rule data_registry:
@@ -45,7 +45,7 @@ rule data_registry:
     conda:
         "../../envs/codec.yaml"
     shell:
-        "inloop datasets fetch {wildcards.dataset} --out {params.out} --no-progress > {log} 2>&1"
+        "inloop datasets fetch {wildcards.dataset:q} --out {params.out:q} --no-progress > {log:q} 2>&1"
 
 
 rule data:
@@ -91,4 +91,4 @@ rule lpips_weights:
     conda:
         "../../envs/train.yaml"
     shell:
-        "inloop lpips --out {output.status} > {log} 2>&1"
+        "inloop lpips --out {output.status:q} > {log:q} 2>&1"

@@ -1,7 +1,7 @@
 # Evaluate stage: anchor (filters on) vs filters off, and each trained network, on held-out clips.
 
 ENC = "results/encoded/{codec}/{cfg}/{filters}/{dataset}/{name}_{geom}_420/qp{qp}.json"
-ORIG = "results/data/{dataset}/{name}_{geom}_420.yuv"
+ORIG = DATA_OUT + "/{dataset}/{name}_{geom}_420.yuv"
 
 
 ruleorder: evaluate_codec > evaluate_model
@@ -27,8 +27,8 @@ rule evaluate_codec:
     conda:
         "../../envs/train.yaml"
     shell:
-        "inloop evaluate --original {input.original} --anchor-stats {input.anchor} --off-stats {input.off}"
-        " --out {output.json} --dataset {wildcards.dataset} > {log} 2>&1"
+        "inloop evaluate --original {input.original:q} --anchor-stats {input.anchor:q} --off-stats {input.off:q}"
+        " --out {output.json:q} --dataset {wildcards.dataset:q} > {log:q} 2>&1"
 
 
 rule evaluate_model:
@@ -53,15 +53,15 @@ rule evaluate_model:
         runtime=30,
         gpu=config.get("evaluate", {}).get("gpus", 0),
     params:
-        baseline=lambda wc, input: f"--baseline {input.baseline}" if input.baseline else "",
+        baseline=lambda wc, input: ["--baseline", input.baseline] if input.baseline else [],
         code=CODE_EVALUATE,
     conda:
         "../../envs/train.yaml"
     shell:
-        "inloop evaluate --original {input.original} --anchor-stats {input.anchor} --off-stats {input.off}"
-        " --out {output.json} --dataset {wildcards.dataset} --model {input.model} --enhanced {output.enhanced}"
-        " {params.baseline}"
-        " > {log} 2>&1"
+        "inloop evaluate --original {input.original:q} --anchor-stats {input.anchor:q} --off-stats {input.off:q}"
+        " --out {output.json:q} --dataset {wildcards.dataset:q} --model {input.model:q} --enhanced {output.enhanced:q}"
+        " {params.baseline:q}"
+        " > {log:q} 2>&1"
 
 
 rule evaluations:

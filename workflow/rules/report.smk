@@ -20,4 +20,4 @@ rule report:
     conda:
         "../../envs/report.yaml"
     shell:
-        "inloop report --eval-dir results/eval --models-dir results/models --out results/report > {log} 2>&1"
+        "inloop report --eval-dir results/eval --models-dir results/models --out results/report > {log:q} 2>&1"

@@ -26,8 +26,8 @@ rule patches:
     conda:
         "../../envs/train.yaml"
     shell:
-        "inloop patches --original {input.originals} --decoded {input.decoded} --out {params.store}"
-        " --model {params.model} > {log} 2>&1"
+        "inloop patches --original {input.originals:q} --decoded {input.decoded:q} --out {params.store:q}"
+        " --model {params.model:q} > {log:q} 2>&1"
 
 
 rule train:
@@ -54,9 +54,9 @@ rule train:
     conda:
         "../../envs/train.yaml"
     shell:
-        "{params.launch} train --model {wildcards.model} --store {params.store} --out {output.model}"
-        " --codec {wildcards.codec} --config {wildcards.cfg} --qp {wildcards.qp}"
-        " --manifest {input.manifests} --threads {threads} > {log} 2>&1"
+        "{params.launch:q} train --model {wildcards.model:q} --store {params.store:q} --out {output.model:q}"
+        " --codec {wildcards.codec:q} --config {wildcards.cfg:q} --qp {wildcards.qp:q}"
+        " --manifest {input.manifests:q} --threads {threads:q} > {log:q} 2>&1"
 
 
 rule models:

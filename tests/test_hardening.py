@@ -1,0 +1,83 @@
+"""Hardening (issue #18): values that reach a shell are quoted, datasets.out is honoured everywhere."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _workflow_copy(d: Path) -> Path:
+    d.mkdir(parents=True, exist_ok=True)
+    for item in ("Snakefile", "params.yaml", "config", "workflow", "envs"):
+        src = REPO / item
+        shutil.copytree(src, d / item) if src.is_dir() else shutil.copy2(src, d / item)
+    return d
+
+
+def test_every_value_on_a_rule_command_line_is_quoted():
+    """Static: every {input}/{output}/{params}/{wildcards}/{log}/{threads} in a shell directive carries :q."""
+    bare = []
+    for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        for m in re.finditer(r"    shell:\n((?:        .*\n)+)", smk.read_text()):
+            bare += [f"{smk.name}: {x}" for x in re.findall(r"\{(?:input|output|params|wildcards|log|threads)[^}:]*\}",
+                                                             m.group(1))]
+    assert not bare, bare
+
+
+def test_shell_metacharacters_in_a_params_path_run_nothing(tmp_path):
+    """datasets.out with `;`, `$(...)` and a space: the rule's command gets it as one argument, the payload
+    never runs (it used to: `datasets.out: "results/data;$(touch pwned);x"` ran touch)."""
+    d = _workflow_copy(tmp_path / "wf")
+    out = "data dir;$(touch PWNED);x"
+    for name, split, value in (("trainset", "train", 1), ("testset", "test", 2)):
+        m = d / out / name
+        m.mkdir(parents=True)
+        (m / f"{name}_16x16_30fps_8bit_420.yuv").write_bytes(bytes([value]) * 384)
+        (m / "manifest.json").write_text(json.dumps({"dataset": name, "clips": [
+            {"name": name, "split": split, "path": f"{name}_16x16_30fps_8bit_420.yuv", "width": 16, "height": 16,
+             "fps": 30, "frames": 1, "bitdepth": 8}]}))
+    cfg = {"datasets": {"out": out}, "pipeline": {"train_datasets": {"ai": ["trainset"]}, "test_datasets": ["testset"]}}
+    (d / "evil.yaml").write_text(yaml.safe_dump(cfg))
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", "--configfile", "evil.yaml", "--",
+                           f"{out}/splits-check.json"], cwd=d, capture_output=True, text=True)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    assert json.loads((d / out / "splits-check.json").read_text())["leaks"] == 0
+    assert not list(tmp_path.rglob("PWNED")) and not Path("PWNED").exists()
+
+
+def test_the_issues_own_probe_a_payload_in_datasets_out_runs_nothing(tmp_path, ffmpeg):
+    """The probe of issue #18: rule data_registry put {params.out} unquoted on its command line."""
+    d = _workflow_copy(tmp_path / "wf")
+    clic = tmp_path / "clic"
+    clic.mkdir()
+    subprocess.run([ffmpeg, "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=16x16:rate=30", "-frames:v", "30",
+                    str(clic / "img%02d.png")], check=True)
+    out = "results/data;$(touch PWNED);x"
+    cfg = {"datasets": {"out": out, "roots": {"clic2022-valid": str(clic)}}}
+    (d / "evil.yaml").write_text(yaml.safe_dump(cfg))
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", "--configfile", "evil.yaml", "--",
+                           f"{out}/clic2022-valid/manifest.json"], cwd=d, capture_output=True, text=True)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    assert len(json.loads((d / out / "clic2022-valid" / "manifest.json").read_text())["clips"]) == 30
+    assert not list(tmp_path.rglob("PWNED"))
+
+
+def test_another_data_folder_is_used_everywhere(tmp_path):
+    """datasets.out is the one place the data live: encodes, evaluation and the split check read it (a
+    hard-coded results/data used to make any other value a CyclicGraphException)."""
+    d = _workflow_copy(tmp_path / "wf")
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "-p", "--cores", "1", "all", "--configfile",
+                           "config/tiny.yaml", "--config", "datasets={'out': 'results/data2'}"], cwd=d,
+                          capture_output=True, text=True)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert "results/data2/demo/manifest.json" in out and "--in results/data2/demo/" in out
+    assert "results/data/" not in out.replace("results/data2/", "")
