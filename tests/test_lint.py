@@ -103,7 +103,7 @@ def test_every_rule_runs_in_the_conda_env_of_its_group():
         assert env, f"{smk.name}: rule {rule} has no conda: directive (envs/*.yaml)"
         path = (smk.parent / env.group(1)).resolve()
         assert path.is_file() and path.parent == REPO / "envs", f"{smk.name}: rule {rule}: {env.group(1)} not in envs/"
-        cmd = re.search(r"(?:inloop|\{params\.launch\}) ([a-z]+)", shell.group(2))
+        cmd = re.search(r"(?:inloop|\{params\.launch(?::q)?\}) ([a-z]+)", shell.group(2))
         assert cmd, f"{smk.name}: rule {rule}: shell does not run an inloop sub-command"
         assert cmd.group(1) in groups[path.stem][1], \
             f"{smk.name}: rule {rule} runs `inloop {cmd.group(1)}`, not a command of envs/{path.name}"

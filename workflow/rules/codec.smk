@@ -3,7 +3,7 @@
 
 rule encode:
     input:
-        yuv=DATA_OUT + "/{dataset}/{name}_{geom}_420.yuv",
+        yuv=f"{DATA_OUT}/{{dataset}}/{{name}}_{{geom}}_420.yuv",
     output:
         bitstream="results/encoded/{codec}/{cfg}/{filters}/{dataset}/{name}_{geom}_420/qp{qp}.bin",
         decoded="results/encoded/{codec}/{cfg}/{filters}/{dataset}/{name}_{geom}_420/qp{qp}_{geom}_420.yuv",

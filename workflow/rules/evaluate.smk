@@ -1,7 +1,7 @@
 # Evaluate stage: anchor (filters on) vs filters off, and each trained network, on held-out clips.
 
 ENC = "results/encoded/{codec}/{cfg}/{filters}/{dataset}/{name}_{geom}_420/qp{qp}.json"
-ORIG = DATA_OUT + "/{dataset}/{name}_{geom}_420.yuv"
+ORIG = f"{DATA_OUT}/{{dataset}}/{{name}}_{{geom}}_420.yuv"
 
 
 ruleorder: evaluate_codec > evaluate_model
