@@ -49,6 +49,24 @@ def test_patch_store_layout_and_split_by_source(store):
     assert not np.array_equal(train[:, 0], train[:, 1])
 
 
+def test_a_failed_rebuild_leaves_the_previous_store_whole(tmp_path, two_sources):
+    """`inloop patches` over an existing store that fails (here: no training patch) used to empty
+    train.npy and val.npy under the old meta.json, a store that looked complete and crashed training."""
+    originals, decodeds = two_sources
+    good = tmp_path / "store"
+    meta = build_patch_store(sources_from_paths(originals, decodeds), good, patch_size=32, patches_per_frame=2,
+                             val_fraction=0, seed=1)
+    before = {p.name: p.read_bytes() for p in good.iterdir()}
+    with pytest.raises(InloopError, match="no training patches"):
+        build_patch_store(sources_from_paths(originals, decodeds), good, patch_size=512, val_fraction=0)
+    assert {p.name: p.read_bytes() for p in good.iterdir()} == before
+    assert open_patch_store(good)[0] == meta and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    # a store whose arrays do not match its meta.json is refused with what to do
+    np.save(good / "train.npy", np.zeros((3, 2, 1, 32, 32), np.uint8))
+    with pytest.raises(InloopError, match="inconsistent; run `inloop patches` again"):
+        open_patch_store(good)
+
+
 def test_clip_store_holds_windows_of_consecutive_decoded_frames(tmp_path, two_sources):
     """frames=3 (NL-ConvLSTM's layout with a shorter window): each sample is the decoded
     frames t-1, t, t+1 and the original of frame t, at one place, for every target t."""

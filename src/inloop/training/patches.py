@@ -33,7 +33,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..errors import InloopError
-from ..fsutil import atomic_path, write_json
+from ..fsutil import write_json
 from ..yuv import YuvFormat, YuvReader, parse_yuv_name
 
 PLANE_INDEX = {"y": 0, "u": 1, "v": 2}
@@ -143,23 +143,46 @@ def build_patch_store(sources: list[PatchSource], out_dir: str | os.PathLike, pa
                     count += len(patches)
         used[split].append({"name": src.name, "original": str(src.original), "decoded": str(src.decoded),
                             "frames": n, "patches": count})
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    counts = {}
-    for split in ("train", "val"):
-        arr = (np.concatenate(chunks[split]) if chunks[split]
-               else np.empty((0, frames + 1, 1, patch_size, patch_size), dtype))
-        counts[split] = int(len(arr))
-        with atomic_path(out_dir / f"{split}.npy") as tmp:
-            np.save(tmp, arr)
+    arrays = {split: (np.concatenate(chunks[split]) if chunks[split]
+                      else np.empty((0, frames + 1, 1, patch_size, patch_size), dtype)) for split in ("train", "val")}
+    counts = {split: int(len(a)) for split, a in arrays.items()}
     if counts["train"] == 0:
         raise InloopError(f"no training patches: every source is smaller than patch_size={patch_size}, "
                           f"shorter than frames={frames}, or went to validation "
                           "(train.patch_size, train.val_fraction)")
     meta = {"patch_size": patch_size, "frames": frames, "bitdepth": bitdepth, "planes": list(planes), "seed": seed,
             "patches_per_frame": patches_per_frame, "counts": counts, "sources": used}
-    write_json(out_dir / "meta.json", meta)
+    _write_store(Path(out_dir), arrays, meta)
     return meta
+
+
+def _write_store(out_dir: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
+    """The whole store written beside ``out_dir`` and swapped in at once: a failure (a full disk, a kill)
+    leaves the previous store as it was, never new arrays under an old meta.json."""
+    import secrets
+    import shutil
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.with_name(f".{out_dir.name}.partial-{secrets.token_hex(4)}")
+    tmp.mkdir()
+    old = None
+    try:
+        for split, arr in arrays.items():
+            np.save(tmp / f"{split}.npy", arr)
+        write_json(tmp / "meta.json", meta)
+        if out_dir.exists():
+            old = out_dir.with_name(f".{out_dir.name}.old-{secrets.token_hex(4)}")
+            os.replace(out_dir, old)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        if old is not None and not out_dir.exists():
+            os.replace(old, out_dir)  # put the previous store back
+            old = None
+        raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def open_patch_store(store: str | os.PathLike) -> tuple[dict, np.ndarray, np.ndarray]:
@@ -170,7 +193,16 @@ def open_patch_store(store: str | os.PathLike) -> tuple[dict, np.ndarray, np.nda
     meta_path = store / "meta.json"
     if not meta_path.is_file():
         raise InloopError(f"{store} is not a patch store (no meta.json); run `inloop patches` first")
-    meta = json.loads(meta_path.read_text())
-    train = np.load(store / "train.npy", mmap_mode="r")
-    val = np.load(store / "val.npy", mmap_mode="r")
+    try:
+        meta = json.loads(meta_path.read_text())
+        train = np.load(store / "train.npy", mmap_mode="r")
+        val = np.load(store / "val.npy", mmap_mode="r")
+    except (OSError, ValueError) as exc:
+        raise InloopError(f"{store}: unreadable patch store ({exc}); run `inloop patches` again") from None
+    want = (meta.get("frames", 1) + 1, 1, meta.get("patch_size"), meta.get("patch_size"))
+    for name, arr in (("train", train), ("val", val)):
+        if arr.shape[1:] != want or len(arr) != (meta.get("counts") or {}).get(name):
+            raise InloopError(f"{store}/{name}.npy holds {arr.shape}, its meta.json says "
+                              f"{(meta.get('counts') or {}).get(name)} x {want}: the store is inconsistent; "
+                              "run `inloop patches` again")
     return meta, train, val
