@@ -97,3 +97,41 @@ def test_ddp_training_with_torchrun_on_cpu(workdir, tmp_path):
     assert report["result"]["steps"] == 20
     # samples/s counts both ranks' batches
     assert report["result"]["samples_per_s"] > 0
+
+
+def test_a_forced_rerun_trains_again_and_a_lost_mlflow_run_starts_a_new_one(workdir, tmp_path):
+    """`snakemake --forcerun train` (or a deleted model file) used to resume the finished checkpoint:
+    "20 steps (0 this run)" and no validation. And a checkpoint whose MLflow run is not in the current
+    store (MLFLOW_TRACKING_URI changed since) used to crash with RESOURCE_DOES_NOT_EXIST."""
+    p = yaml.safe_load((workdir / "params.yaml").read_text())
+    p["train"].update(steps=20, val_every=10, checkpoint_dir=str(tmp_path / "ckpt"))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(p))
+    cmd = train_cmd(workdir, tmp_path / "m.pt")
+    cmd[cmd.index("--params") + 1] = str(tmp_path / "params.yaml")
+    first = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'first.db'}"}
+    assert subprocess.run(cmd, env=first, capture_output=True, text=True).returncode == 0
+    (ckpt,) = list((tmp_path / "ckpt").rglob("qp*.ckpt"))
+    assert torch.load(ckpt, weights_only=False)["step"] == 20
+    # again, in another MLflow store: trains all 20 steps afresh, validates, tracks in a new run
+    other = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'other.db'}"}
+    again = subprocess.run(cmd, env=other, capture_output=True, text=True)
+    assert again.returncode == 0, (again.stdout + again.stderr)[-2000:]
+    assert "training again from scratch" in again.stdout
+    r = json.loads((tmp_path / "m.json").read_text())
+    assert r["result"]["steps_this_run"] == 20 and r["result"]["val_delta_psnr"] == r["result"]["val_delta_psnr"]
+    # an interrupted run resumed in a store that does not know its run: a warning and a new run
+    from inloop.training.tracking import Tracker
+
+    with pytest.warns(RuntimeWarning, match="not in .* the resumed training is tracked in a new run"):
+        t = Tracker("inloop", "x", uri=other["MLFLOW_TRACKING_URI"], resume_run_id="0" * 32)
+    assert t.run_id and t.run_id != "0" * 32 and t.resumed_elsewhere == "0" * 32
+
+
+def test_the_checkpoint_name_changes_with_the_training_code(workdir, monkeypatch):
+    from inloop.training import run
+
+    args = (workdir / "store", "glfusion", {"channels": 4}, {"steps": 20, "lr": 1e-3},
+            {"model": "glfusion", "codec": "x265", "config": "ai", "qp": 37})
+    before = run.default_checkpoint(*args)
+    monkeypatch.setattr(run, "TRAINING_CODE", "another-code")
+    assert run.default_checkpoint(*args) != before

@@ -21,6 +21,7 @@ import torch
 
 from ..errors import InloopError
 from ..fsutil import atomic_path, sha256_file, write_json
+from ..params import source_hash
 from .data import PatchSampler
 from .patches import open_patch_store
 from .tracking import Tracker, git_commit
@@ -85,6 +86,14 @@ def train_model(store: str | os.PathLike, out: str | os.PathLike, model_name: st
     sampler = PatchSampler(train, cfg.batch_size, meta["bitdepth"], device, seed=cfg.seed, rank=rank,
                            augment=bool(train_params.get("augment", True)))
     describe = {**describe, "arch": model_name, "model_kwargs": model_kwargs, "store": str(store)}
+    resuming = checkpoint.is_file()
+    if resuming and rank == 0 and _checkpoint_step(checkpoint) >= cfg.steps:
+        # The same computation already ran to its end: this job was asked again (a forced rerun, a deleted
+        # model file), so it trains again from scratch instead of reporting 0 steps and no validation.
+        print(f"{checkpoint} already holds all {cfg.steps} steps of these settings: training again from scratch")
+        checkpoint.unlink()
+    if world_size() > 1:
+        torch.distributed.barrier()
     resuming = checkpoint.is_file()
     scale = train_params.get("residual_scale", 1.0)
     if not resuming:
@@ -198,6 +207,16 @@ def make_task(arch: str, model: torch.nn.Module, cfg: TrainConfig, train_params:
                            lr_final=float(train_params.get("lr_final", 0.01)))
 
 
+def _checkpoint_step(path: Path) -> int:
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=False).get("step", 0))
+    except Exception:  # noqa: BLE001 - an unreadable checkpoint is Trainer.load_checkpoint's to report
+        return -1
+
+
+# The code a step runs: a change starts a new checkpoint instead of resuming one made by other code.
+TRAINING_CODE = source_hash("training", "models", "evaluation/lpips.py")
+
 # Settings that do not change what a step computes: a checkpoint made under other
 # values of these is resumed (so raising ``steps`` continues a finished run).
 _RESUMABLE_KEYS = {"steps", "checkpoint_every", "val_every", "log_every", "val_batch_size", "device"}
@@ -211,7 +230,8 @@ def default_checkpoint(store, model_name: str, model_kwargs: dict, train_params:
     if train_params.get("lr_schedule", "constant") != "constant":
         resumable = resumable - {"steps"}  # the schedule spans ``steps``: another length is another run
     key = {"model": model_name, "kwargs": model_kwargs, "store": store_fingerprint(store),
-           "train": {k: v for k, v in train_params.items() if k not in resumable}}
+           "train": {k: v for k, v in train_params.items() if k not in resumable},
+           "code": TRAINING_CODE}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
     root = Path(train_params.get("checkpoint_dir", "results/checkpoints"))
     return root / str(describe.get("model", model_name)) / str(describe.get("codec")) / str(describe.get("config")) / \

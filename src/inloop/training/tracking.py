@@ -53,6 +53,7 @@ class Tracker:
                  resume_run_id: str | None = None, artifact_root: str | os.PathLike | None = None):
         self.enabled = enabled
         self.run_id: str | None = None
+        self.resumed_elsewhere: str | None = None  # a checkpoint's run id this store does not know
         self._pending: list = []
         if not enabled:
             return
@@ -80,9 +81,18 @@ class Tracker:
             else:
                 exp_id = exp.experiment_id
             if resume_run_id:
-                self.run_id = resume_run_id
-                self.client.update_run(resume_run_id, status="RUNNING")
-            else:
+                try:
+                    self.client.update_run(resume_run_id, status="RUNNING")
+                    self.run_id = resume_run_id
+                except MlflowException as exc:
+                    # The checkpoint's run is in another store (MLFLOW_TRACKING_URI changed since) or gone.
+                    import warnings
+
+                    warnings.warn(f"MLflow run {resume_run_id} of the checkpoint is not in {self.uri} "
+                                  f"({exc.error_code}): the resumed training is tracked in a new run",
+                                  RuntimeWarning, stacklevel=2)
+                    self.resumed_elsewhere = resume_run_id
+            if self.run_id is None:
                 self.run_id = self.client.create_run(exp_id, run_name=run_name).info.run_id
 
     @staticmethod
