@@ -1056,7 +1056,9 @@ def register(sub) -> None:
     p.add_argument("--peak-tflops", type=float, help="peak for MFU (default: the GPU's dense bf16 peak by name)")
     p.add_argument("--profile", action="store_true",
                    help="profiler trace of every case (CUDA: always for cases missing their target)")
-    p.add_argument("--codec", action="store_true", help="time x265 encodes of a real clip")
+    p.add_argument("--codec", action="store_true", help="time encodes of a real clip (x265, or --codec-name)")
+    p.add_argument("--codec-name", default="x265", choices=("x265", "hm", "vtm", "ecm"),
+                   help="the codec --codec times (hm, vtm, ecm: binaries from params or INLOOP_<NAME>_*)")
     p.add_argument("--codec-clip", help="clip for --codec (default: results/data/demo/city-a, else the shared fixture)")
     p.add_argument("--codec-frames", type=int, default=8)
     p.add_argument("--codec-qps", type=int, nargs="+", default=[22, 27, 32, 37])
@@ -1136,9 +1138,10 @@ def cmd_bench(args) -> int:
                     profile_trace=(f"{trace_dir}/train-{e['name']}.json" if args.profile else None),
                     trace_dir=trace_dir, params=params))))
     if args.codec:
-        cases.append(("codec x265", lambda: result.__setitem__("codec", bench_codec(
+        cases.append((f"codec {args.codec_name}", lambda: result.__setitem__("codec", bench_codec(
             args.codec_clip, 2 if quick else args.codec_frames, [37] if quick else args.codec_qps,
-            ["ai"] if quick else args.codec_configs, ("off",) if quick else ("off", "on"), params=params))))
+            ["ai"] if quick else args.codec_configs, ("off",) if quick else ("off", "on"), codec=args.codec_name,
+            params=params))))
     if args.encode_stage:
         cases.append(("encode stage", lambda: result.__setitem__("encode_stage", bench_encode_stage(
             args.cores, args.stage_config))))
