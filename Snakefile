@@ -1,10 +1,13 @@
 # inloop: rule all and the stages' rules (workflow/rules/*.smk); nothing else.
 from snakemake.utils import validate
 
+import inloop.params
+
 
 configfile: "params.yaml"
 
 
+inloop.params.normalize(config)  # [off, on] written unquoted (dvc exp run -S) reads as booleans
 validate(config, "workflow/schemas/params.schema.yaml")
 
 

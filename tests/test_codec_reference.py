@@ -383,3 +383,10 @@ def test_live_ecm_with_deblocking_left_on_is_refused_as_filters_off(city_yuv, tm
     with pytest.raises(CodecError, match=r"contradict filters=off: deblocking enabled$"):
         ecm.encode(EncodeJob(city_yuv, FMT, 1, 37, "ai", "off"), tmp_path / "o" / "qp37.bin")
     assert not any((tmp_path / "o").iterdir())
+
+
+def test_an_ecm_whose_streams_cannot_be_checked_is_refused_before_encoding(codec_fixtures, tmp_path, city_yuv):
+    params = _replay_ecm(codec_fixtures, tmp_path, **{"ECM Encoder Version 1.0": "ECM Encoder Version 4.0"})
+    with pytest.raises(CodecError, match="knows VTM-10/11 and ECM-1.0 to ECM-3.1, not ECM-4.0"):
+        get_codec("ecm", params).encode(EncodeJob(city_yuv, FMT, 1, 37, "ai", "off"), tmp_path / "o" / "qp37.bin")
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())

@@ -192,3 +192,14 @@ def test_headline_metrics_from_a_bd_summary():
                                    "delta_psnr_y_db": 0.3, "bd_rate_y_vs_off_pct": -9.0}
     assert m["ai"]["filters_off"] == {"bd_rate_y_vs_anchor_pct": 5.0, "bd_psnr_y_vs_anchor_db": -0.25}
     assert m["ra"]["glfusion"]["bd_rate_y_vs_anchor_pct"] is None  # NaN -> null in metrics.json
+
+
+def test_snakemakes_own_report_shows_the_plots_and_tables(repo, env, tmp_path):
+    """`snakemake --report` had an empty results section: no rule marked its outputs with report()."""
+    import zipfile
+
+    out = tmp_path / "report.zip"
+    run(["snakemake", "--report", str(out)], repo, env)
+    names = zipfile.ZipFile(out).namelist()
+    assert any(n.endswith(".png") and "/plots/" in n for n in names), names[:20]
+    assert any(n.endswith("bd_summary.csv") for n in names) and any(n.endswith("index.html") for n in names)

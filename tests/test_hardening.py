@@ -47,9 +47,9 @@ def test_shell_metacharacters_in_a_params_path_run_nothing(tmp_path):
     cfg = {"datasets": {"out": out}, "pipeline": {"train_datasets": {"ai": ["trainset"]}, "test_datasets": ["testset"]}}
     (d / "evil.yaml").write_text(yaml.safe_dump(cfg))
     proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", "--configfile", "evil.yaml", "--",
-                           f"{out}/splits-check.json"], cwd=d, capture_output=True, text=True)
+                           "results/checks/splits.json"], cwd=d, capture_output=True, text=True)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
-    assert json.loads((d / out / "splits-check.json").read_text())["leaks"] == 0
+    assert json.loads((d / "results/checks/splits.json").read_text())["leaks"] == 0
     assert not list(tmp_path.rglob("PWNED")) and not Path("PWNED").exists()
 
 
@@ -81,3 +81,19 @@ def test_another_data_folder_is_used_everywhere(tmp_path):
     assert proc.returncode == 0, out[-3000:]
     assert "results/data2/demo/manifest.json" in out and "--in results/data2/demo/" in out
     assert "results/data/" not in out.replace("results/data2/", "")
+
+
+def test_filters_written_unquoted_by_dvc_still_mean_off_and_on(tmp_path):
+    """`dvc exp run -S train.lr=1e-3` rewrites params.yaml with `filters: [off, on]` unquoted: YAML reads
+    booleans, which the schema refused (after DVC had deleted the stage outputs)."""
+    d = _workflow_copy(tmp_path / "wf")
+    text = (d / "params.yaml").read_text()
+    assert 'filters: ["off", "on"]' in text
+    (d / "params.yaml").write_text(text.replace('filters: ["off", "on"]', "filters: [off, on]"))
+    from inloop.params import load_params
+
+    assert load_params(d / "params.yaml")["encode"]["filters"] == ["off", "on"]
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1", "all", "--configfile",
+                           "config/tiny.yaml"], cwd=d, capture_output=True, text=True)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-2000:]
+    assert "results/encoded/x265/ai/off/" in proc.stdout

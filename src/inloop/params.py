@@ -38,7 +38,19 @@ def load_params(path: str | os.PathLike | None = None) -> dict:
         raise ParamsError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise ParamsError(f"{path}: top level must be a mapping")
-    return data
+    return normalize(data)
+
+
+def normalize(params: dict) -> dict:
+    """Undo what YAML 1.1 writers do to the filter settings: ``encode.filters: [off, on]`` written unquoted
+    (as ``dvc exp run -S`` rewrites params.yaml) reads as booleans; they mean ``"off"`` / ``"on"``."""
+    enc = params.get("encode")
+    if isinstance(enc, dict) and isinstance(enc.get("filters"), list):
+        enc["filters"] = [("on" if f else "off") if isinstance(f, bool) else f for f in enc["filters"]]
+    pipe = params.get("pipeline")
+    if isinstance(pipe, dict) and isinstance(pipe.get("network_input"), bool):
+        pipe["network_input"] = "on" if pipe["network_input"] else "off"
+    return params
 
 
 def cli_params(path: str | os.PathLike | None = None) -> dict:

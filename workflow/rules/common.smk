@@ -173,7 +173,7 @@ def all_evals():
 # (`snakemake --lint`: functions live here, rules in workflow/rules/<stage>.smk)
 
 # data.smk
-SPLITS_CHECK = f"{DATA_OUT}/splits-check.json"
+SPLITS_CHECK = "results/checks/splits.json"  # not under DATA_OUT: DVC versions that folder as the data stage's output
 TRAIN_MANIFESTS = sorted({ds for v in TRAIN_DATASETS.values() for ds in v})
 DEMO_CLIPS = inloop.datasets.clips(config, "demo")
 

@@ -7,8 +7,12 @@ rule report:
         models=_model_reports(),
         benchmarks=_benchmark_files(),
     output:
-        html="results/report/index.html",
+        html=report("results/report/index.html", category="Report", caption="../report/index.rst"),
         metrics="results/report/metrics.json",
+        plots=report(directory("results/report/plots"), patterns=["{name}.png"], category="Plots",
+                     caption="../report/plots.rst"),
+        tables=report(directory("results/report/tables"), patterns=["{name}.csv"], category="Tables",
+                      caption="../report/tables.rst"),
     params:
         code=CODE_REPORT,
     log:

@@ -32,7 +32,7 @@ from ..errors import CodecError
 from .base import EncodeJob, EncoderRun
 from .logs import parse_version
 from .reference import ReferenceCodec
-from .vvc_headers import vvc_filter_flags, vvc_filter_flags_mismatch
+from .vvc_headers import syntax_for, vvc_filter_flags, vvc_filter_flags_mismatch
 
 # ECM's extra in-loop filters: (switch, first version with it, first version without it).
 ECM_FILTER_SWITCHES = (("BIF", (1, 0), None), ("CCSAO", (2, 0), None), ("CBIF", (3, 0), (4, 0)),
@@ -68,6 +68,7 @@ class VTM(ReferenceCodec):
         super().check()
         if not self.decoder:
             raise CodecError(f"no {self.name} decoder configured (FFmpeg cannot decode it): set {self._key('decoder')}")
+        syntax_for(self.version())  # a version whose streams cannot be checked is refused before encoding
 
     def version(self) -> str:
         """Read the encoder's banner (it prints it for ``--help``)."""
