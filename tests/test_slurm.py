@@ -36,7 +36,7 @@ TEST_CONFIG = "train:\n  gpus: 1\n  device: cpu\n"
 # the cluster's MinJobAge (3600 s) stays far above them, so squeue sees every finished job.
 FAST_STATUS = ["--slurm-init-seconds-before-status-checks", "2", "--seconds-between-status-checks", "2"]
 # Rules the workflow runs on the submitting host (localrules, and the target rule `all`).
-LOCAL_RULES = {"all", "data_demo", "data_registry"}
+LOCAL_RULES = {"all", "data_demo", "data_registry", "lpips_weights"}
 # Fields that measure time or name a run: they differ between any two runs.
 VOLATILE = {"seconds_per_frame", "time_s", "samples_per_s", "mlflow_run_id"}
 
