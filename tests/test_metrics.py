@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import shared_dir
 import torch
 
 from inloop.codecs import EncodeJob, get_codec
@@ -24,8 +25,8 @@ from inloop.evaluation.metrics import (MS_SSIM_WEIGHTS, MetricsError, delta, eva
 from inloop.evaluation.psnr import sequence_psnr
 from inloop.yuv import Frame, YuvFormat, read_frames, write_yuv
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-CITY = SHARED / "fixtures" / "codecs" / "city_128x96_5f.yuv"
+# The shared fixtures folder ($INLOOP_SHARED or ../shared beside the repository).
+CITY = (shared_dir() or Path("../shared")) / "fixtures" / "codecs" / "city_128x96_5f.yuv"
 FMT = YuvFormat(128, 96, 8, 30.0)
 
 

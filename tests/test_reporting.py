@@ -24,12 +24,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import shared_dir
 
 from inloop.evaluation.metrics import fluctuation
 from inloop.fsutil import write_json
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-CLIP = SHARED / "fixtures" / "codecs" / "city_128x96_5f.yuv"
+# The shared fixtures folder ($INLOOP_SHARED or ../shared beside the repository).
+CLIP = (shared_dir() or Path("../shared")) / "fixtures" / "codecs" / "city_128x96_5f.yuv"
 QPS = (22, 27, 32, 37)
 CONFIGS = ("ai", "ldp", "ra")
 SYNTH = "synthetic-plus0.3dB"
