@@ -567,7 +567,8 @@ def test_bench_malformed_file_is_named(bench_file, tmp_path):
 
 # --------------------------------------------------------------------------- NL-ConvLSTM ablation (section 4.2)
 
-ABLATION = {"nlconvlstm-encdec": ("single", 0.10), "nlconvlstm-convlstm": ("convlstm", 0.20), "nlconvlstm": (None, 0.30)}
+ABLATION = {"nlconvlstm-encdec": ("single", 0.10), "nlconvlstm-convlstm": ("convlstm", 0.20),
+            "nlconvlstm-me": ("meconvlstm", 0.25), "nlconvlstm": (None, 0.30)}
 
 
 def _ablation_report(encodes, root: Path, models: dict) -> Path:
@@ -579,6 +580,8 @@ def _ablation_report(encodes, root: Path, models: dict) -> Path:
             rec = _record(m, encodes[("ldp", "on", qp)], encodes[("ldp", "off", qp)], seq, plus)
             rec["delta"]["ssim_y"] = plus / 100  # x 10^-2 in the table: the same number as ΔPSNR
             write_json(root / "eval" / m / "x265" / "ldp" / "demo" / seq / f"qp{qp}.json", rec)
+    # No encode / train sections: a report reads only the networks of models.<name> (model_spec's qps and
+    # train checks do not apply to finished results).
     params = {"bdrate": {"method": "cubic"},
               "models": {m: ({"arch": "nlconvlstm", "mode": mode} if mode else {}) for m, (mode, _) in models.items()}}
     from inloop.reporting.report import build_report
@@ -592,11 +595,12 @@ def test_nlconvlstm_ablation_table_orders_modes_as_the_paper_and_meets_its_claim
     rows = _read_csv(rep / "tables" / "nlconvlstm_ablation_ldp_x265_demo.csv")
     cols = list(rows[0])
     assert cols == ["QP", "", "Encoder-Decoder with 1 frame (nlconvlstm-encdec)",
-                    "ConvLSTM with 7 frames (nlconvlstm-convlstm)", "NL-ConvLSTM with 7 frames (nlconvlstm)"]
+                    "ConvLSTM with 7 frames (nlconvlstm-convlstm)", "ME-ConvLSTM with 7 frames (nlconvlstm-me)",
+                    "NL-ConvLSTM with 7 frames (nlconvlstm)"]
     assert [(r["QP"], r[""]) for r in rows] == [("32", "ΔPSNR (dB)"), ("32", "ΔSSIM (×10^-2)"),
                                                ("37", "ΔPSNR (dB)"), ("37", "ΔSSIM (×10^-2)")]
     for r in rows:
-        assert [float(r[c]) for c in cols[2:]] == pytest.approx([0.10, 0.20, 0.30], abs=1e-3)
+        assert [float(r[c]) for c in cols[2:]] == pytest.approx([0.10, 0.20, 0.25, 0.30], abs=1e-3)
     assert "not trained in this run" not in (rep / "tables" / "nlconvlstm_ablation_ldp_x265_demo.md").read_text()
     # The claims comparison matches the hyphenated model names to the registry's columns, at the table's QP 37.
     comp = [r for r in _read_csv(rep / "claims" / "comparison.csv") if r["paper"] == "nlconvlstm" and r["table"] == "2"]
@@ -605,6 +609,8 @@ def test_nlconvlstm_ablation_table_orders_modes_as_the_paper_and_meets_its_claim
                    ("nlconvlstm_encdec", "ΔSSIM-Y"): (0.684, pytest.approx(0.10)),
                    ("nlconvlstm_convlstm", "ΔPSNR-Y"): (0.456, pytest.approx(0.20)),
                    ("nlconvlstm_convlstm", "ΔSSIM-Y"): (0.723, pytest.approx(0.20)),
+                   ("nlconvlstm_me", "ΔPSNR-Y"): (0.503, pytest.approx(0.25)),
+                   ("nlconvlstm_me", "ΔSSIM-Y"): (0.827, pytest.approx(0.25)),
                    ("nlconvlstm", "ΔPSNR-Y"): (0.601, pytest.approx(0.30)),
                    ("nlconvlstm", "ΔSSIM-Y"): (0.897, pytest.approx(0.30))}
 
@@ -613,4 +619,5 @@ def test_nlconvlstm_ablation_table_names_the_modes_not_trained(encodes, tmp_path
     rep = _ablation_report(encodes, tmp_path, {"nlconvlstm": ABLATION["nlconvlstm"]})
     md = (rep / "tables" / "nlconvlstm_ablation_ldp_x265_demo.md").read_text()
     assert "NL-ConvLSTM with 7 frames (nlconvlstm)" in md
-    assert "not trained in this run: Encoder-Decoder, ConvLSTM" in md and "config/nlconvlstm-ablation.yaml" in md
+    assert "not trained in this run: Encoder-Decoder, ConvLSTM, ME-ConvLSTM" in md
+    assert "config/nlconvlstm-ablation.yaml" in md

@@ -147,6 +147,13 @@ def _model_block(params: dict, name: str, chain: tuple[str, ...] = ()) -> dict:
     return _deep_merge(parent, {k: v for k, v in block.items() if k != "base"})
 
 
+def model_network(params: dict, name: str) -> dict:
+    """The network of ``models.<name>`` alone: ``{arch, kwargs}`` (its ``base`` resolved), without the
+    train / configs / qps checks of :func:`model_spec`: what a report of finished results needs."""
+    block = _model_block(params, name)
+    return {"arch": block.get("arch", name), "kwargs": {k: v for k, v in block.items() if k not in MODEL_SPEC_KEYS}}
+
+
 def model_spec(params: dict, name: str) -> dict:
     """What ``train.models`` entry ``name`` trains, from its ``models.<name>`` block.
 
@@ -170,7 +177,7 @@ def model_spec(params: dict, name: str) -> dict:
     for key, val in (("configs", configs), ("qps", qps)):
         if not isinstance(val, list) or not val:
             raise ParamsError(f"models.{name}.{key}: expected a non-empty list, got {val!r}")
-    kwargs = {k: v for k, v in block.items() if k not in MODEL_SPEC_KEYS}
+    kwargs = model_network(params, name)["kwargs"]
     frames = kwargs.get("frames", 1)
     if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1 or frames % 2 == 0:
         raise ParamsError(f"models.{name}.frames: expected an odd number of frames >= 1, got {frames!r}")

@@ -115,11 +115,12 @@ class _Page:
 
 
 def _spec(params: dict | None, model: str) -> dict:
-    """``models.<model>`` resolved (its ``base``, ``arch``); a model the params do not list is its own arch."""
-    from ..params import model_spec
+    """``models.<model>``'s network (its ``base``, ``arch`` resolved); a model the params do not list is its own
+    arch. Only the network is read: a report does not need the train / qps settings to be valid."""
+    from ..params import model_network
 
     try:
-        return model_spec(params or {}, model)
+        return model_network(params or {}, model)
     except Exception:  # noqa: BLE001 - a report of old results must not fail on params that moved on
         return {"arch": model, "kwargs": {}}
 
