@@ -208,3 +208,30 @@ def test_a_grey_picture_encodes(tmp_path):
     src.write_bytes(y.tobytes() + np.full(2 * 32 * 32, 128, np.uint8).tobytes())
     stats = get_codec("x265", {}).encode(EncodeJob(src, fmt, 1, 27, "ai", "off"), tmp_path / "g" / "qp27.bin")
     assert stats["psnr"]["u"] == float("inf") and stats["psnr"]["y"] < 60
+
+
+@pytest.mark.parametrize("folder", ["run:2", "it's=here"])
+def test_output_folder_with_x265_param_separators(city_yuv, tmp_path, folder):
+    """The x265 CSV log lives in the output folder and its path goes into FFmpeg's -x265-params list,
+    which splits on ':' and '=' and quotes on "'" (issue #18, item 13): such a folder still encodes."""
+    codec = get_codec("x265", {})
+    out = tmp_path / folder / "qp37.bin"
+    stats = codec.encode(EncodeJob(city_yuv, YuvFormat(128, 96, 8, 30), 3, 37, "ai", "off"), out)
+    assert out.is_file() and stats["frames"] == 3 and len(stats["psnr_per_frame"]) == 3
+
+
+def test_working_folders_of_killed_encodes_are_swept(city_yuv, tmp_path):
+    """A SIGKILLed encode cannot clean its hidden working folder; the next encode of that output removes
+    it, and keeps one whose process is alive (issue #18, item 13)."""
+    import os
+
+    out = tmp_path / "e" / "qp37.bin"
+    dead = tmp_path / "e" / ".qp37.encode-999999999-abcd"
+    alive = tmp_path / "e" / f".qp37.encode-{os.getppid()}-efgh"
+    other = tmp_path / "e" / ".qp32.encode-999999999-ijkl"
+    for d in (dead, alive, other):
+        d.mkdir(parents=True)
+        (d / "out.bin").write_bytes(b"partial")
+    get_codec("x265", {}).encode(EncodeJob(city_yuv, YuvFormat(128, 96, 8, 30), 3, 37, "ai", "off"), out)
+    assert out.is_file() and not dead.exists() and alive.is_dir() and other.is_dir()
+    assert sorted(p.name for p in out.parent.iterdir() if p.name.startswith(".")) == [other.name, alive.name]

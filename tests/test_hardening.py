@@ -97,3 +97,17 @@ def test_filters_written_unquoted_by_dvc_still_mean_off_and_on(tmp_path):
                            "config/tiny.yaml"], cwd=d, capture_output=True, text=True)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-2000:]
     assert "results/encoded/x265/ai/off/" in proc.stdout
+
+
+def test_a_multi_gpu_training_job_asks_a_cpu_per_process(tmp_path):
+    """train.gpus: 2 used to ask --cpus-per-task=1 for two DDP processes: the job's threads are
+    train.threads per process (issue #18, item 13), and each process uses its share."""
+    d = _workflow_copy(tmp_path / "wf")
+    (d / "gpus.yaml").write_text(yaml.safe_dump({"train": {"gpus": 3, "threads": 2}}))
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "-p", "--cores", "16", "all", "--configfile",
+                           "config/tiny.yaml", "gpus.yaml"], cwd=d, capture_output=True, text=True)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    train = [line for line in out.splitlines() if " train --model " in line]
+    assert train and all(line.startswith("Shell command: torchrun --standalone --nproc-per-node 3 -m inloop.cli train")
+                         and "--threads 6 " in line for line in train), train[:2]

@@ -46,7 +46,8 @@ rule train:
         launch=train_launcher(),
     log:
         "results/logs/train/{model}/{codec}/{cfg}/qp{qp}.log",
-    threads: config["train"].get("threads", 2)
+    # train.threads per training process; with train.gpus > 1 torchrun starts one process per GPU.
+    threads: config["train"].get("threads", 2) * max(1, int(config["train"].get("gpus", 0) or 0))
     resources:
         mem_mb=config["train"].get("mem_mb", 4000),
         runtime=config["train"].get("runtime_min", 60),

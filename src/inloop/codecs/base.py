@@ -108,6 +108,21 @@ def run_tool(cmd: list[str], what: str, cwd: Path | None = None, timeout: float 
     return out
 
 
+def sweep_stale_workdirs(bitstream: Path) -> list[Path]:
+    """Remove the working folders (``.<stem>.encode-<pid>-*`` beside ``bitstream``) that killed encodes left:
+    a SIGKILL or a lost node skips :class:`tempfile.TemporaryDirectory`'s cleanup. A folder whose process
+    is still alive (a concurrent encode of the same output) is kept. Returns the folders removed."""
+    import psutil
+
+    removed = []
+    for d in bitstream.parent.glob(f".{bitstream.stem}.encode-*"):
+        pid = d.name[len(f".{bitstream.stem}.encode-"):].split("-", 1)[0]
+        if d.is_dir() and not (pid.isdigit() and psutil.pid_exists(int(pid))):
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(d)
+    return removed
+
+
 def _absolute(path: str | os.PathLike) -> Path:
     """``path`` from the current directory, without resolving links (codecs run in a temporary one)."""
     return Path(os.path.abspath(path))
@@ -173,7 +188,9 @@ class Codec(ABC):
         bitstream.parent.mkdir(parents=True, exist_ok=True)
         decoded.parent.mkdir(parents=True, exist_ok=True)
 
-        with tempfile.TemporaryDirectory(prefix=f".{bitstream.stem}.encode-", dir=bitstream.parent) as tmpdir:
+        sweep_stale_workdirs(bitstream)
+        with tempfile.TemporaryDirectory(prefix=f".{bitstream.stem}.encode-{os.getpid()}-",
+                                         dir=bitstream.parent) as tmpdir:
             work = Path(tmpdir)
             tmp_bin, tmp_rec, tmp_dec = work / "out.bin", work / "recon.yuv", work / "decoded.yuv"
             t0 = time.perf_counter()

@@ -65,7 +65,7 @@ class X265(Codec):
         p = [f"qp={job.qp}", f"ipratio={self.ipratio:g}", f"pbratio={self.pbratio:g}",
              "aq-mode=0", "no-cutree=1", "psy-rd=0", "psy-rdoq=0", "scenecut=0",
              "pools=1", "frame-threads=1", "lookahead-slices=0",
-             "psnr=1", f"csv={csv_path}", "csv-log-level=1",
+             "psnr=1", f"csv={x265_escape(str(csv_path))}", "csv-log-level=1",
              # No SEI with x265's version and options string: 2-4 kB per stream that HM, VTM and
              # ECM do not write, which would dominate the rate of small clips at high QP.
              "info=0"]
@@ -117,6 +117,13 @@ class X265(Codec):
         if not filter_flags_match(flags, job.filters):
             raise CodecError(f"{bitstream}: headers contradict filters={job.filters}: {flags}")
         return flags
+
+
+def x265_escape(value: str) -> str:
+    """A value for FFmpeg's ``-x265-params`` list: FFmpeg splits it with ``av_dict_parse_string`` (pairs on
+    ``:``, key and value on ``=``, ``'`` quotes), whose tokens take a backslash escape; a path holding any of
+    them (``results/run:2``) would otherwise be cut into other options."""
+    return re.sub(r"([\\:='])", r"\\\1", value)
 
 
 def parse_x265_csv(path: Path) -> list[dict]:

@@ -71,8 +71,8 @@ def train_model(store: str | os.PathLike, out: str | os.PathLike, model_name: st
     if checkpoint is None:
         checkpoint = default_checkpoint(store, model_name, model_kwargs, train_params, describe)
     checkpoint = Path(checkpoint)
-    if threads:
-        torch.set_num_threads(threads)
+    if threads:  # the job's CPUs, shared by its DDP processes (one per GPU)
+        torch.set_num_threads(max(1, threads // world_size()))
     cfg = train_config(train_params)
     seed_everything(cfg.seed, cfg.deterministic)
     meta, train, val = open_patch_store(store)
