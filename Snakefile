@@ -1,6 +1,4 @@
 # inloop: rule all and the stages' rules (workflow/rules/*.smk); nothing else.
-from snakemake.utils import validate
-
 import inloop.params
 
 
@@ -8,7 +6,8 @@ configfile: "params.yaml"
 
 
 inloop.params.normalize(config)  # [off, on] written unquoted (dvc exp run -S) reads as booleans
-validate(config, "workflow/schemas/params.schema.yaml")
+inloop.params.check_params(config, "params.yaml with --configfile/--config")  # src/inloop/params.schema.yaml
+inloop.params.check_models(config, "params.yaml with --configfile/--config")
 
 
 rule all:

@@ -106,3 +106,91 @@ def test_an_ablation_variant_keeps_its_bases_sizes_whichever_config_set_them():
         model_spec({"models": {"a": {"base": "b"}, "b": {"base": "a"}}}, "a")
     with pytest.raises(ParamsError, match="'nope' is not an entry of models"):
         model_spec({"models": {"a": {"base": "nope"}}}, "a")
+
+
+# ---------------------------------------------------------------- schema checks (issue #18, item 11)
+
+def _repo_params():
+    from inloop.params import load_params
+
+    return load_params(os.path.join(os.path.dirname(__file__), "..", "params.yaml"))
+
+
+@pytest.mark.parametrize("path, value, message", [
+    ("train.stepz", 5, "train.stepz: unknown key; known: models, configs"),
+    ("stepz", 5, "stepz: unknown key; known: codecs, encode"),
+    ("codecs.x265.foo", 1, "codecs.x265.foo: unknown key"),
+    ("codecs.hvm", {}, "codecs.hvm: unknown key; known: x265, hm, vtm, ecm"),
+    ("metrics.lpips.backbone", "a.pth", "metrics.lpips.backbone: unknown key; known: cache_dir"),
+    ("datasets.outt", "x", "datasets.outt: unknown key"),
+    ("evaluate.tiles", 64, "evaluate.tiles: unknown key"),
+    ("train.steps", -5, "train.steps: -5 is less than the minimum of 1"),
+    ("train.lr", "fast", "train.lr: 'fast' is not of type 'number'"),
+    ("encode.filters", ["of"], "encode.filters.0: 'of' is not one of"),
+])
+def test_bad_keys_and_values_are_named(path, value, message):
+    import copy
+
+    from inloop.errors import ParamsError
+    from inloop.params import check_params
+
+    p = copy.deepcopy(_repo_params())
+    check_params(p, "params.yaml")  # the repository's own params pass
+    *parents, last = path.split(".")
+    d = p
+    for k in parents:
+        d = d[k]
+    d[last] = value
+    with pytest.raises(ParamsError) as exc:
+        check_params(p, "my.yaml")
+    assert str(exc.value).startswith(f"my.yaml: {message}"), str(exc.value)
+
+
+@pytest.mark.parametrize("block, message", [
+    ({"chanels": 8}, "models.glfusion.chanels: not a parameter of glfusion; accepted: "),
+    ({"train": {"stepz": 3}}, "models.glfusion.train (merged over train): stepz: unknown key"),
+    ({"train": {"steps": 0}}, "models.glfusion.train (merged over train): steps: 0 is less than the minimum"),
+    ({"arch": "glfuzion"}, "models.glfusion.arch: unknown network 'glfuzion'"),
+    ({"train": {"spilf": {"varient": "x"}}}, "models.glfusion.train.spilf.varient: not a SPiLF training parameter"),
+])
+def test_model_blocks_are_checked_before_any_job(block, message):
+    import copy
+
+    from inloop.errors import ParamsError
+    from inloop.params import check_models
+
+    p = copy.deepcopy(_repo_params())
+    check_models(p, "params.yaml")
+    p["models"]["glfusion"] = {**p["models"]["glfusion"], **block}
+    with pytest.raises(ParamsError) as exc:
+        check_models(p, "my.yaml")
+    assert str(exc.value).startswith(f"my.yaml: {message}"), str(exc.value)
+
+
+def test_cli_and_snakemake_refuse_an_unknown_key_in_one_line(tmp_path):
+    """`train.stepz` used to pass everywhere; `train.steps: -5` wrote a model trained 0 steps."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: {stepz: 5}\n")
+    proc = subprocess.run([sys.executable, "-m", "inloop.cli", "train", "--params", str(bad), "--model", "glfusion",
+                           "--store", str(tmp_path / "none"), "--out", str(tmp_path / "m.pt"), "--codec", "x265",
+                           "--config", "ai", "--qp", "37"],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+        f"inloop train: error: {bad}: train.stepz: unknown key; known: " + proc.stderr.split("known: ", 1)[1].strip()]
+    assert not (tmp_path / "m.pt").exists()
+    neg = tmp_path / "neg.yaml"
+    neg.write_text("train: {steps: -5}\n")
+    import shutil
+
+    wf = tmp_path / "wf"
+    wf.mkdir()
+    for item in ("Snakefile", "params.yaml", "config", "workflow", "envs"):
+        (shutil.copytree if (repo / item).is_dir() else shutil.copy2)(repo / item, wf / item)
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1", "all", "--configfile", str(neg)],
+                          capture_output=True, text=True, cwd=wf)
+    assert proc.returncode != 0 and "train.steps: -5 is less than the minimum of 1" in proc.stdout + proc.stderr

@@ -94,10 +94,11 @@ def cmd_patches(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .params import model_spec
+    from .params import check_models, model_spec
     from .training.run import train_model
 
     params = _params(args)
+    check_models(params, args.params or "params", [args.model])
     spec = model_spec(params, args.model)
     report = train_model(
         args.store, args.out, spec["arch"], spec["kwargs"], spec["train"],

@@ -38,7 +38,78 @@ def load_params(path: str | os.PathLike | None = None) -> dict:
         raise ParamsError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise ParamsError(f"{path}: top level must be a mapping")
-    return normalize(data)
+    return check_params(normalize(data), str(path), complete=False)
+
+
+SCHEMA = Path(__file__).with_name("params.schema.yaml")
+
+
+def _schema() -> dict:
+    global _SCHEMA_CACHE
+    if _SCHEMA_CACHE is None:
+        _SCHEMA_CACHE = yaml.safe_load(SCHEMA.read_text())
+    return _SCHEMA_CACHE
+
+
+_SCHEMA_CACHE: dict | None = None
+
+
+def _schema_error(err, prefix: str = "") -> str:
+    """One line naming the key: ``train.stepz: unknown key; known: ...`` or ``train.steps: -5 is less than ...``."""
+    where = ".".join(str(x) for x in (*([prefix] if prefix else []), *err.absolute_path))
+    if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+        known = list((err.schema.get("properties") or {}))
+        pattern = list((err.schema.get("patternProperties") or {}))
+        import re
+
+        extra = sorted(k for k in err.instance if k not in known and not any(re.search(r, k) for r in pattern))
+        if extra:
+            key = f"{where}.{extra[0]}" if where else extra[0]
+            known += [k for r in pattern for k in r.strip("^$").strip("()").split("|")]
+            return f"{key}: unknown key; known: {', '.join(known)}"
+    return f"{where or '(top level)'}: {err.message}"
+
+
+def check_params(params: dict, source: str = "params", complete: bool = True, schema: dict | None = None,
+                 prefix: str = "") -> dict:
+    """Validate ``params`` against ``params.schema.yaml``; :class:`ParamsError` names ``source`` and the first bad
+    key (unknown keys are refused at every level). ``complete=False`` (a CLI sub-command's ``--params``, which
+    may leave sections at their defaults) does not ask for the required sections. Returns ``params``."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(schema or _schema())
+    errors = [e for e in validator.iter_errors(params) if complete or e.validator != "required"]
+    if errors:
+        err = min(errors, key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+        raise ParamsError(f"{source}: {_schema_error(err, prefix)}")
+    return params
+
+
+def check_models(params: dict, source: str = "params", names: list[str] | None = None) -> None:
+    """Every ``train.models`` entry (or ``names``) checked before any job runs: its ``models.<name>`` block resolves
+    (:func:`model_spec`: base, configs, qps, frames), its network exists and takes each setting, its train
+    overrides are train settings of the schema, and SPiLF's ``train.spilf`` block is SPiLF's."""
+    from .models.registry import MODELS, model_kwargs
+
+    train_schema = _schema()["properties"]["train"]
+    for name in (params.get("train") or {}).get("models") or [] if names is None else names:
+        try:
+            spec = model_spec(params, name)
+            if spec["arch"] not in MODELS:
+                raise ParamsError(f"models.{name}.arch: unknown network {spec['arch']!r}; known: "
+                                  f"{', '.join(sorted(MODELS))}")
+            accepted = model_kwargs(spec["arch"])
+            unknown = sorted(set(spec["kwargs"]) - set(accepted))
+            if unknown:
+                raise ParamsError(f"models.{name}.{unknown[0]}: not a parameter of {spec['arch']}; accepted: "
+                                  f"{', '.join(accepted)}")
+            check_params(spec["train"], f"models.{name}.train (merged over train)", schema=train_schema)
+            if spec["train"].get("spilf") is not None:
+                from .training.spilf import spilf_config
+
+                spilf_config(spec["train"]["spilf"], prefix=f"models.{name}.train.spilf")
+        except ParamsError as exc:
+            raise ParamsError(f"{source}: {exc}") from None
 
 
 def normalize(params: dict) -> dict:
