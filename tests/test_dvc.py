@@ -7,6 +7,7 @@ restores the models and results through the default remote (~/.cache/inloop-dvc-
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -113,6 +114,25 @@ def test_after_dvc_repro_neither_tool_wants_to_rerun(repo, env):
     html = (repo / "plots" / "index.html").read_text()
     assert "Training loss (MSE) per network" in html and "glfusion_x265_ai_qp22" in html
     assert "x265 demo AI glfusion" in html
+
+
+@pytest.mark.slow
+def test_another_model_or_qp_trains_only_the_new_networks(repo, env):
+    """Adding an entry to train.models (an ablation config) or a QP to encode.qps used to retrain every network:
+    rule train's params held the whole merged train section, model list included (issue #18, item 8)."""
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    qps = params["encode"]["qps"]
+    extra = {"train": {"models": [*params["train"]["models"], "glfusion-b"], "threads": 2},
+             "encode": {"qps": [*qps, 42]},
+             "models": {"glfusion-b": {"base": "glfusion", "qps": [37]}}}
+    (repo / "more.yaml").write_text(yaml.safe_dump(extra))
+    try:
+        out = run(["snakemake", "-n", "--cores", "2", "all", "--configfile", "more.yaml"], repo, env)
+    finally:
+        (repo / "more.yaml").unlink()
+    trained = sorted(re.findall(r"wildcards: model=([\w-]+), codec=x265, cfg=ai, qp=(\d+)", out))
+    assert trained == [("glfusion", "42"), ("glfusion-b", "37")], out[-3000:]
+    assert "reason: Params have changed" not in out
 
 
 @pytest.mark.slow

@@ -256,6 +256,20 @@ def model_spec(params: dict, name: str) -> dict:
             "configs": list(configs), "qps": [int(q) for q in qps], "frames": frames}
 
 
+# The train settings that say which jobs run and what they are given (the model list, the configurations,
+# the job's CPUs / GPUs / memory / time, where checkpoints go), not what one training computes.
+JOB_KEYS = ("models", "configs", "threads", "gpus", "mem_mb", "runtime_min", "checkpoint_dir")
+
+
+def train_identity(spec: dict) -> dict:
+    """What one training job of a model spec (:func:`model_spec`) computes: its network (arch, settings,
+    frames) and train settings without :data:`JOB_KEYS`. Snakemake reruns a training when this changes
+    (rule train's params) and a checkpoint resumes only for an equal one: adding a model to
+    ``train.models``, a QP to ``encode.qps`` or more threads retrains nothing that was trained."""
+    return {"arch": spec["arch"], "kwargs": spec["kwargs"], "frames": spec["frames"],
+            "train": {k: v for k, v in spec["train"].items() if k not in JOB_KEYS}}
+
+
 # The train settings that decide what a patch store holds.
 STORE_KEYS = ("patch_size", "patches_per_frame", "max_frames_per_source", "planes", "val_fraction", "val_sources",
               "seed")

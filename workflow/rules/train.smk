@@ -40,8 +40,7 @@ rule train:
         report="results/models/{model}/{codec}/{cfg}/qp{qp}/model.json",
     params:
         store=lambda wc, input: os.path.dirname(input.meta),
-        train=lambda wc: SPECS[wc.model]["train"],
-        model=lambda wc: {k: v for k, v in SPECS[wc.model].items() if k != "train"},
+        computes=lambda wc: inloop.params.train_identity(SPECS[wc.model]),  # a change retrains; nothing else does
         code=CODE_TRAIN,
         launch=train_launcher(),
     log:

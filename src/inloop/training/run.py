@@ -21,7 +21,7 @@ import torch
 
 from ..errors import InloopError
 from ..fsutil import atomic_path, sha256_file, write_json
-from ..params import source_hash
+from ..params import JOB_KEYS, source_hash
 from .data import PatchSampler
 from .patches import open_patch_store
 from .tracking import Tracker, git_commit
@@ -230,7 +230,7 @@ def default_checkpoint(store, model_name: str, model_kwargs: dict, train_params:
     if train_params.get("lr_schedule", "constant") != "constant":
         resumable = resumable - {"steps"}  # the schedule spans ``steps``: another length is another run
     key = {"model": model_name, "kwargs": model_kwargs, "store": store_fingerprint(store),
-           "train": {k: v for k, v in train_params.items() if k not in resumable},
+           "train": {k: v for k, v in train_params.items() if k not in resumable and k not in JOB_KEYS},
            "code": TRAINING_CODE}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
     root = Path(train_params.get("checkpoint_dir", "results/checkpoints"))
