@@ -44,9 +44,10 @@ def test_snakemake_lint_is_clean(workflow_copy):
 
 
 @pytest.mark.parametrize("bad, key", [
-    ("train:\n  steps: 0\n", "['train']['steps']"),
-    ("encode:\n  qps: [22, 99]\n", "['encode']['qps'][1]"),
-    ("evaluate:\n  device: gpu\n", "['evaluate']['device']"),
+    ("train:\n  steps: 0\n", "train.steps: 0 is less than the minimum of 1"),
+    ("encode:\n  qps: [22, 99]\n", "encode.qps.1: 99 is greater than the maximum of 63"),
+    ("evaluate:\n  device: gpu\n", "evaluate.device: 'gpu' does not match"),
+    ("evaluate:\n  tiles: 64\n", "evaluate.tiles: unknown key; known: device, tile"),
 ])
 def test_bad_param_stops_the_run_before_any_job(workflow_copy, tmp_path, bad, key):
     (tmp_path / "bad.yaml").write_text(bad)
@@ -54,7 +55,7 @@ def test_bad_param_stops_the_run_before_any_job(workflow_copy, tmp_path, bad, ke
                        cwd=workflow_copy, capture_output=True, text=True, timeout=300)
     out = r.stdout + r.stderr
     assert r.returncode != 0
-    assert "Error validating config file" in out and key in out, out[-3000:]
+    assert "ParamsError" in out and f"params.yaml with --configfile/--config: {key}" in out, out[-3000:]
     assert "Job stats" not in out and not (workflow_copy / "results").exists()
 
 
