@@ -135,3 +135,102 @@ def test_the_checkpoint_name_changes_with_the_training_code(workdir, monkeypatch
     before = run.default_checkpoint(*args)
     monkeypatch.setattr(run, "TRAINING_CODE", "another-code")
     assert run.default_checkpoint(*args) != before
+
+
+# ------------------------------------------------------------- faults as one-line errors (issue #18, items 7 and 12)
+
+def _params_copy(workdir, tmp_path, **train):
+    p = yaml.safe_load((workdir / "params.yaml").read_text())
+    p["train"].update(train)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(p))
+    return tmp_path / "params.yaml"
+
+
+def _cmd(workdir, out, params):
+    cmd = train_cmd(workdir, out)
+    cmd[cmd.index("--params") + 1] = str(params)
+    return cmd
+
+
+def _one_line_error(proc, *fragments):
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and lines and lines[-1].startswith("inloop train: error: "), proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    for f in fragments:
+        assert f in lines[-1], lines[-1]
+
+
+def test_a_truncated_checkpoint_is_one_line_naming_it(workdir, tmp_path):
+    params = _params_copy(workdir, tmp_path, steps=20, checkpoint_dir=str(tmp_path / "ckpt"))
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'm.db'}"}
+    assert subprocess.run(_cmd(workdir, tmp_path / "m.pt", params), env=env, capture_output=True).returncode == 0
+    (ckpt,) = list((tmp_path / "ckpt").rglob("qp*.ckpt"))
+    ckpt.write_bytes(ckpt.read_bytes()[:1000])
+    proc = subprocess.run(_cmd(workdir, tmp_path / "m.pt", params), env=env, capture_output=True, text=True)
+    _one_line_error(proc, str(ckpt), "unreadable checkpoint", "delete it and run again")
+
+
+def test_a_damaged_mlflow_store_is_one_line_naming_it(workdir, tmp_path):
+    db = tmp_path / "mlflow.db"
+    db.write_bytes(b"SQLite format 3\x00" + b"\x07" * 300)  # a truncated database
+    params = _params_copy(workdir, tmp_path, steps=20, checkpoint_dir=str(tmp_path / "ckpt"))
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{db}"}
+    proc = subprocess.run(_cmd(workdir, tmp_path / "m.pt", params), env=env, capture_output=True, text=True)
+    _one_line_error(proc, f"MLflow store sqlite:///{db}", "MLFLOW_TRACKING_URI")
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_an_unwritable_output_folder_is_one_line_naming_it(workdir, tmp_path):
+    (tmp_path / "afile").write_text("not a folder")
+    out = tmp_path / "afile" / "m.pt"
+    params = _params_copy(workdir, tmp_path, steps=10, checkpoint_dir=str(tmp_path / "ckpt"))
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'm.db'}"}
+    proc = subprocess.run(_cmd(workdir, out, params), env=env, capture_output=True, text=True)
+    _one_line_error(proc, str(tmp_path / "afile"))
+
+
+def test_a_full_disk_while_saving_a_checkpoint_is_one_line_and_keeps_nothing_half_written(workdir, tmp_path):
+    full = tmp_path / "full"
+    full.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4k", "tmpfs", str(full)], capture_output=True).returncode:
+        pytest.skip("cannot mount a 4 KiB tmpfs here (needs root and mount rights) to fill a disk")
+    try:
+        params = _params_copy(workdir, tmp_path, steps=20, checkpoint_dir=str(full))
+        env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'm.db'}"}
+        proc = subprocess.run(_cmd(workdir, tmp_path / "m.pt", params), env=env, capture_output=True, text=True)
+        _one_line_error(proc, "could not write the checkpoint", str(full))
+        assert not [p for p in full.rglob("*") if p.is_file()]  # no partial checkpoint left behind
+    finally:
+        subprocess.run(["umount", str(full)], check=True)
+
+
+def test_a_job_killed_before_its_first_checkpoint_leaves_no_run_running(workdir, tmp_path):
+    """The run of a job killed before its first checkpoint stayed RUNNING forever beside the next one."""
+    from mlflow.tracking import MlflowClient
+
+    params = _params_copy(workdir, tmp_path, steps=300, checkpoint_every=1000, checkpoint_dir=str(tmp_path / "ckpt"))
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+    cmd = _cmd(workdir, tmp_path / "m.pt", params)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + 120
+    runs = []
+    while time.time() < deadline and not runs:
+        assert proc.poll() is None, proc.stdout.read().decode()
+        time.sleep(0.2)
+        if (tmp_path / "m.db").exists():
+            try:
+                runs = MlflowClient(uri).search_runs([e.experiment_id for e in MlflowClient(uri).search_experiments()])
+            except Exception:  # noqa: BLE001 - the store is still being created
+                runs = []
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not list((tmp_path / "ckpt").rglob("*.ckpt")) and runs[0].info.status == "RUNNING"
+    again = subprocess.run(_cmd(workdir, tmp_path / "m.pt", _params_copy(workdir, tmp_path, steps=20,
+                                                                              checkpoint_every=1000,
+                                                                              checkpoint_dir=str(tmp_path / "ckpt"))),
+                           env=env, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-2000:]
+    client = MlflowClient(uri)
+    status = {r.info.run_id: r.info.status for r in client.search_runs([runs[0].info.experiment_id])}
+    assert status.pop(runs[0].info.run_id) == "KILLED" and list(status.values()) == ["FINISHED"]

@@ -65,6 +65,13 @@ def test_a_failed_rebuild_leaves_the_previous_store_whole(tmp_path, two_sources)
     np.save(good / "train.npy", np.zeros((3, 2, 1, 32, 32), np.uint8))
     with pytest.raises(InloopError, match="inconsistent; run `inloop patches` again"):
         open_patch_store(good)
+    # an empty (truncated) array file, and a float store (which could hold NaN and train without a word)
+    (good / "train.npy").write_bytes(b"")
+    with pytest.raises(InloopError, match="unreadable patch store .*run `inloop patches` again"):
+        open_patch_store(good)
+    np.save(good / "train.npy", np.full((meta["counts"]["train"], 2, 1, 32, 32), np.nan, np.float32))
+    with pytest.raises(InloopError, match="train.npy holds float32 samples, a 8-bit store holds uint8"):
+        open_patch_store(good)
 
 
 def test_clip_store_holds_windows_of_consecutive_decoded_frames(tmp_path, two_sources):

@@ -8,6 +8,7 @@ the file or params key, with exit code 2.
 from __future__ import annotations
 
 import argparse
+import os
 import json
 import sys
 from pathlib import Path
@@ -248,6 +249,11 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except InloopError as exc:
         print(f"inloop {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # an unwritable folder, a full disk: the message names the file
+        if os.environ.get("INLOOP_DEBUG"):
+            raise
+        print(f"inloop {args.command}: error: {exc} (INLOOP_DEBUG=1 shows where)", file=sys.stderr)
         return 2
 
 

@@ -197,8 +197,13 @@ def open_patch_store(store: str | os.PathLike) -> tuple[dict, np.ndarray, np.nda
         meta = json.loads(meta_path.read_text())
         train = np.load(store / "train.npy", mmap_mode="r")
         val = np.load(store / "val.npy", mmap_mode="r")
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError) as exc:
         raise InloopError(f"{store}: unreadable patch store ({exc}); run `inloop patches` again") from None
+    dtype = np.uint8 if int(meta.get("bitdepth", 8)) == 8 else np.uint16
+    for name, arr in (("train", train), ("val", val)):
+        if arr.dtype != dtype:  # a float store could hold NaN, which would train without a word
+            raise InloopError(f"{store}/{name}.npy holds {arr.dtype} samples, a {meta.get('bitdepth', 8)}-bit store "
+                              f"holds {np.dtype(dtype).name}: run `inloop patches` again")
     want = (meta.get("frames", 1) + 1, 1, meta.get("patch_size"), meta.get("patch_size"))
     for name, arr in (("train", train), ("val", val)):
         if arr.shape[1:] != want or len(arr) != (meta.get("counts") or {}).get(name):

@@ -20,12 +20,12 @@ from pathlib import Path
 import torch
 
 from ..errors import InloopError
-from ..fsutil import atomic_path, sha256_file, write_json
+from ..fsutil import sha256_file, write_json
 from ..params import JOB_KEYS, source_hash
 from .data import PatchSampler
 from .patches import open_patch_store
 from .tracking import Tracker, git_commit
-from .trainer import RestorationTask, TrainConfig, Trainer, pick_device, seed_everything
+from .trainer import RestorationTask, TrainConfig, Trainer, pick_device, seed_everything, torch_load, torch_save
 
 TRAIN_KEYS = ("steps", "batch_size", "lr", "checkpoint_every", "val_every", "log_every", "val_batch_size", "seed",
               "device", "amp_bf16", "channels_last", "compile", "deterministic")
@@ -120,11 +120,14 @@ def train_model(store: str | os.PathLike, out: str | os.PathLike, model_name: st
 
     run_id = None
     if resuming:
-        run_id = torch.load(checkpoint, map_location="cpu", weights_only=False).get("run_id")
+        run_id = torch_load(checkpoint, "checkpoint").get("run_id")
     tracker = None
     if track and rank == 0:
         run_name = "/".join(str(describe.get(k)) for k in ("model", "codec", "config", "qp"))
-        tracker = Tracker(experiment, run_name, resume_run_id=run_id)
+        # The checkpoint names the computation: a run of it left RUNNING by a job killed before its first
+        # checkpoint is marked KILLED instead of staying RUNNING forever beside this one.
+        key = hashlib.sha256(str(checkpoint.resolve()).encode()).hexdigest()[:16]
+        tracker = Tracker(experiment, run_name, resume_run_id=run_id, key=key)
         if not resuming:
             tracker.log_params({"train": {k: v for k, v in train_params.items()}, "model": model_kwargs,
                                 "patches": {k: meta[k] for k in ("patch_size", "bitdepth", "planes", "counts")}})
@@ -150,8 +153,7 @@ def train_model(store: str | os.PathLike, out: str | os.PathLike, model_name: st
     net = _unwrap(model)
     payload = {"name": model_name, "instance": name, "kwargs": model_kwargs, "state_dict": net.state_dict(),
                "bitdepth": meta["bitdepth"], "planes": meta["planes"], "describe": describe, "result": result}
-    with atomic_path(out) as tmp:
-        torch.save(payload, tmp)
+    torch_save(payload, out, "model file")
     report = {**describe, "residual_scale": float(net.residual_scale), "result": result,
               "history": trainer.history, "parameters": int(
         sum(p.numel() for p in net.parameters())), "mlflow_run_id": getattr(tracker, "run_id", None)}
@@ -264,7 +266,7 @@ def load_trained(path: str | os.PathLike, device: str | torch.device = "cpu") ->
     path = Path(path)
     if not path.is_file():
         raise InloopError(f"model file {path} not found; run the train stage first")
-    payload = torch.load(path, map_location=device, weights_only=False)
+    payload = torch_load(path, "model file", map_location=device)
     model = build_model(payload["name"], **payload["kwargs"])
     model.load_state_dict(payload["state_dict"])
     return model.to(device).eval(), payload

@@ -20,6 +20,8 @@ from typing import Iterator
 
 from filelock import FileLock
 
+from ..errors import InloopError
+
 DEFAULT_STORE = Path("results") / "mlflow.db"
 
 
@@ -50,18 +52,32 @@ class Tracker:
     """
 
     def __init__(self, experiment: str, run_name: str, uri: str | None = None, enabled: bool = True,
-                 resume_run_id: str | None = None, artifact_root: str | os.PathLike | None = None):
+                 resume_run_id: str | None = None, artifact_root: str | os.PathLike | None = None,
+                 key: str | None = None):
         self.enabled = enabled
         self.run_id: str | None = None
         self.resumed_elsewhere: str | None = None  # a checkpoint's run id this store does not know
+        self.superseded: list[str] = []  # runs of the same computation left RUNNING by a killed job
         self._pending: list = []
         if not enabled:
             return
+        self.uri = uri or tracking_uri()
+        self._lock = self._make_lock(self.uri)
+        try:
+            self._open(experiment, run_name, resume_run_id, artifact_root, key)
+        except InloopError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a damaged store (a truncated mlflow.db) or an unreachable server
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise InloopError(f"MLflow store {self.uri}: {type(exc).__name__}: {first}; repair or move it away, or "
+                              "point MLFLOW_TRACKING_URI at another store") from None
+
+    def _open(self, experiment: str, run_name: str, resume_run_id: str | None, artifact_root, key: str | None):
+        """The experiment and this job's run: the checkpoint's run when resuming, else a new one. ``key``
+        names the computation (the checkpoint): runs of it that a killed job left RUNNING are marked KILLED."""
         from mlflow.exceptions import MlflowException
         from mlflow.tracking import MlflowClient
 
-        self.uri = uri or tracking_uri()
-        self._lock = self._make_lock(self.uri)
         with self._locked():
             self.client = MlflowClient(tracking_uri=self.uri)
             exp = self.client.get_experiment_by_name(experiment)
@@ -93,7 +109,16 @@ class Tracker:
                                   RuntimeWarning, stacklevel=2)
                     self.resumed_elsewhere = resume_run_id
             if self.run_id is None:
-                self.run_id = self.client.create_run(exp_id, run_name=run_name).info.run_id
+                self.run_id = self.client.create_run(exp_id, run_name=run_name,
+                                                     tags={"inloop_run_key": key} if key else None).info.run_id
+            if key:
+                stale = self.client.search_runs(
+                    [exp_id], filter_string=f"tags.inloop_run_key = '{key}' and attributes.status = 'RUNNING'")
+                for r in stale:
+                    if r.info.run_id != self.run_id:
+                        self.client.set_tag(r.info.run_id, "inloop_superseded_by", self.run_id)
+                        self.client.set_terminated(r.info.run_id, status="KILLED")
+                        self.superseded.append(r.info.run_id)
 
     @staticmethod
     def _make_lock(uri: str) -> FileLock | None:

@@ -105,6 +105,30 @@ def lr_factor(schedule: str, step: int, steps: int, final: float) -> float:
     return final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
+def torch_save(obj, path: Path, what: str) -> None:
+    """``torch.save`` to ``path`` atomically; a failure (a full disk, an unwritable folder) is one
+    :class:`TrainingError` naming the file, and the previous file stays as it was."""
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(obj, tmp)
+    except (OSError, RuntimeError) as exc:
+        raise TrainingError(f"{path}: could not write the {what} ({str(exc).splitlines()[0]})") from None
+
+
+def torch_load(path: Path, what: str, map_location="cpu") -> dict:
+    """``torch.load`` of a project file (a checkpoint or a model, written by :func:`torch_save`); a truncated,
+    empty or foreign file is one :class:`TrainingError` naming it and what to do."""
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - pickle, zip and EOF errors all mean "unreadable"
+        why = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise TrainingError(f"{path}: unreadable {what} ({type(exc).__name__}: {why}); "
+                            "delete it and run again") from None
+    if not isinstance(obj, dict):
+        raise TrainingError(f"{path}: not a {what} written by inloop; delete it and run again")
+    return obj
+
+
 class RestorationTask:
     """Y = f(X), one loss, one Adam optimizer (GL-Fusion IV.B), with an optional learning-rate
     schedule over the run's ``steps`` (:func:`lr_factor`)."""
@@ -223,13 +247,12 @@ class Trainer:
             if not all(torch.isfinite(p).all() for p in m.parameters()):
                 raise TrainingError(f"non-finite weights in {k} at step {self.step}; "
                                     f"last good checkpoint kept at {self.checkpoint}")
-        with atomic_path(self.checkpoint) as tmp:
-            torch.save(self.state(), tmp)
+        torch_save(self.state(), self.checkpoint, "checkpoint")
 
     def load_checkpoint(self) -> bool:
         if not self.checkpoint.is_file():
             return False
-        ck = torch.load(self.checkpoint, map_location=self.device, weights_only=False)
+        ck = torch_load(self.checkpoint, "checkpoint", map_location=self.device)
         if ck.get("describe", {}) != self.describe:
             raise TrainingError(
                 f"checkpoint {self.checkpoint} was made for {ck.get('describe')}, not {self.describe}; "
@@ -259,47 +282,49 @@ class Trainer:
         last_val: dict = {}
         bar = tqdm(total=cfg.steps, initial=self.step, desc="train", unit="step", disable=self.rank != 0,
                    mininterval=1.0)
-        for m in self.task.modules().values():
-            m.train()
-        while self.step < cfg.steps:
-            batch = self.sampler.next()
-            losses = self.task.train_step(batch, self.autocast)
-            self.step += 1
-            for k, v in losses.items():
-                sums[k] = sums.get(k, 0) + v
-            n_in_sum += 1
-            bar.update(1)
-            last = self.step == cfg.steps
-            if self.step % cfg.log_every == 0 or last or self.step % cfg.checkpoint_every == 0:
-                means = {k: (v / n_in_sum).item() for k, v in sums.items()}  # one sync per log interval
-                bad = {k: v for k, v in means.items() if not math.isfinite(v)}
-                if bad:
-                    raise TrainingError(
-                        f"non-finite loss {bad} between steps {self.step - n_in_sum + 1} and {self.step}; "
-                        f"stopped. The last good checkpoint is {self.checkpoint}"
-                        f"{'' if self.checkpoint.exists() else ' (none written yet)'}; lower train.lr and re-run")
-                sums, n_in_sum = {}, 0
-                self.history.append({"step": self.step, **means})
-                bar.set_postfix({k: f"{v:.3g}" for k, v in means.items()})
-                if self.tracker is not None and self.rank == 0:
-                    self.tracker.log_metrics({f"train_{k}": v for k, v in means.items()}, self.step)
-            if self.rank == 0 and (self.step % cfg.val_every == 0 or last):
-                last_val = validate(self.task, self.val_array, self.bitdepth, self.device, cfg.val_batch_size,
-                                    self.autocast)
-                if last_val:
-                    if self.history and self.history[-1]["step"] == self.step:
-                        self.history[-1].update(last_val)
-                    else:
-                        self.history.append({"step": self.step, **last_val})
-                    if self.tracker is not None:
-                        self.tracker.log_metrics(last_val, self.step, flush=True)
-            if self.step % cfg.checkpoint_every == 0 or last:
-                if self.tracker is not None and self.rank == 0:
-                    # MLflow first: once a checkpoint exists, everything it holds is in MLflow
-                    # too (a job killed between the two re-logs a few steps, loses none).
-                    self.tracker.flush()
-                self.save_checkpoint()
-        bar.close()
+        try:  # the bar closed before an error is printed, so the error is the last line
+            for m in self.task.modules().values():
+                m.train()
+            while self.step < cfg.steps:
+                batch = self.sampler.next()
+                losses = self.task.train_step(batch, self.autocast)
+                self.step += 1
+                for k, v in losses.items():
+                    sums[k] = sums.get(k, 0) + v
+                n_in_sum += 1
+                bar.update(1)
+                last = self.step == cfg.steps
+                if self.step % cfg.log_every == 0 or last or self.step % cfg.checkpoint_every == 0:
+                    means = {k: (v / n_in_sum).item() for k, v in sums.items()}  # one sync per log interval
+                    bad = {k: v for k, v in means.items() if not math.isfinite(v)}
+                    if bad:
+                        raise TrainingError(
+                            f"non-finite loss {bad} between steps {self.step - n_in_sum + 1} and {self.step}; "
+                            f"stopped. The last good checkpoint is {self.checkpoint}"
+                            f"{'' if self.checkpoint.exists() else ' (none written yet)'}; lower train.lr and re-run")
+                    sums, n_in_sum = {}, 0
+                    self.history.append({"step": self.step, **means})
+                    bar.set_postfix({k: f"{v:.3g}" for k, v in means.items()})
+                    if self.tracker is not None and self.rank == 0:
+                        self.tracker.log_metrics({f"train_{k}": v for k, v in means.items()}, self.step)
+                if self.rank == 0 and (self.step % cfg.val_every == 0 or last):
+                    last_val = validate(self.task, self.val_array, self.bitdepth, self.device, cfg.val_batch_size,
+                                        self.autocast)
+                    if last_val:
+                        if self.history and self.history[-1]["step"] == self.step:
+                            self.history[-1].update(last_val)
+                        else:
+                            self.history.append({"step": self.step, **last_val})
+                        if self.tracker is not None:
+                            self.tracker.log_metrics(last_val, self.step, flush=True)
+                if self.step % cfg.checkpoint_every == 0 or last:
+                    if self.tracker is not None and self.rank == 0:
+                        # MLflow first: once a checkpoint exists, everything it holds is in MLflow
+                        # too (a job killed between the two re-logs a few steps, loses none).
+                        self.tracker.flush()
+                    self.save_checkpoint()
+        finally:
+            bar.close()
         elapsed = time.perf_counter() - t_start
         steps_run = self.step - start_step
         return {
