@@ -223,3 +223,22 @@ def test_snakemakes_own_report_shows_the_plots_and_tables(repo, env, tmp_path):
     names = zipfile.ZipFile(out).namelist()
     assert any(n.endswith("/bdrate_x265_demo.png") for n in names), names[:20]
     assert any(n.endswith("bd_summary.csv") for n in names) and any(n.endswith("index.html") for n in names)
+
+
+@pytest.mark.slow
+def test_dvc_exp_run_with_a_training_param_reruns_training_and_what_follows(repo, env):
+    """Issue #18's acceptance: `dvc exp run -S train.lr=0.001` on the tiny config reruns training and what
+    follows, nothing before, and ends clean (it used to write `filters: [off, on]` back unquoted, which the
+    schema refused after DVC had deleted the stage outputs)."""
+    upstream = ["results/data", "results/encoded"]
+    before = mtimes(repo, upstream)
+    out = run(["dvc", "exp", "run", "-S", "train.lr=0.001"], repo, env)
+    assert "Stage 'data' didn't change, skipping" in out and "Stage 'encode' didn't change, skipping" in out
+    for stage in ("train", "evaluate", "report"):
+        assert f"Running stage '{stage}'" in out
+    assert "rule encode:" not in out and mtimes(repo, upstream) == before
+    assert yaml.safe_load((repo / "params.yaml").read_text())["train"]["lr"] == 0.001
+    assert "Data and pipelines are up to date" in run(["dvc", "status"], repo, env)
+    snakemake_has_nothing_to_do(repo, env)
+    exps = run(["dvc", "exp", "show", "--csv"], repo, env)
+    assert "0.001" in exps

@@ -194,3 +194,34 @@ def test_cli_and_snakemake_refuse_an_unknown_key_in_one_line(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1", "all", "--configfile", str(neg)],
                           capture_output=True, text=True, cwd=wf)
     assert proc.returncode != 0 and "train.steps: -5 is less than the minimum of 1" in proc.stdout + proc.stderr
+
+
+def test_a_config_applied_to_params_yaml_is_what_snakemake_would_merge(tmp_path):
+    """`dvc repro` reads params.yaml only (issue #18, item 9): `inloop params apply CONFIG` writes a config into
+    it as --configfile merges it, keeping the file's comments; a bad config leaves it untouched."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from inloop.params import _deep_merge, load_params, normalize
+
+    repo = Path(__file__).resolve().parents[1]
+    params = tmp_path / "params.yaml"
+    params.write_text((repo / "params.yaml").read_text())
+    cmd = [sys.executable, "-m", "inloop.cli", "params", "apply", str(repo / "config" / "tiny.yaml"),
+           str(repo / "config" / "hm.yaml"), "--params", str(params)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "train.steps" in proc.stdout and "encode.codec" in proc.stdout
+    want = load_params(repo / "params.yaml")
+    for c in ("tiny.yaml", "hm.yaml"):
+        want = _deep_merge(want, yaml.safe_load((repo / "config" / c).read_text()))
+    assert load_params(params) == normalize(want)
+    before, after = (repo / "params.yaml").read_text(), params.read_text()
+    comments = [line.split("#", 1)[1] for line in before.splitlines() if "#" in line]
+    assert all(c in after for c in comments)  # every comment kept
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: {stepz: 5}\n")
+    proc = subprocess.run([*cmd[:5], str(bad), "--params", str(params)], capture_output=True, text=True)
+    assert proc.returncode == 2 and "train.stepz: unknown key" in proc.stderr
+    assert params.read_text() == after

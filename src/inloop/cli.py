@@ -114,6 +114,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_params(args: argparse.Namespace) -> int:
+    from .params import apply_configs
+
+    changed = apply_configs(args.configs, args.params)
+    print(f"{args.params}: {len(changed)} value(s) changed: {', '.join(changed) or 'none'}")
+    print("`dvc repro` reruns the stages that read them; `git checkout params.yaml` undoes this")
+    return 0
+
+
 def cmd_lpips(args: argparse.Namespace) -> int:
     """Fetch and verify the LPIPS weights once (pipeline rule lpips_weights); record what happened."""
     from .evaluation.lpips import fetch
@@ -207,6 +216,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-mlflow", action="store_true", help="do not track the run")
     p.add_argument("--params")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("params", help="write config files into params.yaml as --configfile merges them (comments "
+                       "kept), for `dvc repro` with another configuration")
+    p.add_argument("action", choices=["apply"])
+    p.add_argument("configs", nargs="+", help="e.g. config/tiny.yaml config/hm.yaml")
+    p.add_argument("--params", default="params.yaml")
+    p.set_defaults(func=cmd_params)
 
     p = sub.add_parser("lpips", help="fetch and verify the LPIPS-Alex weights into metrics.lpips.cache_dir "
                        "(unavailability is recorded, not an error)")

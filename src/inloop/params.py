@@ -133,6 +133,51 @@ def cli_params(path: str | os.PathLike | None = None) -> dict:
     return {}
 
 
+def apply_configs(configs: list[str | os.PathLike], params_path: str | os.PathLike = DEFAULT_PARAMS) -> list[str]:
+    """Write ``configs`` into ``params_path`` as Snakemake's ``--configfile`` merges them (mappings merged,
+    anything else replaced), keeping the file's comments and layout: the one way to run ``dvc repro`` (which
+    reads params.yaml only) with another configuration. The merged params are checked first (schema and
+    models); a bad config leaves the file as it was. Returns the dotted keys whose value changed."""
+    from ruamel.yaml import YAML
+
+    from .fsutil import atomic_write
+
+    path = Path(params_path)
+    merged = load_params(path)
+    for c in configs:
+        try:
+            over = yaml.safe_load(Path(c).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ParamsError(f"{c}: cannot read it as YAML ({exc})") from None
+        if not isinstance(over, dict):
+            raise ParamsError(f"{c}: top level must be a mapping")
+        merged = _deep_merge(merged, over)
+    source = f"{path} with {', '.join(map(str, configs))}"
+    check_params(normalize(merged), source)
+    check_models(merged, source)
+
+    rt = YAML()
+    rt.preserve_quotes = True
+    rt.width = 4096
+    rt.representer.add_representer(type(None), lambda r, _: r.represent_scalar("tag:yaml.org,2002:null", "null"))
+    doc = rt.load(path.read_text())
+    changed: list[str] = []
+
+    def update(node, over: dict, prefix: str) -> None:
+        for k, v in over.items():
+            if isinstance(v, dict) and isinstance(node.get(k), dict):
+                update(node[k], v, f"{prefix}{k}.")
+            elif node.get(k, _MISSING) != v:
+                node[k] = v
+                changed.append(f"{prefix}{k}")
+
+    for c in configs:  # the configs' own formatting (flow-style lists, comments) comes along
+        update(doc, rt.load(Path(c).read_text()) or {}, "")
+    with atomic_write(path, "w") as fh:
+        rt.dump(doc, fh)
+    return sorted(set(changed))
+
+
 def write_resolved(config: dict, folder: str | os.PathLike) -> Path:
     """Write the workflow's merged configuration for the CLI: ``folder/params-{hash}.yaml``.
 
