@@ -111,3 +111,21 @@ def test_a_multi_gpu_training_job_asks_a_cpu_per_process(tmp_path):
     train = [line for line in out.splitlines() if " train --model " in line]
     assert train and all(line.startswith("Shell command: torchrun --standalone --nproc-per-node 3 -m inloop.cli train")
                          and "--threads 6 " in line for line in train), train[:2]
+
+
+def test_the_encodes_target_builds_what_all_needs_and_no_more(tmp_path):
+    """`snakemake encodes` (DVC's encode stage) built 328 encodes where `all` needs 182: training clips in every
+    configuration, filters off and on (issue #18, item 8)."""
+    d = _workflow_copy(tmp_path / "wf")
+
+    def encodes(target, *configfiles):
+        extra = ["--configfile", *configfiles] if configfiles else []
+        proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "-p", "--cores", "1", target, *extra], cwd=d,
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+        return sorted(re.findall(r"--out (\S+\.bin)", proc.stdout))
+
+    for configs in ((), ("config/nlconvlstm-ablation.yaml",)):
+        wanted = encodes("all", *configs)
+        assert wanted and encodes("encodes", *configs) == wanted
+    assert len(wanted) == 182

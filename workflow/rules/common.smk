@@ -80,14 +80,19 @@ def encoded(dataset, clip, cfg, filters, qp, ext="json"):
 
 
 def all_encodes():
-    return [
+    """The encodes `all` needs, no more: every held-out clip in its configurations, filters off and on, at
+    encode.qps and the models' QPs (the evaluations); every training clip only where a network trains on it
+    (its configurations and QPs, the decode the network takes: pipeline.network_input)."""
+    out = {
         encoded(ds, clip, cfg, filters, qp)
-        for ds in DATASETS
-        for clip in clips(ds)
+        for ds in TEST_DATASETS
+        for clip in test_clips(ds)
         for cfg in encode_configs(clip)
         for filters in config["encode"]["filters"]
         for qp in encode_qps(cfg)
-    ]
+    }
+    out |= {encoded(ds, clip, cfg, NET_IN, qp) for _, cfg, qp in model_points() for ds, clip in train_clips(cfg)}
+    return sorted(out)
 
 
 # ---------------------------------------------------------------- training and evaluation targets
