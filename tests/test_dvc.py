@@ -77,7 +77,7 @@ def repo(tmp_path_factory, env):
     git(d, "add", "-A")
     git(d, "commit", "-qm", "tiny")
     out = run(["dvc", "repro"], d, env)
-    for stage in ("data", "encode", "train", "evaluate", "report"):
+    for stage in ("data", "encode", "patches", "train", "evaluate", "report"):
         assert f"Running stage '{stage}'" in out
     git(d, "add", "dvc.lock")
     git(d, "commit", "-qm", "dvc repro")
@@ -94,7 +94,7 @@ def test_after_dvc_repro_neither_tool_wants_to_rerun(repo, env):
     assert "Data and pipelines are up to date" in run(["dvc", "status"], repo, env)
     snakemake_has_nothing_to_do(repo, env)
     lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
-    assert set(lock) == {"data", "encode", "train", "evaluate", "report"}
+    assert set(lock) == {"data", "encode", "patches", "train", "evaluate", "report"}
     assert set(lock["train"]["params"]["params.yaml"]) == {"train", "models", "encode.codec", "encode.configs",
                                                            "encode.qps"}
     assert any(o["path"] == "results/models" for o in lock["train"]["outs"])
@@ -150,7 +150,9 @@ def test_a_training_param_reruns_training_and_what_follows_only(repo, env):
     assert "Stage 'data' didn't change, skipping" in out and "Stage 'encode' didn't change, skipping" in out
     for stage in ("train", "evaluate", "report"):
         assert f"Running stage '{stage}'" in out
-    assert "rule encode:" not in out and "rule data_demo:" not in out and "rule patches:" in out
+    # patch stores are their own stage: a training setting does not rebuild them (it did, issue #18 item 8)
+    assert "Stage 'patches' didn't change, skipping" in out
+    assert "rule encode:" not in out and "rule data_demo:" not in out and "rule patches:" not in out
     assert mtimes(repo, upstream) == before
     report = json.loads((repo / "results/models/glfusion/x265/ai/qp22/model.json").read_text())
     assert report["result"]["steps"] == 30
@@ -234,6 +236,7 @@ def test_dvc_exp_run_with_a_training_param_reruns_training_and_what_follows(repo
     before = mtimes(repo, upstream)
     out = run(["dvc", "exp", "run", "-S", "train.lr=0.001"], repo, env)
     assert "Stage 'data' didn't change, skipping" in out and "Stage 'encode' didn't change, skipping" in out
+    assert "Stage 'patches' didn't change, skipping" in out and "rule patches:" not in out
     for stage in ("train", "evaluate", "report"):
         assert f"Running stage '{stage}'" in out
     assert "rule encode:" not in out and mtimes(repo, upstream) == before

@@ -59,6 +59,12 @@ rule train:
         " --manifest {input.manifests:q} --threads {threads:q} > {log:q} 2>&1"
 
 
+rule patch_stores:
+    """Every patch store the networks of train.models train on (`snakemake patch_stores`; DVC stage patches)."""
+    input:
+        sorted({f"{store_dir(m, cfg, qp)}/meta.json" for m, cfg, qp in model_points()}),
+
+
 rule models:
     """Every network of train.models at its configurations and QPs (`snakemake models`; DVC stage train)."""
     input:
