@@ -213,24 +213,29 @@ def test_a_job_killed_before_its_first_checkpoint_leaves_no_run_running(workdir,
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
     cmd = _cmd(workdir, tmp_path / "m.pt", params)
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    # Watch the store read-only with sqlite3: an MLflow client here would race the job's table creation.
+    import sqlite3
+
     deadline = time.time() + 120
-    runs = []
-    while time.time() < deadline and not runs:
+    rows = []
+    while time.time() < deadline and not rows:
         assert proc.poll() is None, proc.stdout.read().decode()
         time.sleep(0.2)
-        if (tmp_path / "m.db").exists():
-            try:
-                runs = MlflowClient(uri).search_runs([e.experiment_id for e in MlflowClient(uri).search_experiments()])
-            except Exception:  # noqa: BLE001 - the store is still being created
-                runs = []
+        try:
+            with sqlite3.connect(f"file:{tmp_path / 'm.db'}?mode=ro", uri=True) as db:
+                rows = db.execute("SELECT run_uuid, status FROM runs").fetchall()
+        except sqlite3.Error:  # not created yet, or being created
+            rows = []
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert not list((tmp_path / "ckpt").rglob("*.ckpt")) and runs[0].info.status == "RUNNING"
+    assert not list((tmp_path / "ckpt").rglob("*.ckpt")) and rows == [(rows[0][0], "RUNNING")]
+    killed_run = rows[0][0]
     again = subprocess.run(_cmd(workdir, tmp_path / "m.pt", _params_copy(workdir, tmp_path, steps=20,
                                                                               checkpoint_every=1000,
                                                                               checkpoint_dir=str(tmp_path / "ckpt"))),
                            env=env, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr[-2000:]
     client = MlflowClient(uri)
-    status = {r.info.run_id: r.info.status for r in client.search_runs([runs[0].info.experiment_id])}
-    assert status.pop(runs[0].info.run_id) == "KILLED" and list(status.values()) == ["FINISHED"]
+    exp = client.get_run(killed_run).info.experiment_id
+    status = {r.info.run_id: r.info.status for r in client.search_runs([exp])}
+    assert status.pop(killed_run) == "KILLED" and list(status.values()) == ["FINISHED"]
