@@ -8,8 +8,8 @@ the file or params key, with exit code 2.
 from __future__ import annotations
 
 import argparse
-import os
 import json
+import os
 import sys
 from pathlib import Path
 

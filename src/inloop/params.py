@@ -266,7 +266,10 @@ def _model_block(params: dict, name: str, chain: tuple[str, ...] = ()) -> dict:
 def model_network(params: dict, name: str) -> dict:
     """The network of ``models.<name>`` alone: ``{arch, kwargs}`` (its ``base`` resolved), without the
     train / configs / qps checks of :func:`model_spec`: what a report of finished results needs."""
-    block = _model_block(params, name)
+    return _network(_model_block(params, name), name)
+
+
+def _network(block: dict, name: str) -> dict:
     return {"arch": block.get("arch", name), "kwargs": {k: v for k, v in block.items() if k not in MODEL_SPEC_KEYS}}
 
 
@@ -293,7 +296,7 @@ def model_spec(params: dict, name: str) -> dict:
     for key, val in (("configs", configs), ("qps", qps)):
         if not isinstance(val, list) or not val:
             raise ParamsError(f"models.{name}.{key}: expected a non-empty list, got {val!r}")
-    kwargs = model_network(params, name)["kwargs"]
+    kwargs = _network(block, name)["kwargs"]
     frames = kwargs.get("frames", 1)
     if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1 or frames % 2 == 0:
         raise ParamsError(f"models.{name}.frames: expected an odd number of frames >= 1, got {frames!r}")

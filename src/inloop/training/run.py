@@ -211,8 +211,8 @@ def make_task(arch: str, model: torch.nn.Module, cfg: TrainConfig, train_params:
 
 def _checkpoint_step(path: Path) -> int:
     try:
-        return int(torch.load(path, map_location="cpu", weights_only=False).get("step", 0))
-    except Exception:  # noqa: BLE001 - an unreadable checkpoint is Trainer.load_checkpoint's to report
+        return int(torch_load(path, "checkpoint").get("step", 0))
+    except InloopError:  # an unreadable checkpoint is reported when it is loaded to resume
         return -1
 
 

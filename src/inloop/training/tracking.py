@@ -57,7 +57,6 @@ class Tracker:
         self.enabled = enabled
         self.run_id: str | None = None
         self.resumed_elsewhere: str | None = None  # a checkpoint's run id this store does not know
-        self.superseded: list[str] = []  # runs of the same computation left RUNNING by a killed job
         self._pending: list = []
         if not enabled:
             return
@@ -118,7 +117,6 @@ class Tracker:
                     if r.info.run_id != self.run_id:
                         self.client.set_tag(r.info.run_id, "inloop_superseded_by", self.run_id)
                         self.client.set_terminated(r.info.run_id, status="KILLED")
-                        self.superseded.append(r.info.run_id)
 
     @staticmethod
     def _make_lock(uri: str) -> FileLock | None:
