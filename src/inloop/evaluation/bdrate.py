@@ -21,7 +21,7 @@ Sources
 * ``method="akima"``: Akima's 1970 sub-spline (:class:`scipy.interpolate.Akima1DInterpolator`),
   offered by some tools as an alternative; not a standard, report it by name.
 
-Conventions (../shared/DESIGN.md): rates in kbps (any positive unit works, the
+Conventions (docs/design.md): rates in kbps (any positive unit works, the
 result is a ratio), PSNR in dB; BD-rate in percent, negative = bit saving of
 ``test`` against ``anchor``; BD-PSNR in dB, positive = ``test`` is better.
 

@@ -2,7 +2,7 @@
 
 The registry is one YAML per paper in ``reporting/claims/`` (``glfusion.yaml``:
 GL-Fusion Tables I-VII; ``spilf.yaml``: SPiLF Tables 1-2; ``nlconvlstm.yaml``:
-NL-ConvLSTM Tables 1-5), transcribed from ``../shared/papers``: captions, the
+NL-ConvLSTM Tables 1-5), transcribed from papers 000-002 (docs/papers.md): captions, the
 setup (codec and version, configurations, QPs, training and test data) and every
 number as printed, with row / column labels verbatim and a normalised ``key``
 per row. Numbers lost in the text extraction are ``null`` with a note.
