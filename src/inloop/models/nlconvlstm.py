@@ -75,8 +75,8 @@ Memory (inference, batch 1, float32, 1920x1080, C = C_h = 64, p=10, k=4):
   therefore processed in chunks (``max_elements`` = 2^26 distance entries,
   1,677 blocks per chunk at these settings): 1.3 GB per chunk, 5.5 GB for the
   whole warp with its whole-frame block layouts and output
-  (:func:`approx_warp_peak_bytes`; measured on CPU: 4.3 GB peak RSS increase,
-  62 s single-threaded). With the encoder features of the 7 frames (3.7 GB),
+  (:func:`approx_warp_peak_bytes`; the measured peak and run time on CPU:
+  docs/timings.md). With the encoder features of the 7 frames (3.7 GB),
   the LSTM gates (2.1 GB) and states, a no-grad whole-frame 1080p forward is
   estimated at ~16 GB (:func:`inference_peak_bytes`), well inside 80 GB.
   Distances are always computed in float32 or wider (autocast off):

@@ -39,8 +39,8 @@ each is a ``models.spilf.<key>`` param. Other choices where the text is vague
   ("some convolution blocks"): conv3x3 + LeakyReLU(0.2) + conv3x3 -> R, the
   output layers of ESRGAN [7] (whose RaGAN the paper takes). Not a plain ReLU:
   this head is one layer of ``channels`` units in front of a zero-initialised
-  last conv, and on the demo at QP 37 every one of its ReLU units died (a
-  forward hook read 100 % zeros), leaving the model at the identity (+0.000 dB).
+  last conv, and on the demo at QP 37 every one of its ReLU units died, leaving
+  the model at the identity (measured: docs/results.md, "the demo's settings").
   The slope is the ``out_slope`` param (0 = ReLU, 1 = no activation) and is
   saved with the weights: model files from before it load as ReLU, as trained.
 * Fully convolutional with 'same' padding: any H, W, no padding needed.

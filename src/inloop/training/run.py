@@ -174,9 +174,9 @@ def residual_scale(setting: float | str, x: torch.Tensor, y: torch.Tensor) -> fl
     GL-Fusion IV.B wants R "distributed in the range of the groundtruth distortion" and
     gets there by scaling the last layer's initial weights. Under Adam that holds only at
     step 0: Adam moves every weight by about lr per step whatever its scale, so R moves by
-    O(lr) per step while the distortion at QP 22 has a spread of O(1e-3) (measured on the
-    demo: the QP 22 loss rose 15-fold in the first ten steps and training ended at the
-    identity). A fixed factor s = std(Y - X) keeps R in the distortion's units for the
+    O(lr) per step while the distortion at QP 22 has a spread of O(1e-3) (on the demo the
+    QP 22 loss rose in the first steps and training ended at the identity: docs/results.md, "the demo's settings").
+    A fixed factor s = std(Y - X) keeps R in the distortion's units for the
     whole run, so the steps scale with the distortion at every QP.
     """
     if setting == "distortion":

@@ -129,7 +129,7 @@ DEFAULTS: dict[str, Any] = {
     # L_1 and L_ST in 8-bit sample units (x 255 on [0, 1] samples). The paper does not say; Table 1's
     # weights (1, 50, 5e-2, 5e-3) only balance that way: on [0, 1] an L_1 of ~0.02 would be dwarfed
     # by 5e-2 x L_G (~0.7-1.4) and 50 x LPIPS (~0.1-0.3), and the demo's perceptual runs fell apart
-    # in stage 2 (validation -3 dB at QP 51). Set 1 for losses on [0, 1].
+    # in stage 2 (measured: docs/results.md, "the demo's settings"). Set 1 for losses on [0, 1].
     "pixel_scale": 255.0,
 }
 

@@ -95,9 +95,9 @@ def lr_factor(schedule: str, step: int, steps: int, final: float) -> float:
 
     ``constant``: 1. ``cosine``: half a cosine from 1 down to ``final`` at ``steps``
     (SGDR without restarts), then ``final``. GL-Fusion IV.B gives only the *initial* rate
-    (2e-3). On the demo (1200 steps) cosine did not help: QP 32 held-out mean +0.20 dB
-    against +0.31 dB at a constant rate, and it did not rescue QP 22 (the output scale of
-    ``train.residual_scale`` did), so ``constant`` is the default.
+    (2e-3). On the demo (1200 steps) cosine did not help: it ended below a constant rate at
+    QP 32 and did not rescue QP 22 (the output scale of ``train.residual_scale`` did), so
+    ``constant`` is the default (measured: docs/results.md, "the demo's settings").
     """
     if schedule == "constant" or steps <= 0:
         return 1.0
