@@ -1,6 +1,6 @@
 """Raw YUV 4:2:0 and y4m reading and writing, 8-bit and high bit depth.
 
-Conventions (../shared/DESIGN.md):
+Conventions (docs/design.md, "Conventions"):
 
 * Raw files are named ``{name}_{W}x{H}_{fps}fps_{bits}bit_420.yuv``;
   :func:`parse_yuv_name` and :func:`yuv_name` convert between the name and a
