@@ -125,7 +125,8 @@ def train_cmd(d, out):
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
-    """Serves ``server.files``; honours Range; cuts the first ``server.cut`` responses midway."""
+    """Serves ``server.files``; honours Range; cuts the first ``server.cut`` responses midway. A path
+    ending in ``/`` is served as HTML (a package index page for pip)."""
 
     protocol_version = "HTTP/1.1"
 
@@ -150,6 +151,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         else:
             self.send_response(200)
         body = data[start:]
+        if self.path.endswith("/"):
+            self.send_header("Content-Type", "text/html")
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Accept-Ranges", "bytes")
         self.end_headers()
@@ -188,3 +191,42 @@ def tar_bytes(members: dict[str, bytes], compress: bool = True) -> bytes:
             info.size = len(data)
             tf.addfile(info, io.BytesIO(data))
     return buf.getvalue()
+
+
+def wheel_bytes(name: str, version: str, members: dict[str, bytes]) -> bytes:
+    """A minimal wheel of ``name`` ``version`` holding ``members`` (with the dist-info pip reads)."""
+    import io
+    import zipfile
+
+    dist = f"{name.replace('-', '_')}-{version}.dist-info"
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for member, data in members.items():
+            zf.writestr(member, data)
+        zf.writestr(f"{dist}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+        zf.writestr(f"{dist}/WHEEL", "Wheel-Version: 1.0\nGenerator: inloop-tests\nRoot-Is-Purelib: true\n"
+                                     "Tag: py3-none-any\n")
+        zf.writestr(f"{dist}/RECORD", "")
+    return buf.getvalue()
+
+
+@pytest.fixture()
+def pip_index(server, monkeypatch):
+    """A package index (PEP 503 simple pages) on the 127.0.0.1 server, the only one pip uses in the test:
+    ``pip_index(filename, data)`` publishes a file (its project is the file name up to the first ``-``)."""
+    import hashlib
+    import re
+
+    for var in ("PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_NO_INDEX"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("PIP_INDEX_URL", server.url + "/simple/")
+    monkeypatch.setenv("PIP_NO_CACHE_DIR", "1")
+
+    def publish(filename: str, data: bytes) -> None:
+        project = re.sub(r"[-_.]+", "-", filename.split("-")[0]).lower()
+        server.files[f"/files/{filename}"] = data
+        link = f'<a href="/files/{filename}#sha256={hashlib.sha256(data).hexdigest()}">{filename}</a>'
+        server.files[f"/simple/{project}/"] = f"<html><body>{link}</body></html>".encode()
+
+    return publish

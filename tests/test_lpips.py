@@ -15,10 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import wheel_bytes
 
 from inloop.errors import InloopError
-from inloop.evaluation import lpips as L
 from inloop.evaluation.metrics import evaluate_sequence
+from inloop.models import lpips as L
 from inloop.yuv import Frame, YuvFormat, write_yuv
 
 
@@ -210,6 +211,31 @@ def test_pipeline_fetch_downloads_with_pip_into_the_cache(tmp_path, monkeypatch)
     status = json.loads((tmp_path / "s.json").read_text())
     assert proc.returncode == 0 and status["available"] is False  # no backbone in this cache, downloads off
     assert status["reason"].startswith("LPIPS unavailable: no AlexNet backbone") and "unavailable" in proc.stdout
+
+
+def test_weights_land_under_INLOOP_CACHE_lpips(pip_index, tmp_path, monkeypatch):
+    """Without metrics.lpips.cache_dir the weights go to $INLOOP_CACHE/lpips, the one download cache: here the
+    linear layers, pip-downloaded from a package index on 127.0.0.1 serving a stand-in lpips 0.1.4 wheel (its
+    hashes declared for the test), and `inloop lpips` then looks for the backbone there too."""
+    for var in ("INLOOP_LPIPS_LINEAR", "INLOOP_LPIPS_BACKBONE"):
+        monkeypatch.delenv(var, raising=False)
+    buf = io.BytesIO()
+    torch.save({f"lin{k}.model.1.weight": torch.rand(1, c, 1, 1) for k, c in enumerate(L.CHANNELS)}, buf)
+    wheel = wheel_bytes("lpips", "0.1.4", {L.LINEAR_MEMBER: buf.getvalue()})
+    pip_index(L.LPIPS_WHEEL_FILE, wheel)
+    monkeypatch.setattr(L, "LPIPS_WHEEL_SHA256", hashlib.sha256(wheel).hexdigest())
+    monkeypatch.setattr(L, "LINEAR_SHA256", hashlib.sha256(buf.getvalue()).hexdigest())
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("INLOOP_CACHE", str(cache))
+    path = L.fetch_linear({})
+    assert path == cache / "lpips" / L.LINEAR_CACHE_NAME and path.read_bytes() == buf.getvalue()
+    assert L.cache_dir({"metrics": {"lpips": {"cache_dir": str(tmp_path / "own")}}}) == tmp_path / "own"  # wins
+    (tmp_path / "p.yaml").write_text("metrics: {lpips: {download: false}}\n")
+    proc = subprocess.run([sys.executable, "-m", "inloop.cli", "lpips", "--out", str(tmp_path / "s.json"),
+                           "--params", str(tmp_path / "p.yaml")], capture_output=True, text=True)
+    status = json.loads((tmp_path / "s.json").read_text())
+    assert proc.returncode == 0 and not status["available"], proc.stderr
+    assert status["reason"].startswith(f"LPIPS unavailable: no AlexNet backbone at {cache / 'lpips'}/")
 
 
 def _real_frames(codec_fixtures: Path) -> tuple[torch.Tensor, torch.Tensor]:

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from inloop.errors import ParamsError
-from inloop.evaluation import lpips as L
+from inloop.models import lpips as L
 from inloop.models import build_model
 from inloop.models.spilf import SPiLF, PatchDiscriminator, gradient_map
 from inloop.training.data import PatchSampler

@@ -125,8 +125,8 @@ def cmd_params(args: argparse.Namespace) -> int:
 
 def cmd_lpips(args: argparse.Namespace) -> int:
     """Fetch and verify the LPIPS weights once (pipeline rule lpips_weights); record what happened."""
-    from .evaluation.lpips import fetch
     from .fsutil import write_json
+    from .models.lpips import fetch
 
     status = fetch(_params(args), download=False if args.no_download else None)  # None: params decide
     if args.out:
@@ -150,7 +150,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     metric_options.update(rgb_matrix=data.get("matrix", "bt601"), rgb_full_range=data.get("range", "tv") == "pc")
     lpips = None
     if ((get(p, "metrics", {}) or {}).get("lpips") or {}).get("evaluate", True):
-        from .evaluation.lpips import LpipsUnavailable, load_lpips
+        from .models.lpips import LpipsUnavailable, load_lpips
 
         try:  # cached or local weights only: no download from inside a pipeline job
             lpips = load_lpips(p, download=False, device=ev.get("device", "cpu"))
@@ -225,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_params)
 
     p = sub.add_parser("lpips", help="fetch and verify the LPIPS-Alex weights into metrics.lpips.cache_dir "
-                       "(unavailability is recorded, not an error)")
+                       "(default $INLOOP_CACHE/lpips; unavailability is recorded, not an error)")
     p.add_argument("--out", help="status JSON (available, files and hashes, or the reason)")
     p.add_argument("--no-download", action="store_true", help="only look at local files and the cache")
     p.add_argument("--params")

@@ -3,6 +3,7 @@ import os
 import sys
 
 import inloop.datasets
+import inloop.download
 import inloop.reporting.benchmarks
 
 # Rules call `inloop`: use the one installed beside the Python running Snakemake
@@ -22,7 +23,7 @@ os.environ.update(INLOOP_PARAMS=PARAMS_RESOLVED)
 # reruns a job whose params changed, so a code change reruns that stage and what follows.
 CODE_ENCODE = inloop.params.source_hash("codecs", "bitstream.py", "yuv.py", "evaluation/psnr.py", "evaluation/metrics.py")
 CODE_PATCHES = inloop.params.source_hash("training/patches.py", "yuv.py")
-CODE_TRAIN = inloop.params.source_hash("training", "models", "evaluation/lpips.py")
+CODE_TRAIN = inloop.params.source_hash("training", "models")
 CODE_EVALUATE = inloop.params.source_hash("evaluation", "models", "training/run.py", "yuv.py")
 CODE_REPORT = inloop.params.source_hash("reporting", "evaluation/bdrate.py", "evaluation/allocation.py")
 
@@ -38,9 +39,11 @@ wildcard_constraints:
     model=r"[a-z][a-z0-9-]*",
 
 
-# The LPIPS weights, fetched once (rule lpips_weights) for SPiLF's loss and the LPIPS columns.
-LPIPS_STATUS = os.path.join(((config.get("metrics") or {}).get("lpips") or {}).get("cache_dir") or "results/cache/lpips",
-                            "status.json")
+# The LPIPS weights, fetched once (rule lpips_weights) for SPiLF's loss and the LPIPS columns, where
+# inloop.models.lpips.cache_dir keeps them: metrics.lpips.cache_dir, else lpips/ in the download cache
+# (inloop.download.cache_dir: $INLOOP_CACHE, else datasets.cache, else results/cache).
+LPIPS_STATUS = os.path.join(((config.get("metrics") or {}).get("lpips") or {}).get("cache_dir")
+                            or os.path.join(inloop.download.cache_dir(config), "lpips"), "status.json")
 
 # Where every dataset's YUV files and manifest live (datasets.out): the one place that says so.
 DATA_OUT = config.get("datasets", {}).get("out", "results/data")

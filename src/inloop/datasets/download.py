@@ -1,21 +1,13 @@
-"""Download, verify and safely extract dataset files.
+"""The dataset side of downloading: the lock file of recorded hashes, and safe extraction of archives.
 
-* Fetching and verification go through `pooch <https://www.fatiando.org/pooch>`_
-  (``pooch.retrieve``): the file lands in a temporary name in the target folder,
-  its sha256 is checked, and only then is it moved onto its final name. A
-  failed or mismatched download therefore never leaves a file that looks
-  complete.
-* The transfer itself is :class:`ResumableDownloader`, a pooch downloader built
-  on ``requests`` that keeps the bytes received so far in ``<name>.part`` and
-  continues with an HTTP ``Range`` request after a broken connection (in the
-  same call, up to ``retries`` times, or in a later run).
-* Where a source publishes a checksum (sha256 or md5) and a size, the registry
-  pins them and every file, downloaded or found on disk, is compared with them.
-  Where it publishes none, the first download is *not verified*: the log says
-  so and its sha256 is written to the lock file (``datasets.lock.json`` at the
-  project root, kept under version control, see :class:`HashLock`); every later
-  download must match it. Only a comparison with a published checksum is called
-  "verified" (:class:`Fetched`).
+* Fetching and checking a file is :func:`inloop.download.fetch_file` (pooch, resumable
+  transfers; the package's one download module). Where a source publishes a
+  checksum (sha256 or md5) and a size, the registry pins them and every file,
+  downloaded or found on disk, is compared with them. Where it publishes none,
+  the first download is *not verified*: the log says so and its sha256 is written
+  to the lock file (``datasets.lock.json`` at the project root, kept under version
+  control, see :class:`HashLock`); every later download must match it. Only a
+  comparison with a published checksum is called "verified".
 * :func:`safe_extract` unpacks tar and zip archives after checking every member:
   no absolute paths, no ``..``, no links that point outside the target, no
   device files. The archive is unpacked into a temporary folder that is renamed
@@ -24,10 +16,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import json
-import logging
 import os
 import posixpath
 import secrets
@@ -36,24 +26,15 @@ import stat
 import tarfile
 import zipfile
 from pathlib import Path, PurePosixPath
-from typing import NamedTuple
 
 from ..errors import InloopError
-from ..fsutil import sha256_file, write_json
+from ..fsutil import write_json
 
 LOCK_VERSION = 1
 
 
 class DatasetError(InloopError):
     """A dataset is missing, incomplete or does not match its registry entry."""
-
-
-class DownloadError(DatasetError, RuntimeError):
-    """A transfer failed (network, HTTP status, broken connection)."""
-
-
-class ChecksumError(DownloadError):
-    """A downloaded file's sha256 differs from the registry or the lock file."""
 
 
 class UnsafeArchiveError(DatasetError):
@@ -107,177 +88,6 @@ class HashLock:
             "recorded": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
         write_json(self.path, {"version": LOCK_VERSION, "files": dict(sorted(self.files.items()))})
-
-
-# --------------------------------------------------------------------------- transfer
-
-
-class ResumableDownloader:
-    """A pooch downloader that resumes broken transfers with HTTP Range requests.
-
-    Bytes received so far live in ``partial`` (``<name>.part``: a name that never
-    looks like the finished file). On success the partial file is moved onto
-    the temporary file pooch hands in, and pooch verifies the hash.
-    """
-
-    def __init__(self, partial: str | os.PathLike, retries: int = 3, timeout: float = 60.0,
-                 progressbar: bool = True, chunk_size: int = 1 << 16, desc: str | None = None):
-        self.partial = Path(partial)
-        self.retries = retries
-        self.timeout = timeout
-        self.progressbar = progressbar
-        self.chunk_size = chunk_size
-        self.desc = desc or self.partial.name.removesuffix(".part")
-
-    def __call__(self, url: str, output_file, pooch=None, check_only: bool = False):
-        import requests
-
-        if check_only:  # pooch asks whether the URL exists
-            with requests.head(url, timeout=self.timeout, allow_redirects=True) as r:
-                return r.status_code == 200
-        last: Exception | None = None
-        for _attempt in range(self.retries + 1):
-            try:
-                self._transfer(url)
-                break
-            except DownloadError:
-                raise
-            except (requests.RequestException, OSError, _Incomplete) as exc:
-                last = exc
-        else:
-            raise DownloadError(
-                f"{url}: transfer broke {self.retries + 1} times ({last}); the {self._have()} bytes received "
-                f"are kept in {self.partial} and the next run resumes from there"
-            )
-        os.replace(self.partial, output_file)
-
-    def _have(self) -> int:
-        return self.partial.stat().st_size if self.partial.exists() else 0
-
-    def _transfer(self, url: str) -> None:
-        import requests
-        from tqdm.auto import tqdm
-
-        have = self._have()
-        headers = {"Range": f"bytes={have}-"} if have else {}
-        with requests.get(url, headers=headers, stream=True, timeout=self.timeout) as r:
-            if have and r.status_code == 416:
-                # Our partial is not a prefix the server can continue: start over.
-                self.partial.unlink()
-                raise _Incomplete("server refused the range; restarting from zero")
-            if r.status_code >= 400:
-                raise DownloadError(f"{url}: HTTP {r.status_code} {r.reason}")
-            if have and r.status_code == 206 and r.headers.get("Content-Range", "").startswith(f"bytes {have}-"):
-                mode = "ab"
-            else:  # 200: the server sends everything again
-                mode, have = "wb", 0
-            length = r.headers.get("Content-Length")
-            total = have + int(length) if length is not None else None
-            self.partial.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.partial, mode) as fh, tqdm(
-                total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
-                desc=self.desc, disable=not self.progressbar, leave=False,
-            ) as bar:
-                for block in r.iter_content(chunk_size=self.chunk_size):
-                    fh.write(block)
-                    bar.update(len(block))
-        if total is not None and self._have() != total:
-            raise _Incomplete(f"got {self._have()} of {total} bytes")
-
-
-class _Incomplete(Exception):
-    pass
-
-
-class Fetched(NamedTuple):
-    """What :func:`fetch_file` did: the file, whether it was downloaded now, and what it was checked against."""
-
-    path: Path
-    downloaded: bool
-    check: str          # a sentence for the log
-    verified: bool      # True only when a checksum published by the source was compared
-
-
-def _digest(path: Path, algo: str) -> str:
-    if algo == "sha256":
-        return sha256_file(path)
-    import hashlib
-
-    h = hashlib.new(algo)
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
-def fetch_file(url: str, dest: str | os.PathLike, sha256: str | None = None, *, md5: str | None = None,
-               size: int | None = None, lock: HashLock | None = None, key: str | None = None, retries: int = 3,
-               timeout: float = 60.0, progressbar: bool = True) -> Fetched:
-    """Make ``dest`` a checked copy of ``url``.
-
-    The expected checksum is ``sha256`` or ``md5`` (published by the source: the
-    file is *verified*), else the lock file's sha256 under ``key`` (recorded on an
-    earlier first download), else none: the file is downloaded, its sha256
-    recorded in the lock and the result says plainly that it was not verified.
-    ``size`` (published) is checked too. A file already at ``dest`` that passes is
-    not downloaded again; one of the wrong size or checksum is replaced.
-    """
-    import pooch
-    import requests
-
-    logging.getLogger("pooch").setLevel(logging.WARNING)
-    dest = Path(dest)
-    key = key or dest.name
-    locked = lock.get(key) if lock else None
-    if sha256 or md5:
-        algo, known, source = ("sha256", sha256, "the published sha256") if sha256 else ("md5", md5, "the published md5")
-    elif locked:
-        algo, known, source = "sha256", locked, f"the sha256 recorded in {lock.path} (not a published checksum)"
-    else:
-        algo = known = source = None
-    pinned = bool(sha256 or md5)
-
-    def unverified(path: Path, how: str) -> Fetched:
-        digest = sha256_file(path)
-        where = "not recorded (no lock file)"
-        if lock is not None:
-            lock.record(key, digest, path.stat().st_size, url, verified=False,
-                        note=f"{how}; the source publishes no checksum")
-            where = f"recorded in {lock.path}"
-        return Fetched(path, how == "downloaded", f"NOT verified: the source publishes no checksum; its sha256 "
-                       f"{digest} is {where}, and later copies must match it", False)
-
-    if dest.is_file():
-        have = dest.stat().st_size
-        if size is not None and have != size:
-            logging.getLogger(__name__).warning("%s has %d bytes, the source publishes %d: fetching it again",
-                                                dest, have, size)
-        elif known is None:
-            return unverified(dest, "found on disk")
-        elif _digest(dest, algo) == known:
-            return Fetched(dest, False, f"{'verified: ' if pinned else ''}matches {source}", pinned)
-    downloader = ResumableDownloader(dest.with_name(dest.name + ".part"), retries=retries, timeout=timeout,
-                                     progressbar=progressbar, desc=dest.name)
-    try:
-        pooch.retrieve(url, known_hash=f"{algo}:{known}" if known else None, fname=dest.name,
-                       path=dest.parent, downloader=downloader)
-    except ValueError as exc:  # pooch: hash mismatch (the temporary file is already deleted)
-        with contextlib.suppress(FileNotFoundError):
-            dest.unlink()
-        raise ChecksumError(
-            f"{url}: {algo} does not match {source} ({known}); the download was deleted. "
-            + (f"If the source really changed, delete the entry {key!r} from the lock file and fetch again. "
-               if not pinned else "") + f"({exc})"
-        ) from None
-    except requests.RequestException as exc:
-        raise DownloadError(f"{url}: {exc}") from None
-    if size is not None and dest.stat().st_size != size:
-        got = dest.stat().st_size
-        dest.unlink()
-        raise ChecksumError(f"{url}: {got} bytes, the source publishes {size}; the download was deleted")
-    if known is None:
-        return unverified(dest, "downloaded")
-    return Fetched(dest, True, f"{'verified: ' if pinned else ''}matches {source}", pinned)
 
 
 # --------------------------------------------------------------------------- extraction

@@ -1,7 +1,7 @@
 """Fetching registry datasets: download + check + extract + convert, or check a user-provided folder.
 
 * ``download`` datasets (DIV2K, Flickr2K, Xiph derf, Vimeo-90K): every file is
-  fetched with :func:`~inloop.datasets.download.fetch_file` (resume; the
+  fetched with :func:`~inloop.download.fetch_file` (resume; the
   published checksum and size, else the lock file; the log says which, and
   "NOT verified" where nothing published was compared), archives are unpacked
   with :func:`~inloop.datasets.download.safe_extract`, and items are converted
@@ -29,10 +29,11 @@ import os
 import re
 from pathlib import Path
 
+from ..download import ChecksumError, Fetched, cache_dir, digest, fetch_file
 from ..fsutil import atomic_path, sha256_file
 from ..yuv import YuvFormat, read_y4m_header, yuv_name
-from .demo import Clip, cache_dir
-from .download import DatasetError, HashLock, fetch_file, lock_path, safe_extract
+from .demo import Clip
+from .download import DatasetError, HashLock, lock_path, safe_extract
 from .manifest import manifest_entry, write_manifest
 from .registry import Dataset, RemoteFile, get_dataset
 
@@ -316,8 +317,6 @@ def fetch_dataset(name: str, params: dict, out_root: str | os.PathLike = "result
 
 def _check_local(path: Path, f: RemoteFile, lock: HashLock, name: str):
     """A user's copy of a published file, checked as :func:`fetch_file` checks a download (never moved)."""
-    from .download import ChecksumError, Fetched, _digest
-
     if f.size is not None and path.stat().st_size != f.size:
         raise ChecksumError(f"{path}: {path.stat().st_size} bytes, {f.fname} as published has {f.size}")
     algo, known = ("sha256", f.sha256) if f.sha256 else ("md5", f.md5) if f.md5 else (None, None)
@@ -325,12 +324,12 @@ def _check_local(path: Path, f: RemoteFile, lock: HashLock, name: str):
         known = lock.get(f"{name}/{f.fname}")
         algo = "sha256" if known else None
     if known is None:
-        digest = sha256_file(path)
-        lock.record(f"{name}/{f.fname}", digest, path.stat().st_size, str(path), verified=False,
+        sha = sha256_file(path)
+        lock.record(f"{name}/{f.fname}", sha, path.stat().st_size, str(path), verified=False,
                     note="a local copy; the source publishes no checksum")
-        return Fetched(path, False, f"NOT verified: the source publishes no checksum; its sha256 {digest} is "
+        return Fetched(path, False, f"NOT verified: the source publishes no checksum; its sha256 {sha} is "
                                     f"recorded in {lock.path}", False)
-    have = _digest(path, algo)
+    have = digest(path, algo)
     if have != known:
         raise ChecksumError(f"{path}: {algo} {have}, {f.fname} as published has {known}: not that file")
     pinned = bool(f.sha256 or f.md5)

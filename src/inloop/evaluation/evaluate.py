@@ -57,7 +57,7 @@ def evaluate_point(original: str | os.PathLike, anchor_stats: str | os.PathLike,
 
     ``baseline``: the model-"none" evaluation of the same point; its anchor and
     filters-off measurements are reused instead of being computed again.
-    ``lpips``: an LPIPS metric (:func:`inloop.evaluation.lpips.load_lpips`), or
+    ``lpips``: an LPIPS metric (:func:`inloop.models.lpips.load_lpips`), or
     the reason it is unavailable (a string: recorded as such, never a number),
     or None (not asked for). ``eval_frames``: the frame indices measured (params
     ``evaluate.frames``; None = all), e.g. ``[3]`` for Vimeo-90K's 4th frame.

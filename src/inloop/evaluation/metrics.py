@@ -301,7 +301,7 @@ def evaluate_sequence(
     SSIM and MS-SSIM on RGB (:func:`yuv_to_rgb` with ``rgb_matrix``: the matrix
     the data were converted with, ``datasets.matrix``; PSNR over the three
     channels at 8-bit levels, as CLIC measures its images); with ``lpips``
-    an :class:`inloop.evaluation.lpips.LPIPS` model, LPIPS on RGB. Pass
+    an :class:`inloop.models.lpips.LPIPS` model, LPIPS on RGB. Pass
     ``lpips_unavailable`` (the reason from ``try_load_lpips``) to record LPIPS
     as unavailable instead (``None`` values, the reason in ``notes``).
     SSIM runs in ``dtype`` (float32 by default: within 1e-6 of float64) on

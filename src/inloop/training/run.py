@@ -217,7 +217,7 @@ def _checkpoint_step(path: Path) -> int:
 
 
 # The code a step runs: a change starts a new checkpoint instead of resuming one made by other code.
-TRAINING_CODE = source_hash("training", "models", "evaluation/lpips.py")
+TRAINING_CODE = source_hash("training", "models")
 
 # Settings that do not change what a step computes: a checkpoint made under other
 # values of these is resumed (so raising ``steps`` continues a finished run).

@@ -11,7 +11,7 @@ arabica-perceptual     1     50     5e-2   5e-3
 =====================  ====  =====  =====  ======
 
 * L_1: mean absolute error between the output Y^ and the original Y.
-* L_LPIPS: LPIPS-Alex v0.1 from :mod:`inloop.evaluation.lpips` (never
+* L_LPIPS: LPIPS-Alex v0.1 from :mod:`inloop.models.lpips` (never
   re-implemented here), on [0, 1] images with ``normalize=True``. A plane that
   is not RGB (the usual one-plane luma filter) is fed as grey (repeated to three
   channels); with C != 3 planes each is scored as grey and the scores averaged.
@@ -313,7 +313,7 @@ class SPiLFTask:
     - ``train_params``: the ``train.spilf`` block (see :func:`spilf_config`);
     - ``lpips``: an LPIPS module to use as is (tests); when None and the LPIPS
       weight is > 0 the real weights are loaded with
-      :func:`inloop.evaluation.lpips.load_lpips` (``lpips_params``: the full
+      :func:`inloop.models.lpips.load_lpips` (``lpips_params``: the full
       params, whose ``metrics.lpips`` section says where they are).
 
     Attributes for the run report: ``lpips_available`` (True / False, None
@@ -346,7 +346,7 @@ class SPiLFTask:
         self.lpips_unavailable_reason: str | None = None
         if w["lpips"] > 0:
             if lpips is None:
-                from ..evaluation.lpips import LpipsUnavailable, load_lpips
+                from ..models.lpips import LpipsUnavailable, load_lpips
 
                 try:
                     lpips = load_lpips(lpips_params)

