@@ -1,0 +1,158 @@
+"""What a network costs: parameters, MACs and FLOPs (= 2 x MACs) per pixel and per frame, and the
+memory plan of the one network that has one (NL-ConvLSTM).
+
+MACs are counted by ``torch.utils.flop_counter.FlopCounterMode`` (FLOPs / 2) on fake tensors
+(:func:`count_macs`): shapes only, nothing is computed or allocated, so a 2560x1600 clip through
+NL-ConvLSTM counts in a second. Counted: convolutions (without bias) and matrix products (linear
+layers, NL-ConvLSTM's non-local distances and weighted sums); not counted: pooling, normalisation,
+activations, interpolation and other elementwise operations (the usual kMAC/pixel convention of
+JVET NNVC complexity reports).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from ..errors import InloopError
+from ..lazy import lazy_import
+
+torch = lazy_import("torch")
+
+# The issue's frame sizes (W x H): CTC class D/C/E, 1080p (class B), 2560x1600 (class A).
+SIZES = ("416x240", "832x480", "1280x720", "1920x1080", "2560x1600")
+PROBE = (64, 64)  # (H, W) of the frame a single-frame network's MACs per pixel are counted on
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"1920x1080"`` (W x H) -> ``(H, W)``."""
+    try:
+        w, h = (int(v) for v in str(text).lower().split("x"))
+    except ValueError:
+        raise InloopError(f"frame size {text!r}: expected WxH, e.g. 1920x1080") from None
+    if w < 1 or h < 1:
+        raise InloopError(f"frame size {text!r}: width and height must be positive")
+    return h, w
+
+
+def size_name(hw: tuple[int, int]) -> str:
+    return f"{hw[1]}x{hw[0]}"
+
+
+def _build(arch: str, kwargs: dict) -> torch.nn.Module:
+    from ..models import build_model
+
+    return build_model(arch, **kwargs)
+
+
+def _unwrap(m: torch.nn.Module) -> torch.nn.Module:
+    m = getattr(m, "_orig_mod", m)
+    return getattr(m, "module", m)
+
+
+def _frames(model: torch.nn.Module) -> int:
+    return int(getattr(_unwrap(model), "frames", 1))
+
+
+def _in_channels(model: torch.nn.Module) -> int:
+    return int(getattr(_unwrap(model), "in_channels", 1))
+
+
+def is_clip(model: torch.nn.Module) -> bool:
+    """A network that filters a T-frame clip (NL-ConvLSTM): its cost per pixel grows with the frame."""
+    net = _unwrap(model)
+    return _frames(net) > 1 or bool(getattr(net, "is_clip_model", False))
+
+
+def _padded(hw: tuple[int, int], multiple: int) -> tuple[int, int]:
+    return -(-hw[0] // multiple) * multiple, -(-hw[1] // multiple) * multiple
+
+
+def count_macs(model: torch.nn.Module, shape: tuple[int, ...]) -> float:
+    """MACs of one no-grad forward of ``model`` (eval mode) on an input of ``shape``: the FLOPs
+    ``FlopCounterMode`` counts, halved (it counts a multiply-accumulate as 2 FLOPs), on fake tensors.
+
+    The weights stay where they are; 0-d buffers (NL-ConvLSTM's temperature, read with ``float()``
+    to choose the similarity) enter as constants, so Python code that reads their value runs.
+    """
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.utils.flop_counter import FlopCounterMode
+
+    net = _unwrap(model)
+    scalars = {k: (b.item(), b.dtype) for k, b in net.named_buffers() if b.dim() == 0}
+    device = next(net.parameters()).device
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.no_grad(), FakeTensorMode(allow_non_fake_inputs=True):
+            consts = {k: torch.tensor(v, dtype=dt) for k, (v, dt) in scalars.items()}  # made here: constants
+            x = torch.zeros(shape, device=device)
+            with FlopCounterMode(display=False) as counter:
+                torch.func.functional_call(net, consts, (x,))
+    finally:
+        net.train(was_training)
+    return counter.get_total_flops() / 2
+
+
+def probe_macs_per_pixel(model: torch.nn.Module, probe: tuple[int, int] = PROBE) -> float:
+    """MACs per input pixel of a single-frame network, counted on a ``probe`` = (H, W) frame."""
+    net = _unwrap(model)
+    return count_macs(net, (1, _in_channels(net), *probe)) / (probe[0] * probe[1])
+
+
+def frame_macs(model: torch.nn.Module, hw: tuple[int, int], macs_pp_probe: float | None = None) -> float:
+    """MACs of one output frame of ``hw`` = (H, W): a clip network counted on a whole T-frame clip
+    of that size (its cost grows with the frame: NL-ConvLSTM's non-local matching), others MACs/pixel
+    of a probe (``macs_pp_probe``, else :func:`probe_macs_per_pixel`) x the padded area."""
+    net = _unwrap(model)
+    if is_clip(net):
+        return count_macs(net, (1, _frames(net), _in_channels(net), *hw))
+    if macs_pp_probe is None:
+        macs_pp_probe = probe_macs_per_pixel(net)
+    ph, pw = _padded(hw, int(getattr(net, "pad_multiple", 1)))
+    return macs_pp_probe * ph * pw
+
+
+def model_costs(arch: str, kwargs: dict | None = None, sizes: Iterable[str] = SIZES,
+                probe: tuple[int, int] = PROBE, name: str | None = None) -> dict:
+    """Parameters and MACs / FLOPs per pixel (FLOPs = 2 x MACs; conv and linear layers,
+    and NL-ConvLSTM's non-local matmuls) of a network, overall and at each frame size.
+
+    ``macs_per_pixel`` is :func:`probe_macs_per_pixel` on a ``probe`` frame (H, W) for
+    single-frame networks, the count of the largest size for clip networks; ``per_size`` gives
+    each size (per output pixel of the unpadded frame, and per frame).
+    """
+    from ..models import count_parameters
+
+    kwargs = dict(kwargs or {})
+    model = _build(arch, kwargs)
+    clip = is_clip(model)
+    rows = []
+    probe_mpp = None if clip else probe_macs_per_pixel(model, probe)
+    for s in sizes:
+        hw = parse_size(s)
+        macs = frame_macs(model, hw, probe_mpp)
+        rows.append({"size": size_name(hw), "macs_per_pixel": macs / (hw[0] * hw[1]),
+                     "flops_per_pixel": 2 * macs / (hw[0] * hw[1]), "gmacs_per_frame": macs / 1e9,
+                     "gflops_per_frame": 2 * macs / 1e9})
+    if clip:
+        big = max(rows, key=lambda r: parse_size(r["size"])[0] * parse_size(r["size"])[1]) if rows else None
+        mpp = big["macs_per_pixel"] if big else frame_macs(model, probe) / (probe[0] * probe[1])
+        where = f"{big['size']} (grows with the frame)" if big else size_name(probe)
+    else:
+        mpp, where = probe_mpp, f"{size_name(probe)} probe"
+    return {"model": name or arch, "arch": arch, "kwargs": kwargs, "params": count_parameters(model),
+            "frames": _frames(model), "macs_per_pixel": mpp, "flops_per_pixel": 2 * mpp, "measured_on": where,
+            "per_size": rows}
+
+
+def memory_estimate(model: torch.nn.Module, hw: tuple[int, int]) -> int | None:
+    """Planning estimate (bytes, float32, batch 1, no grad) where one exists: NL-ConvLSTM's."""
+    net = _unwrap(model)
+    if getattr(net, "registry_name", "") != "nlconvlstm" or getattr(net, "mode", "") != "nlconvlstm":
+        return None
+    from ..models import nlconvlstm as nl
+
+    if net.exact:
+        maps = (net.frames + 13) * net.channels * hw[0] * hw[1] * 4
+        return maps + nl.exact_warp_peak_bytes(hw[0], hw[1], 2 * net.channels)
+    return nl.inference_peak_bytes(hw[0], hw[1], net.channels, net.pool, net.topk, net.frames)
