@@ -1,5 +1,6 @@
 # inloop: rule all and the stages' rules (workflow/rules/*.smk); nothing else.
 import inloop.params
+import inloop.paths
 
 
 configfile: "params.yaml"
@@ -13,7 +14,7 @@ inloop.params.check_models(config, "params.yaml with --configfile/--config")
 rule all:
     """The main job: data -> encodes -> patches -> models -> evaluation -> report."""
     input:
-        "results/report/index.html",
+        inloop.paths.REPORT_FILES["html"],
 
 
 include: "workflow/rules/common.smk"

@@ -15,7 +15,7 @@ import pytest
 
 from inloop.codecs import EncodeJob, get_codec
 from inloop.evaluation.allocation import AllocationError, allocate, allocate_rates, budget_bits
-from inloop.evaluation.psnr import mse
+from inloop.psnr import mse
 from inloop.yuv import Frame, YuvFormat, YuvReader, write_yuv
 
 QPS = (22, 27, 32, 37, 42, 47)

@@ -22,6 +22,7 @@ BIN = Path(sys.executable).parent
 COPY = ["Snakefile", "workflow", "envs", "config", "src", "docs/benchmarks", "datasets.lock.json", "dvc.yaml",
         ".dvcignore", ".gitignore", ".dvc/config", ".dvc/.gitignore"]
 PRECIOUS = ["results/models", "results/eval", "results/report"]
+STAGES = ("data", "encode", "patches", "train", "evaluate_codecs", "evaluate", "report")
 
 
 def merge(base: dict, over: dict) -> dict:
@@ -77,7 +78,7 @@ def repo(tmp_path_factory, env):
     git(d, "add", "-A")
     git(d, "commit", "-qm", "tiny")
     out = run(["dvc", "repro"], d, env)
-    for stage in ("data", "encode", "patches", "train", "evaluate", "report"):
+    for stage in STAGES:
         assert f"Running stage '{stage}'" in out
     git(d, "add", "dvc.lock")
     git(d, "commit", "-qm", "dvc repro")
@@ -94,7 +95,7 @@ def test_after_dvc_repro_neither_tool_wants_to_rerun(repo, env):
     assert "Data and pipelines are up to date" in run(["dvc", "status"], repo, env)
     snakemake_has_nothing_to_do(repo, env)
     lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
-    assert set(lock) == {"data", "encode", "patches", "train", "evaluate", "report"}
+    assert set(lock) == set(STAGES)
     assert set(lock["train"]["params"]["params.yaml"]) == {"train", "models", "encode.codec", "encode.configs",
                                                            "encode.qps"}
     assert any(o["path"] == "results/models" for o in lock["train"]["outs"])
@@ -150,8 +151,10 @@ def test_a_training_param_reruns_training_and_what_follows_only(repo, env):
     assert "Stage 'data' didn't change, skipping" in out and "Stage 'encode' didn't change, skipping" in out
     for stage in ("train", "evaluate", "report"):
         assert f"Running stage '{stage}'" in out
-    # patch stores are their own stage: a training setting does not rebuild them (it did, issue #18 item 8)
+    # patch stores are their own stage: a training setting does not rebuild them (it did, issue #18 item 8);
+    # nor does it redo the codec's own evaluations (anchor vs filters off): their own stage too
     assert "Stage 'patches' didn't change, skipping" in out
+    assert "Stage 'evaluate_codecs' didn't change, skipping" in out and "rule evaluate_codec:" not in out
     assert "rule encode:" not in out and "rule data_demo:" not in out and "rule patches:" not in out
     assert mtimes(repo, upstream) == before
     report = json.loads((repo / "results/models/glfusion/x265/ai/qp22/model.json").read_text())
@@ -237,6 +240,7 @@ def test_dvc_exp_run_with_a_training_param_reruns_training_and_what_follows(repo
     out = run(["dvc", "exp", "run", "-S", "train.lr=0.001"], repo, env)
     assert "Stage 'data' didn't change, skipping" in out and "Stage 'encode' didn't change, skipping" in out
     assert "Stage 'patches' didn't change, skipping" in out and "rule patches:" not in out
+    assert "Stage 'evaluate_codecs' didn't change, skipping" in out
     for stage in ("train", "evaluate", "report"):
         assert f"Running stage '{stage}'" in out
     assert "rule encode:" not in out and mtimes(repo, upstream) == before
@@ -245,3 +249,62 @@ def test_dvc_exp_run_with_a_training_param_reruns_training_and_what_follows(repo
     snakemake_has_nothing_to_do(repo, env)
     exps = run(["dvc", "exp", "show", "--csv"], repo, env)
     assert "0.001" in exps
+
+
+def _readme_keys() -> list[str]:
+    """The params keys the README names (`section.key`), that params.yaml holds as a scalar or a list."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    found = set()
+    for key in re.findall(r"`((?:codecs|encode|train|models|evaluate|metrics|report|bdrate|datasets|pipeline)"
+                          r"(?:\.[a-z0-9_]+)+)", (REPO / "README.md").read_text()):
+        node = params
+        for part in key.split("."):
+            node = node.get(part, KeyError) if isinstance(node, dict) else KeyError
+        if node is not KeyError and not isinstance(node, dict):
+            found.add(key)
+    return sorted(found)
+
+
+def test_dvc_set_params_round_trips_every_key_the_readme_names(tmp_path):
+    """`dvc exp run -S key=value` rewrites params.yaml through DVC's own writer (dvc.utils.hydra.apply_overrides)
+    before it runs anything; that rewrite broke the pipeline once (`[off, on]` unquoted -> booleans, issue #18).
+    For every key the README mentions, set it to its own value the way `-S` does: the whole file must still pass
+    the schema and read back equal to params.yaml (the change reaches the stages unchanged in type)."""
+    from dvc.utils.hydra import apply_overrides
+
+    from inloop.params import load_params
+
+    keys = _readme_keys()
+    assert {"train.lr", "train.steps", "bdrate.method", "codecs.x265.preset", "encode.qps"} <= set(keys), keys
+    original = load_params(REPO / "params.yaml")
+    for key in keys:
+        node = original
+        for part in key.split("."):
+            node = node[part]
+        path = tmp_path / "params.yaml"
+        shutil.copy2(REPO / "params.yaml", path)
+        value = json.dumps(node) if isinstance(node, (list, bool)) or node is None else str(node)
+        apply_overrides(str(path), [f"{key}={value}"])
+        assert load_params(path) == original, key
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("key, value, stale", [
+    ("bdrate.method", "pchip", {"report"}),
+    ("metrics.ms_ssim_small", "unavailable", {"evaluate_codecs", "evaluate"}),
+    ("codecs.x265.preset", "faster", {"encode", "report"}),
+    ("train.steps", "25", {"train", "report"}),
+])
+def test_dvc_set_params_make_stale_only_the_stages_that_read_them(repo, env, key, value, stale):
+    """What `dvc exp run -S key=value` would rerun first, read from `dvc status` after DVC's own rewrite of
+    params.yaml: the stages that read the key (the stages after them rerun when their inputs change)."""
+    from dvc.utils.hydra import apply_overrides
+
+    saved = (repo / "params.yaml").read_text()
+    try:
+        apply_overrides(str(repo / "params.yaml"), [f"{key}={value}"])
+        status = json.loads(run(["dvc", "status", "--json"], repo, env))
+    finally:
+        (repo / "params.yaml").write_text(saved)
+    changed = {stage for stage, what in status.items() if "params.yaml" in json.dumps(what)}
+    assert changed == stale, status

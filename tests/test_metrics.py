@@ -22,7 +22,7 @@ import torch
 from inloop.codecs import EncodeJob, get_codec
 from inloop.evaluation.metrics import (MS_SSIM_WEIGHTS, MetricsError, delta, evaluate_delta, evaluate_sequence,
                                        fluctuation, ms_ssim, ms_ssim_scales, ms_ssim_weights, ssim, yuv_to_rgb)
-from inloop.evaluation.psnr import sequence_psnr
+from inloop.psnr import sequence_psnr
 from inloop.yuv import Frame, YuvFormat, read_frames, write_yuv
 
 # The shared fixtures folder ($INLOOP_SHARED or ../shared beside the repository).

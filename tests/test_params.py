@@ -151,7 +151,9 @@ def test_bad_keys_and_values_are_named(path, value, message):
     ({"train": {"stepz": 3}}, "models.glfusion.train (merged over train): stepz: unknown key"),
     ({"train": {"steps": 0}}, "models.glfusion.train (merged over train): steps: 0 is less than the minimum"),
     ({"arch": "glfuzion"}, "models.glfusion.arch: unknown network 'glfuzion'"),
-    ({"train": {"spilf": {"varient": "x"}}}, "models.glfusion.train.spilf.varient: not a SPiLF training parameter"),
+    ({"train": {"spilf": {"varient": "x"}}}, "models.glfusion.train (merged over train): spilf.varient: unknown key"),
+    ({"train": {"spilf": {"lr": 1e-3}}}, "models.glfusion.train (merged over train): spilf.lr: unknown key"),
+    ({"train": {"spilf": {"gan_form": "wgan"}}}, "models.glfusion.train (merged over train): spilf.gan_form: 'wgan' is not one of"),
 ])
 def test_model_blocks_are_checked_before_any_job(block, message):
     import copy

@@ -210,7 +210,7 @@ def test_params_errors_name_the_key():
            ({"weights": {"gan": 1}}, r"train\.spilf\.weights\.gan"),
            ({"weights": {"l1": 0, "struct": 0}}, r"train\.spilf\.weights"),
            ({"stage1_steps": -1}, r"train\.spilf\.stage1_steps"),
-           ({"lr": 0}, r"train\.spilf\.lr"),
+           ({"lr": 1e-3}, r"train\.spilf\.lr: not a SPiLF training parameter.*the learning rate is train\.lr"),
            ({"disc_lr": "fast"}, r"train\.spilf\.disc_lr"),
            ({"plateau_window": 0}, r"train\.spilf\.plateau_window"),
            ({"plateau_patience": 1.5}, r"train\.spilf\.plateau_patience"),
@@ -220,6 +220,32 @@ def test_params_errors_name_the_key():
     for params, match in bad:
         with pytest.raises(ParamsError, match=match):
             spilf_config(params)
+    with pytest.raises(ParamsError, match=r"^train\.lr: "):
+        spilf_config({}, lr=0)
+
+
+def test_one_learning_rate_key_reaches_the_generator():
+    """Issue #21: SPiLF read `train.spilf.lr` while `train.lr` (its identity) was silently ignored. Now the
+    generator's Adam runs at train.lr, and the discriminator's at disc_lr, defaulting to the same."""
+    from inloop.training.run import make_task
+
+    gen = build_model("spilf", channels=4, grad_blocks=1, pixel_units=1, dru_layers=1, growth=4, fusion_units=1,
+                      reduction=2)
+    task = make_task("spilf", gen, TrainConfig(steps=2, lr=3e-3),
+                     {"spilf": {"variant": "arabica", "weights": {"adv": 0.05}}})
+    assert task.opt_g.param_groups[0]["lr"] == 3e-3 and task.opt_d.param_groups[0]["lr"] == 3e-3
+
+
+def test_schema_spilf_block_matches_the_training_code():
+    """The params schema validates `train.spilf` before any job runs; it must name exactly the keys, variants,
+    GAN forms and loss weights inloop.training.spilf accepts."""
+    from inloop.params import _schema
+    from inloop.training.spilf import DEFAULTS, GAN_FORMS, WEIGHT_KEYS
+
+    block = _schema()["properties"]["train"]["properties"]["spilf"]["properties"]
+    assert set(block) == set(DEFAULTS)
+    assert block["variant"]["enum"] == list(VARIANTS) and block["gan_form"]["enum"] == list(GAN_FORMS)
+    assert list(block["weights"]["properties"]) == list(WEIGHT_KEYS)
     with pytest.raises(ParamsError, match=r"models\.spilf\.growth"):
         build_model("spilf", growth=0)
 
@@ -267,7 +293,7 @@ def make_trainer(tmp_path, ckpt: str, steps: int, params: dict):
     seed_everything(0)
     store = synthetic_store(24, 24, seed=1)
     gen = SPiLF(**TINY)
-    task = SPiLFTask(gen, params, lpips_params=no_lpips_params(tmp_path))
+    task = SPiLFTask(gen, params, lpips_params=no_lpips_params(tmp_path), lr=1e-3)
     cfg = TrainConfig(steps=steps, batch_size=4, checkpoint_every=2, val_every=2, log_every=1, device="cpu")
     sampler = PatchSampler(store[:20], cfg.batch_size, 8, "cpu", seed=cfg.seed)
     return Trainer(task, sampler, cfg, tmp_path / ckpt, val_array=store[20:], bitdepth=8,
@@ -276,7 +302,7 @@ def make_trainer(tmp_path, ckpt: str, steps: int, params: dict):
 
 def test_stage_switch_and_bit_exact_resume(tmp_path):
     params = {"variant": "arabica", "weights": {"adv": 0.05}, "stage1_steps": 3, "plateau_window": 1,
-              "plateau_patience": 0, "lr": 1e-3, **TINY_D}
+              "plateau_patience": 0, **TINY_D}
     straight, t1 = make_trainer(tmp_path, "a.pt", 6, params)
     d_init = [p.clone() for p in t1.discriminator.parameters()]
     r1 = straight.run()
@@ -307,7 +333,7 @@ def test_a_few_steps_reduce_l1_on_a_degraded_image():
     torch.manual_seed(0)
     x, y = pair(synthetic_store(8, 32, seed=2))
     net = SPiLF(**{**TINY, "channels": 16, "growth": 8})
-    task = SPiLFTask(net, {"variant": "arabica", "lr": 2e-3, "stage1_steps": 5})
+    task = SPiLFTask(net, {"variant": "arabica", "stage1_steps": 5}, lr=2e-3)
     with torch.no_grad():
         start = F.l1_loss(net(x), y).item()
     hist = [task.train_step((x, y), contextlib.nullcontext)["l1"].item() for _ in range(40)]

@@ -59,7 +59,7 @@ def test_killed_training_resumes_from_its_checkpoint(workdir, tmp_path):
 
 
 def test_trained_model_loads_and_filters(workdir, tmp_path):
-    from inloop.training.run import load_trained
+    from inloop.models.io import load_trained
 
     out = tmp_path / "m.pt"
     r = subprocess.run(train_cmd(workdir, out) + ["--no-mlflow"], capture_output=True, text=True)

@@ -88,7 +88,7 @@ def check_params(params: dict, source: str = "params", complete: bool = True, sc
 def check_models(params: dict, source: str = "params", names: list[str] | None = None) -> None:
     """Every ``train.models`` entry (or ``names``) checked before any job runs: its ``models.<name>`` block resolves
     (:func:`model_spec`: base, configs, qps, frames), its network exists and takes each setting, its train
-    overrides are train settings of the schema, and SPiLF's ``train.spilf`` block is SPiLF's."""
+    overrides are train settings of the schema (SPiLF's ``train.spilf`` block included)."""
     from .models.registry import MODELS, model_kwargs
 
     train_schema = _schema()["properties"]["train"]
@@ -104,10 +104,6 @@ def check_models(params: dict, source: str = "params", names: list[str] | None =
                 raise ParamsError(f"models.{name}.{unknown[0]}: not a parameter of {spec['arch']}; accepted: "
                                   f"{', '.join(accepted)}")
             check_params(spec["train"], f"models.{name}.train (merged over train)", schema=train_schema)
-            if spec["train"].get("spilf") is not None:
-                from .training.spilf import spilf_config
-
-                spilf_config(spec["train"]["spilf"], prefix=f"models.{name}.train.spilf")
         except ParamsError as exc:
             raise ParamsError(f"{source}: {exc}") from None
 

@@ -28,6 +28,10 @@ import numpy as np
 from .errors import YuvError
 from .fsutil import atomic_write
 
+# The planes of a 4:2:0 frame, in file order (what params `train.planes` and metric keys name).
+PLANES = ("y", "u", "v")
+PLANE_INDEX = {p: i for i, p in enumerate(PLANES)}
+
 SUPPORTED_BITDEPTHS = (8, 10, 12, 16)
 
 _NAME_RE = re.compile(

@@ -3,17 +3,14 @@
 
 rule encode:
     input:
-        yuv=f"{DATA_OUT}/{{dataset}}/{{name}}_{{geom}}_420.yuv",
+        yuv=ORIG,
     output:
-        bitstream="results/encoded/{codec}/{cfg}/{filters}/{dataset}/{name}_{geom}_420/qp{qp}.bin",
-        decoded="results/encoded/{codec}/{cfg}/{filters}/{dataset}/{name}_{geom}_420/qp{qp}_{geom}_420.yuv",
-        stats="results/encoded/{codec}/{cfg}/{filters}/{dataset}/{name}_{geom}_420/qp{qp}.json",
-        codec_log="results/encoded/{codec}/{cfg}/{filters}/{dataset}/{name}_{geom}_420/qp{qp}.log",
+        **P.ENCODE_FILES,
     params:
         frames=_clip_frames,
-        code=CODE_ENCODE,
+        code=CODE["encode"],
     log:
-        "results/logs/encode/{codec}/{cfg}/{filters}/{dataset}/{name}_{geom}_420/qp{qp}.log",
+        P.LOG["encode"],
     threads: 1
     resources:
         mem_mb=1000,

@@ -19,13 +19,12 @@ PARAMS_RESOLVED = str(inloop.params.write_resolved(config, ".snakemake/inloop"))
 os.environ.update(INLOOP_PARAMS=PARAMS_RESOLVED)
 
 
+# Where each stage writes, and the package code behind each stage: inloop.paths, the one place.
+import inloop.paths as P
+
 # Hashes of the package code behind each stage, given to its rules as a param: Snakemake
 # reruns a job whose params changed, so a code change reruns that stage and what follows.
-CODE_ENCODE = inloop.params.source_hash("codecs", "bitstream.py", "yuv.py", "evaluation/psnr.py", "evaluation/metrics.py")
-CODE_PATCHES = inloop.params.source_hash("training/patches.py", "yuv.py")
-CODE_TRAIN = inloop.params.source_hash("training", "models")
-CODE_EVALUATE = inloop.params.source_hash("evaluation", "models", "training/run.py", "yuv.py")
-CODE_REPORT = inloop.params.source_hash("reporting", "evaluation/bdrate.py", "evaluation/allocation.py")
+CODE = {stage: inloop.params.source_hash(*files) for stage, files in P.STAGE_CODE.items()}
 
 
 wildcard_constraints:
@@ -46,18 +45,17 @@ LPIPS_STATUS = os.path.join(((config.get("metrics") or {}).get("lpips") or {}).g
                             or os.path.join(inloop.download.cache_dir(config), "lpips"), "status.json")
 
 # Where every dataset's YUV files and manifest live (datasets.out): the one place that says so.
-DATA_OUT = config.get("datasets", {}).get("out", "results/data")
+DATA_OUT = config.get("datasets", {}).get("out", P.DATA)
+CODEC = config["encode"]["codec"]
+ORIG = P.ORIGINAL.replace("{data}", DATA_OUT)  # a clip's original, with wildcards
 
-PIPELINE = config.get("pipeline") or {}
-# Which datasets train which configuration, and which are held out for testing
-# (GL-Fusion IV.A: images for AI, sequences for LDP/RA, the CTC classes for testing).
-TRAIN_DATASETS = PIPELINE.get("train_datasets") or {"ai": ["demo"], "ldp": ["demo"], "ra": ["demo"]}
-TEST_DATASETS = PIPELINE.get("test_datasets") or ["demo"]
-# Manifest splits that train (GL-Fusion IV.A: all 900 DIV2K images, i.e. train + validation).
-TRAIN_SPLITS = PIPELINE.get("train_splits") or ["train"]
-# The decode the networks filter: with the codec's loop filters off (default, the papers' in-loop
-# setting), or on (NL-ConvLSTM on Yang et al.'s data: HM's default LDP, post-processed).
-NET_IN = PIPELINE.get("network_input") or "off"
+# Which datasets train which configuration, which are held out, the manifest splits that train, and
+# the decode the networks filter (params.yaml `pipeline`).
+PIPELINE = config["pipeline"]
+TRAIN_DATASETS = PIPELINE.get("train_datasets") or {cfg: ["demo"] for cfg in ("ai", "ldp", "ra")}
+TEST_DATASETS = PIPELINE["test_datasets"]
+TRAIN_SPLITS = PIPELINE["train_splits"]
+NET_IN = PIPELINE["network_input"]
 DATASETS = sorted({ds for v in TRAIN_DATASETS.values() for ds in v} | set(TEST_DATASETS))
 
 
@@ -77,9 +75,13 @@ def encode_frames(cfg, clip_frames):
     return min(int(config["encode"]["frames"][cfg]), clip_frames)
 
 
-def encoded(dataset, clip, cfg, filters, qp, ext="json"):
-    codec = config["encode"]["codec"]
-    return f"results/encoded/{codec}/{cfg}/{filters}/{dataset}/{clip.stem}/qp{qp}.{ext}"
+def _clip_fields(dataset, clip):
+    """The wildcards of a clip's files: dataset, name and geometry."""
+    return {"dataset": dataset, "name": clip.name, "geom": clip.stem[len(clip.name) + 1 : -len("_420")]}
+
+
+def encoded(dataset, clip, cfg, filters, qp, kind="stats"):
+    return P.fill(P.ENCODE_FILES[kind], codec=CODEC, cfg=cfg, filters=filters, qp=qp, **_clip_fields(dataset, clip))
 
 
 def all_encodes():
@@ -99,16 +101,14 @@ def all_encodes():
 
 
 # ---------------------------------------------------------------- training and evaluation targets
-CODEC = config["encode"]["codec"]
 
 
 def original(dataset, clip):
-    return f"{DATA_OUT}/{dataset}/{clip.stem}.yuv"
+    return P.fill(P.ORIGINAL, data=DATA_OUT, **_clip_fields(dataset, clip))
 
 
 def decoded(dataset, clip, cfg, filters, qp):
-    geom = clip.stem[len(clip.name) + 1 : -len("_420")]
-    return f"results/encoded/{CODEC}/{cfg}/{filters}/{dataset}/{clip.stem}/qp{qp}_{geom}_420.yuv"
+    return encoded(dataset, clip, cfg, filters, qp, "decoded")
 
 
 def train_clips(cfg):
@@ -154,34 +154,32 @@ def encode_qps(cfg):
 
 
 def store_dir(model, cfg, qp):
-    return f"results/patches/{CODEC}/{cfg}/qp{qp}/{inloop.params.store_key(SPECS[model])}"
+    return P.fill(P.PATCHES, codec=CODEC, cfg=cfg, qp=qp, store=inloop.params.store_key(SPECS[model]))
 
 
 def model_file(model, cfg, qp):
-    return f"results/models/{model}/{CODEC}/{cfg}/qp{qp}/model.pt"
+    return P.fill(P.MODEL, model=model, codec=CODEC, cfg=cfg, qp=qp)
 
 
-def eval_file(model, cfg, dataset, clip, qp):
-    return f"results/eval/{model}/{CODEC}/{cfg}/{dataset}/{clip.stem}/qp{qp}.json"
+def codec_evals():
+    """The codec alone (anchor vs filters off) at encode.qps, on every held-out clip."""
+    return [P.fill(P.EVAL_CODEC, codec=CODEC, cfg=cfg, qp=qp, **_clip_fields(ds, clip))
+            for ds in TEST_DATASETS for clip in test_clips(ds)
+            for cfg in encode_configs(clip) for qp in config["encode"]["qps"]]
 
 
-def all_evals():
-    """'none' (anchor vs filters off at encode.qps) and every trained model at its
-    configurations and QPs, on every held-out clip."""
-    out = []
-    for ds in TEST_DATASETS:
-        for clip in test_clips(ds):
-            cfgs = encode_configs(clip)
-            out += [eval_file("none", cfg, ds, clip, qp) for cfg in cfgs for qp in config["encode"]["qps"]]
-            out += [eval_file(m, cfg, ds, clip, qp) for m, cfg, qp in model_points() if cfg in cfgs]
-    return out
+def model_evals():
+    """Every trained model at its configurations and QPs, on every held-out clip."""
+    return [P.fill(P.EVAL_MODEL, model=m, codec=CODEC, cfg=cfg, qp=qp, **_clip_fields(ds, clip))
+            for ds in TEST_DATASETS for clip in test_clips(ds)
+            for m, cfg, qp in model_points() if cfg in encode_configs(clip)]
 
 
 # ---------------------------------------------------------------- input functions of the stages' rules
 # (`snakemake --lint`: functions live here, rules in workflow/rules/<stage>.smk)
 
 # data.smk
-SPLITS_CHECK = "results/checks/splits.json"  # not under DATA_OUT: DVC versions that folder as the data stage's output
+SPLITS_CHECK = f"{P.CHECKS}/splits.json"  # not under DATA_OUT: DVC versions that folder as the data stage's output
 TRAIN_MANIFESTS = sorted({ds for v in TRAIN_DATASETS.values() for ds in v})
 DEMO_CLIPS = inloop.datasets.clips(config, "demo")
 
@@ -235,12 +233,12 @@ def _baseline(wc):
     """The model-'none' evaluation of this point, reused for anchor and decode (only encode.qps have one)."""
     if int(wc.qp) not in config["encode"]["qps"]:
         return []
-    return f"results/eval/none/{wc.codec}/{wc.cfg}/{wc.dataset}/{wc.name}_{wc.geom}_420/qp{wc.qp}.json"
+    return P.fill(P.EVAL_CODEC, **dict(wc.items()))
 
 
 # report.smk
 def _model_reports(wildcards=None):
-    return [model_file(m, cfg, qp).replace("model.pt", "model.json") for m, cfg, qp in model_points()]
+    return [P.fill(P.MODEL_REPORT, model=m, codec=CODEC, cfg=cfg, qp=qp) for m, cfg, qp in model_points()]
 
 
 def _benchmark_files(wildcards=None):

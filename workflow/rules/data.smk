@@ -17,7 +17,7 @@ rule data_demo:
     params:
         out=lambda wc, output: os.path.dirname(os.path.dirname(output.manifest)),
     log:
-        "results/logs/data/demo.log",
+        P.LOG["data"].format(dataset="demo"),
     threads: 1
     resources:
         mem_mb=1000,
@@ -37,7 +37,7 @@ rule data_registry:
     params:
         out=lambda wc, output: os.path.dirname(os.path.dirname(output.manifest)),
     log:
-        "results/logs/data/{dataset}.log",
+        P.LOG["data"],
     threads: 2
     resources:
         mem_mb=2000,
@@ -64,7 +64,7 @@ rule check_splits:
     params:
         splits=TRAIN_SPLITS,
     log:
-        "results/logs/data/check_splits.log",
+        P.LOG["check_splits"],
     threads: 1
     resources:
         mem_mb=1000,
@@ -83,7 +83,7 @@ rule lpips_weights:
     output:
         status=LPIPS_STATUS,
     log:
-        "results/logs/data/lpips.log",
+        P.LOG["lpips"],
     threads: 1
     resources:
         mem_mb=2000,

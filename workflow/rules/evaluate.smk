@@ -1,10 +1,6 @@
 # Evaluate stage: anchor (filters on) vs filters off, and each trained network, on held-out clips.
 
-ENC = "results/encoded/{codec}/{cfg}/{filters}/{dataset}/{name}_{geom}_420/qp{qp}.json"
-ORIG = f"{DATA_OUT}/{{dataset}}/{{name}}_{{geom}}_420.yuv"
-
-
-ruleorder: evaluate_codec > evaluate_model
+ENC = P.ENCODE_FILES["stats"]
 
 
 rule evaluate_codec:
@@ -15,11 +11,11 @@ rule evaluate_codec:
         off=ENC.replace("{filters}", NET_IN),
         lpips=LPIPS_STATUS,
     output:
-        json="results/eval/none/{codec}/{cfg}/{dataset}/{name}_{geom}_420/qp{qp}.json",
+        json=P.EVAL_CODEC,
     params:
-        code=CODE_EVALUATE,
+        code=CODE["evaluate_codecs"],
     log:
-        "results/logs/evaluate/none/{codec}/{cfg}/{dataset}/{name}_{geom}_420/qp{qp}.log",
+        P.LOG["evaluate_codec"],
     threads: 1
     resources:
         mem_mb=2000,
@@ -37,16 +33,14 @@ rule evaluate_model:
         original=ORIG,
         anchor=ENC.replace("{filters}", "on"),
         off=ENC.replace("{filters}", NET_IN),
-        model="results/models/{model}/{codec}/{cfg}/qp{qp}/model.pt",
+        model=P.MODEL,
         baseline=_baseline,
         lpips=LPIPS_STATUS,
     output:
-        json="results/eval/{model}/{codec}/{cfg}/{dataset}/{name}_{geom}_420/qp{qp}.json",
-        enhanced="results/enhanced/{model}/{codec}/{cfg}/{dataset}/{name}_{geom}_420/qp{qp}_{geom}_420.yuv",
-    wildcard_constraints:
-        model=r"(?!none$)[a-z][a-z0-9-]*",  # 'none' is evaluate_codec's: a missing input is then named, not a cycle
+        json=P.EVAL_MODEL,
+        enhanced=P.ENHANCED,
     log:
-        "results/logs/evaluate/{model}/{codec}/{cfg}/{dataset}/{name}_{geom}_420/qp{qp}.log",
+        P.LOG["evaluate_model"],
     threads: 1
     resources:
         mem_mb=4000,
@@ -54,7 +48,7 @@ rule evaluate_model:
         gpu=config.get("evaluate", {}).get("gpus", 0),
     params:
         baseline=lambda wc, input: ["--baseline", input.baseline] if input.baseline else [],
-        code=CODE_EVALUATE,
+        code=CODE["evaluate"],
     conda:
         "../../envs/train.yaml"
     shell:
@@ -64,7 +58,14 @@ rule evaluate_model:
         " > {log:q} 2>&1"
 
 
-rule evaluations:
-    """Every evaluation: anchor vs filters off, and each network (`snakemake evaluations`; DVC stage evaluate)."""
+rule codec_evaluations:
+    """The codec alone: anchor vs filters off (`snakemake codec_evaluations`; DVC stage evaluate_codecs)."""
     input:
-        all_evals(),
+        codec_evals(),
+
+
+rule evaluations:
+    """Every network's evaluation, with the codec's it reuses (`snakemake evaluations`; DVC stage evaluate)."""
+    input:
+        codec_evals(),
+        model_evals(),

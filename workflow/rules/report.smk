@@ -3,20 +3,20 @@
 
 rule report:
     input:
-        evals=all_evals(),
+        evals=codec_evals() + model_evals(),
         models=_model_reports(),
         benchmarks=_benchmark_files(),
     output:
-        html=report("results/report/index.html", category="Report", caption="../report/index.rst"),
-        metrics="results/report/metrics.json",
-        plots=report(directory("results/report/plots"), patterns=["{name}.png"], category="Plots",
+        html=report(P.REPORT_FILES["html"], category="Report", caption="../report/index.rst"),
+        metrics=P.REPORT_FILES["metrics"],
+        plots=report(directory(P.REPORT_FILES["plots"]), patterns=["{name}.png"], category="Plots",
                      caption="../report/plots.rst"),
-        tables=report(directory("results/report/tables"), patterns=["{name}.csv"], category="Tables",
+        tables=report(directory(P.REPORT_FILES["tables"]), patterns=["{name}.csv"], category="Tables",
                       caption="../report/tables.rst"),
     params:
-        code=CODE_REPORT,
+        code=CODE["report"],
     log:
-        "results/logs/report.log",
+        P.LOG["report"],
     threads: 1
     resources:
         mem_mb=2000,
@@ -24,4 +24,4 @@ rule report:
     conda:
         "../../envs/report.yaml"
     shell:
-        "inloop report --eval-dir results/eval --models-dir results/models --out results/report > {log:q} 2>&1"
+        "inloop report > {log:q} 2>&1"  # its defaults: inloop.paths EVAL, MODELS and REPORT

@@ -7,18 +7,16 @@ rule patches:
     input:
         unpack(_patch_inputs),
     output:
-        train="results/patches/{codec}/{cfg}/qp{qp}/{store}/train.npy",
-        val="results/patches/{codec}/{cfg}/qp{qp}/{store}/val.npy",
-        meta="results/patches/{codec}/{cfg}/qp{qp}/{store}/meta.json",
+        **P.PATCH_FILES,
     wildcard_constraints:
         store=r"p\d+-t\d+-[0-9a-f]{6}",
     params:
         store=lambda wc, output: os.path.dirname(output.meta),
         model=lambda wc: STORE_MODEL[wc.store],
         settings=lambda wc: inloop.params.store_settings(SPECS[STORE_MODEL[wc.store]]),
-        code=CODE_PATCHES,
+        code=CODE["patches"],
     log:
-        "results/logs/patches/{codec}/{cfg}/qp{qp}/{store}.log",
+        P.LOG["patches"],
     threads: 1
     resources:
         mem_mb=2000,
@@ -36,15 +34,15 @@ rule train:
         manifests=lambda wc: manifests(TRAIN_DATASETS.get(wc.cfg, [])),
         lpips=LPIPS_STATUS,
     output:
-        model="results/models/{model}/{codec}/{cfg}/qp{qp}/model.pt",
-        report="results/models/{model}/{codec}/{cfg}/qp{qp}/model.json",
+        model=P.MODEL,
+        report=P.MODEL_REPORT,
     params:
         store=lambda wc, input: os.path.dirname(input.meta),
         computes=lambda wc: inloop.params.train_identity(SPECS[wc.model]),  # a change retrains; nothing else does
-        code=CODE_TRAIN,
+        code=CODE["train"],
         launch=train_launcher(),
     log:
-        "results/logs/train/{model}/{codec}/{cfg}/qp{qp}.log",
+        P.LOG["train"],
     # train.threads per training process; with train.gpus > 1 torchrun starts one process per GPU.
     threads: config["train"].get("threads", 2) * max(1, int(config["train"].get("gpus", 0) or 0))
     resources:

@@ -46,7 +46,7 @@ from pathlib import Path
 
 from ..bitstream import rate
 from ..errors import CodecError
-from ..evaluation.psnr import sequence_psnr
+from ..psnr import sequence_psnr
 from ..fsutil import atomic_write, files_equal, write_json
 from ..yuv import YuvFormat, YuvReader, yuv_name
 

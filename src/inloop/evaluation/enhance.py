@@ -26,8 +26,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..errors import InloopError
-from ..training.patches import PLANE_INDEX
-from ..yuv import Frame, YuvFormat, YuvReader, write_yuv
+from ..yuv import PLANE_INDEX, Frame, YuvFormat, YuvReader, write_yuv
 
 
 def _windows(size: int, tile: int, overlap: int, multiple: int) -> list[tuple[int, int, int, int]]:

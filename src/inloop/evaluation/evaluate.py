@@ -105,7 +105,7 @@ def evaluate_point(original: str | os.PathLike, anchor_stats: str | os.PathLike,
     if isinstance(lpips, str):
         result["lpips"] = {"unavailable": lpips}
     if model_path is not None:
-        from ..training.run import load_trained
+        from ..models.io import load_trained
         from .enhance import enhance_file
 
         if enhanced_out is None:

@@ -2,7 +2,7 @@
 
 What is here, and where each definition comes from:
 
-* PSNR: :mod:`inloop.evaluation.psnr` is the project's one definition (per
+* PSNR: :mod:`inloop.psnr` is the project's one definition (per
   plane, YUV-PSNR = (6 Y + U + V) / 8, mean over frames); this module only
   calls it.
 * SSIM (Wang, Bovik, Sheikh, Simoncelli, IEEE TIP 2004) and MS-SSIM (Wang,
@@ -54,9 +54,9 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import InloopError, YuvError
-from ..yuv import YuvFormat, open_video
-from .psnr import PLANES, frame_psnr
+from ..errors import InloopError
+from ..yuv import YuvFormat
+from ..psnr import PLANES, frame_psnr, paired_videos
 
 SSIM_WIN_SIZE = 11
 SSIM_SIGMA = 1.5
@@ -295,8 +295,8 @@ def evaluate_sequence(
     """Per-frame and mean quality of ``test_path`` against the original ``ref_path``.
 
     Both files are read frame by frame through memory maps; ``frames`` limits
-    the comparison to the first N (as :func:`inloop.evaluation.psnr.sequence_psnr`).
-    Always: PSNR per plane and YUV-PSNR (from :mod:`.psnr`). Optionally: SSIM
+    the comparison to the first N (as :func:`inloop.psnr.sequence_psnr`).
+    Always: PSNR per plane and YUV-PSNR (from :mod:`inloop.psnr`). Optionally: SSIM
     and MS-SSIM on Y (``data_range = 2^bitdepth - 1``); with ``rgb=True`` PSNR,
     SSIM and MS-SSIM on RGB (:func:`yuv_to_rgb` with ``rgb_matrix``: the matrix
     the data were converted with, ``datasets.matrix``; PSNR over the three
@@ -318,15 +318,8 @@ def evaluate_sequence(
         raise MetricsError(f"ms_ssim_small must be one of {', '.join(MS_SSIM_SMALL)} "
                            f"(params metrics.ms_ssim_small), got {ms_ssim_small!r}")
     notes: dict = {}
-    with open_video(ref_path, fmt) as ref, open_video(test_path, test_fmt or fmt) as test:
-        rf, tf = ref.fmt, test.fmt
-        if (rf.width, rf.height, rf.bitdepth) != (tf.width, tf.height, tf.bitdepth):
-            raise YuvError(f"{test_path} ({tf.width}x{tf.height}, {tf.bitdepth}-bit) does not match its "
-                           f"reference {ref_path} ({rf.width}x{rf.height}, {rf.bitdepth}-bit)")
-        n = frames if frames is not None else len(test)
-        if n < 1 or n > len(test) or n > len(ref) or (frames is None and len(ref) != len(test)):
-            raise YuvError(f"frame counts do not match: {ref_path} has {len(ref)}, {test_path} has {len(test)}"
-                           + (f", {frames} requested" if frames is not None else ""))
+    with paired_videos(ref_path, test_path, fmt, test_fmt, frames) as (ref, test, n):
+        rf = ref.fmt
         H, W, bd = rf.height, rf.width, rf.bitdepth
         peak = float(rf.max_value)
 

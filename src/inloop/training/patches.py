@@ -34,9 +34,7 @@ from tqdm import tqdm
 
 from ..errors import InloopError
 from ..fsutil import write_json
-from ..yuv import YuvFormat, YuvReader, parse_yuv_name
-
-PLANE_INDEX = {"y": 0, "u": 1, "v": 2}
+from ..yuv import PLANE_INDEX, YuvFormat, YuvReader, parse_yuv_name
 
 
 @dataclass(frozen=True)

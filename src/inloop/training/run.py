@@ -25,7 +25,8 @@ from ..params import JOB_KEYS, source_hash
 from .data import PatchSampler
 from .patches import open_patch_store
 from .tracking import Tracker, git_commit
-from .trainer import RestorationTask, TrainConfig, Trainer, pick_device, seed_everything, torch_load, torch_save
+from ..models.io import load_trained, torch_load, torch_save  # noqa: F401 - load_trained: the CLI's and tests' entry
+from .trainer import RestorationTask, TrainConfig, Trainer, pick_device, seed_everything
 
 TRAIN_KEYS = ("steps", "batch_size", "lr", "checkpoint_every", "val_every", "log_every", "val_batch_size", "seed",
               "device", "amp_bf16", "channels_last", "compile", "deterministic")
@@ -203,7 +204,7 @@ def make_task(arch: str, model: torch.nn.Module, cfg: TrainConfig, train_params:
     if arch == "spilf":
         from .spilf import SPiLFTask
 
-        return SPiLFTask(model, train_params.get("spilf") or {}, lpips_params=params or {})
+        return SPiLFTask(model, train_params.get("spilf") or {}, lpips_params=params or {}, lr=cfg.lr)
     return RestorationTask(model, lr=cfg.lr, loss=train_params.get("loss", "mse"),
                            lr_schedule=train_params.get("lr_schedule", "constant"), steps=cfg.steps,
                            lr_final=float(train_params.get("lr_final", 0.01)))
@@ -257,19 +258,6 @@ def world_size() -> int:
 def _unwrap(m):
     m = getattr(m, "_orig_mod", m)
     return getattr(m, "module", m)
-
-
-def load_trained(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
-    """Rebuild a trained network from its model file; returns ``(model in eval mode, payload)``."""
-    from ..models import build_model
-
-    path = Path(path)
-    if not path.is_file():
-        raise InloopError(f"model file {path} not found; run the train stage first")
-    payload = torch_load(path, "model file", map_location=device)
-    model = build_model(payload["name"], **payload["kwargs"])
-    model.load_state_dict(payload["state_dict"])
-    return model.to(device).eval(), payload
 
 
 def store_fingerprint(store: str | os.PathLike) -> str:

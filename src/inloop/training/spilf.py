@@ -51,7 +51,7 @@ total loss. The discriminator is trained (one Adam step on L_D after each
 generator step, ESRGAN's order) only in stage 2 and only when ``adv > 0``.
 
 Optimisers (section 3.2.3): Adam with betas (0.9, 0.999) for the generator
-(``lr``, paper 1e-4) and the discriminator (``disc_lr``, default = lr). "decreased
+(the run's ``train.lr``, paper 1e-4) and the discriminator (``disc_lr``, default = lr). "decreased
 by a factor of 2 when evaluation performance becomes stable": a
 ``ReduceLROnPlateau(factor=0.5, patience=plateau_patience)`` per optimiser,
 stepped every ``plateau_window`` steps with the mean generator L_1 of that
@@ -78,7 +78,7 @@ in and restores from its checkpoints; the networks and optimisers are in
 
 Params (``train.spilf``; :func:`spilf_config` checks them and names a bad key):
 ``variant``, ``weights: {l1, lpips, adv, struct}`` (any subset; overrides the
-variant's values), ``stage1_steps``, ``lr``, ``disc_lr``, ``plateau_patience``,
+variant's values), ``stage1_steps``, ``disc_lr``, ``plateau_patience``,
 ``plateau_window``, ``gan_form`` (``ragan`` | ``literal``), ``disc_channels``,
 ``disc_layers``.
 """
@@ -114,13 +114,13 @@ WEIGHT_KEYS = ("l1", "lpips", "adv", "struct")
 GAN_FORMS = ("ragan", "literal")
 PLATEAU_FACTOR = 0.5  # section 3.2.3: "decreased by a factor of 2"
 ADAM_BETAS = (0.9, 0.999)  # section 3.2.3
+PAPER_LR = 1e-4  # section 3.2.3; the run's rate is train.lr
 
 DEFAULTS: dict[str, Any] = {
     "variant": "arabica-perceptual",
     "weights": None,
     "stage1_steps": 1000,
-    "lr": 1e-4,             # section 3.2.3
-    "disc_lr": None,        # None: same as lr
+    "disc_lr": None,        # None: the generator's rate (train.lr)
     "plateau_patience": 5,  # windows without improvement before halving
     "plateau_window": 100,  # steps per plateau observation
     "gan_form": "ragan",
@@ -156,12 +156,15 @@ def _positive_float(key: str, value: Any, allow_zero: bool = False) -> float:
     return float(value)
 
 
-def spilf_config(params: dict | None = None, prefix: str = "train.spilf") -> SPiLFConfig:
-    """Check the ``train.spilf`` params (missing keys take :data:`DEFAULTS`); ParamsError names a bad key."""
+def spilf_config(params: dict | None = None, prefix: str = "train.spilf", lr: float = PAPER_LR) -> SPiLFConfig:
+    """Check the ``train.spilf`` params (missing keys take :data:`DEFAULTS`); ParamsError names a bad key.
+    ``lr`` is the generator's learning rate: the run's ``train.lr`` (one key for every network's rate)."""
     params = dict(params or {})
     unknown = sorted(set(params) - set(DEFAULTS))
     if unknown:
-        raise ParamsError(f"{prefix}.{unknown[0]}: not a SPiLF training parameter; accepted: {', '.join(DEFAULTS)}")
+        hint = "; the learning rate is train.lr (models.<name>.train.lr)" if unknown[0] == "lr" else ""
+        raise ParamsError(f"{prefix}.{unknown[0]}: not a SPiLF training parameter; accepted: {', '.join(DEFAULTS)}"
+                          + hint)
     p = {**DEFAULTS, **params}
 
     def key(k: str) -> str:
@@ -179,7 +182,7 @@ def spilf_config(params: dict | None = None, prefix: str = "train.spilf") -> SPi
             weights[k] = _positive_float(f"{key('weights')}.{k}", v, allow_zero=True)
     if weights["l1"] == 0 and weights["struct"] == 0:
         raise ParamsError(f"{key('weights')}: l1 and struct are both 0, so stage 1 (L_1 + L_ST) has nothing to train")
-    lr = _positive_float(key("lr"), p["lr"])
+    lr = _positive_float(prefix.rsplit(".", 1)[0] + ".lr", lr)
     disc_lr = lr if p["disc_lr"] is None else _positive_float(key("disc_lr"), p["disc_lr"])
     return SPiLFConfig(
         variant=variant,
@@ -311,6 +314,7 @@ class SPiLFTask:
     - ``generator``: a :class:`inloop.models.spilf.SPiLF` (possibly DDP/compile
       wrapped; it must accept ``return_gradient=True`` and have ``in_channels``);
     - ``train_params``: the ``train.spilf`` block (see :func:`spilf_config`);
+    - ``lr``: the generator's learning rate (``train.lr``; the discriminator's is ``disc_lr``, default the same);
     - ``lpips``: an LPIPS module to use as is (tests); when None and the LPIPS
       weight is > 0 the real weights are loaded with
       :func:`inloop.models.lpips.load_lpips` (``lpips_params``: the full
@@ -322,8 +326,8 @@ class SPiLFTask:
     """
 
     def __init__(self, generator: nn.Module, train_params: dict | None = None, *, lpips: nn.Module | None = None,
-                 lpips_params: dict | None = None):
-        self.config = cfg = spilf_config(train_params)
+                 lpips_params: dict | None = None, lr: float = PAPER_LR):
+        self.config = cfg = spilf_config(train_params, lr=lr)
         self.generator = generator
         self._bare_generator = _unwrap(generator)
         in_channels = int(getattr(self._bare_generator, "in_channels", 1))

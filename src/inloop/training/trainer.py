@@ -40,7 +40,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..errors import InloopError
-from ..fsutil import atomic_path
+from ..models.io import torch_load, torch_save
 from .data import iterate_pairs
 
 
@@ -103,30 +103,6 @@ def lr_factor(schedule: str, step: int, steps: int, final: float) -> float:
         return 1.0
     t = min(step, steps) / steps
     return final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * t))
-
-
-def torch_save(obj, path: Path, what: str) -> None:
-    """``torch.save`` to ``path`` atomically; a failure (a full disk, an unwritable folder) is one
-    :class:`TrainingError` naming the file, and the previous file stays as it was."""
-    try:
-        with atomic_path(path) as tmp:
-            torch.save(obj, tmp)
-    except (OSError, RuntimeError) as exc:
-        raise TrainingError(f"{path}: could not write the {what} ({str(exc).splitlines()[0]})") from None
-
-
-def torch_load(path: Path, what: str, map_location="cpu") -> dict:
-    """``torch.load`` of a project file (a checkpoint or a model, written by :func:`torch_save`); a truncated,
-    empty or foreign file is one :class:`TrainingError` naming it and what to do."""
-    try:
-        obj = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - pickle, zip and EOF errors all mean "unreadable"
-        why = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise TrainingError(f"{path}: unreadable {what} ({type(exc).__name__}: {why}); "
-                            "delete it and run again") from None
-    if not isinstance(obj, dict):
-        raise TrainingError(f"{path}: not a {what} written by inloop; delete it and run again")
-    return obj
 
 
 class RestorationTask:

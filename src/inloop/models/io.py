@@ -1,0 +1,52 @@
+"""Model and checkpoint files: atomic ``torch.save``, checked ``torch.load``, and rebuilding a
+trained network from its model file (what evaluation, bench and export load)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from ..errors import InloopError
+from ..fsutil import atomic_path
+from .registry import build_model
+
+
+class ModelFileError(InloopError, RuntimeError):
+    """A model or checkpoint file that cannot be written or read."""
+
+
+def torch_save(obj, path: Path, what: str) -> None:
+    """``torch.save`` to ``path`` atomically; a failure (a full disk, an unwritable folder) is one
+    :class:`ModelFileError` naming the file, and the previous file stays as it was."""
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(obj, tmp)
+    except (OSError, RuntimeError) as exc:
+        raise ModelFileError(f"{path}: could not write the {what} ({str(exc).splitlines()[0]})") from None
+
+
+def torch_load(path: Path, what: str, map_location="cpu") -> dict:
+    """``torch.load`` of a project file (a checkpoint or a model, written by :func:`torch_save`); a truncated,
+    empty or foreign file is one :class:`ModelFileError` naming it and what to do."""
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - pickle, zip and EOF errors all mean "unreadable"
+        why = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise ModelFileError(f"{path}: unreadable {what} ({type(exc).__name__}: {why}); "
+                             "delete it and run again") from None
+    if not isinstance(obj, dict):
+        raise ModelFileError(f"{path}: not a {what} written by inloop; delete it and run again")
+    return obj
+
+
+def load_trained(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
+    """Rebuild a trained network from its model file; returns ``(model in eval mode, payload)``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"model file {path} not found; run the train stage first")
+    payload = torch_load(path, "model file", map_location=device)
+    model = build_model(payload["name"], **payload["kwargs"])
+    model.load_state_dict(payload["state_dict"])
+    return model.to(device).eval(), payload

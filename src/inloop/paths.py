@@ -1,0 +1,79 @@
+"""The results tree and the stages: the one place that says where each stage writes and which
+package code each stage runs (docs/design.md, "Layout").
+
+Snakemake's rules (``workflow/rules/*.smk``) take these patterns with their wildcards as
+inputs and outputs; the Snakefile's target lists and the CLI's defaults format them. The
+dataset folder is ``datasets.out`` of params (default :data:`DATA`).
+"""
+
+from __future__ import annotations
+
+RESULTS = "results"
+DATA = f"{RESULTS}/data"  # datasets.out's default: every dataset's YUV files and manifest
+
+# A clip's file stem: name, geometry (WxH_FPSfps_Nbit) and the 4:2:0 sampling (inloop.yuv's naming).
+CLIP = "{name}_{geom}_420"
+ORIGINAL = "{data}/{dataset}/" + CLIP + ".yuv"
+
+# The encode stage: one encode per codec x configuration x loop filters x clip x QP.
+ENCODED = f"{RESULTS}/encoded/{{codec}}/{{cfg}}/{{filters}}/{{dataset}}/{CLIP}/qp{{qp}}"
+ENCODE_FILES = {  # the encode rule's outputs
+    "bitstream": ENCODED + ".bin",
+    "decoded": ENCODED + "_{geom}_420.yuv",
+    "stats": ENCODED + ".json",
+    "codec_log": ENCODED + ".log",
+}
+
+# The patch stores and the trained networks (one per model x configuration x QP).
+PATCHES = f"{RESULTS}/patches/{{codec}}/{{cfg}}/qp{{qp}}/{{store}}"
+PATCH_FILES = {"train": f"{PATCHES}/train.npy", "val": f"{PATCHES}/val.npy", "meta": f"{PATCHES}/meta.json"}
+MODELS = f"{RESULTS}/models"
+MODEL = MODELS + "/{model}/{codec}/{cfg}/qp{qp}/model.pt"
+MODEL_REPORT = MODELS + "/{model}/{codec}/{cfg}/qp{qp}/model.json"  # the training run's record
+
+# The evaluations: the codec alone (anchor with filters on vs filters off: no network) and each
+# trained network, apart, so that DVC versions them as two stages (a training change does not
+# redo the codec's evaluations).
+EVAL = f"{RESULTS}/eval"
+EVAL_CODEC_DIR = f"{EVAL}/codec"
+EVAL_MODELS_DIR = f"{EVAL}/models"
+EVAL_CODEC = EVAL_CODEC_DIR + f"/{{codec}}/{{cfg}}/{{dataset}}/{CLIP}/qp{{qp}}.json"
+EVAL_MODEL = EVAL_MODELS_DIR + f"/{{model}}/{{codec}}/{{cfg}}/{{dataset}}/{CLIP}/qp{{qp}}.json"
+ENHANCED = f"{RESULTS}/enhanced/{{model}}/{{codec}}/{{cfg}}/{{dataset}}/{CLIP}/qp{{qp}}_{{geom}}_420.yuv"
+
+REPORT = f"{RESULTS}/report"
+REPORT_FILES = {"html": f"{REPORT}/index.html", "metrics": f"{REPORT}/metrics.json",
+                "plots": f"{REPORT}/plots", "tables": f"{REPORT}/tables"}
+LOGS = f"{RESULTS}/logs"
+LOG = {  # each rule's log
+    "data": f"{LOGS}/data/{{dataset}}.log",
+    "check_splits": f"{LOGS}/data/check_splits.log",
+    "lpips": f"{LOGS}/data/lpips.log",
+    "encode": f"{LOGS}/encode/{{codec}}/{{cfg}}/{{filters}}/{{dataset}}/{CLIP}/qp{{qp}}.log",
+    "patches": f"{LOGS}/patches/{{codec}}/{{cfg}}/qp{{qp}}/{{store}}.log",
+    "train": f"{LOGS}/train/{{model}}/{{codec}}/{{cfg}}/qp{{qp}}.log",
+    "evaluate_codec": f"{LOGS}/eval/codec/{{codec}}/{{cfg}}/{{dataset}}/{CLIP}/qp{{qp}}.log",
+    "evaluate_model": f"{LOGS}/eval/models/{{model}}/{{codec}}/{{cfg}}/{{dataset}}/{CLIP}/qp{{qp}}.log",
+    "report": f"{LOGS}/report.log",
+}
+CACHE = f"{RESULTS}/cache"  # downloads ($INLOOP_CACHE overrides)
+CHECKPOINTS = f"{RESULTS}/checkpoints"
+CHECKS = f"{RESULTS}/checks"  # the data stage's split check (beside, not in, the data folder DVC versions)
+
+# Stage -> the package code behind it, as paths under src/inloop (files or folders). The rules
+# pass a hash of it as a param (Snakemake reruns a job whose params changed), and dvc.yaml's
+# stages list the same code as deps (tests/test_architecture.py keeps the two equal).
+STAGE_CODE = {
+    "data": ("datasets", "download.py", "yuv.py", "codecs/ffmpeg.py"),
+    "encode": ("codecs", "bitstream.py", "yuv.py", "psnr.py"),
+    "patches": ("training/patches.py", "yuv.py"),
+    "train": ("training", "models", "yuv.py", "download.py"),
+    "evaluate_codecs": ("evaluation", "models", "yuv.py", "psnr.py", "download.py"),
+    "evaluate": ("evaluation", "models", "yuv.py", "psnr.py", "download.py"),
+    "report": ("reporting", "evaluation", "yuv.py", "psnr.py"),
+}
+
+
+def fill(pattern: str, **fields) -> str:
+    """A pattern with every wildcard given (``fill(MODEL, model=..., codec=..., cfg=..., qp=...)``)."""
+    return pattern.format(**fields)
