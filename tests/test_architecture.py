@@ -23,7 +23,7 @@ PKG = SRC / "inloop"
 
 # Lowest first. A module may import its own layer's modules and any layer below.
 LAYERS = [
-    {"errors", "fsutil", "lazy", "paths"},
+    {"errors", "fsutil", "lazy", "paths", "names"},
     {"yuv", "bitstream", "download"},
     {"psnr"},
     {"codecs"},
@@ -139,7 +139,8 @@ def test_every_stage_code_covers_what_its_modules_import():
     would not rerun it): every inloop module reachable from the stage's own code lies inside STAGE_CODE[stage]
     (the low-level modules errors/fsutil/lazy/paths excepted: they hold no computation)."""
     graph = import_graph()
-    exempt = {"inloop.errors", "inloop.fsutil", "inloop.lazy", "inloop.paths", "inloop", "inloop.params"}
+    exempt = {"inloop.errors", "inloop.fsutil", "inloop.lazy", "inloop.paths", "inloop.names", "inloop",
+              "inloop.params"}
 
     def covered(module: str, roots) -> bool:
         rel = module.removeprefix("inloop.").replace(".", "/")
@@ -170,3 +171,16 @@ def test_rules_spell_no_output_path():
             if re.search(r"[\"']results/", code):
                 found.append(f"{f.relative_to(REPO)}:{i}: {line.strip()}")
     assert not found, "\n".join(found)
+
+
+def test_codec_and_configuration_names_are_the_codecs_package():
+    """The schema's codec and configuration names are inloop.codecs' (the rules' wildcards are built from it)."""
+    from inloop.names import CODECS, CONFIGS
+    from inloop.params import _schema
+
+    props = _schema()["properties"]
+    assert props["encode"]["properties"]["codec"]["enum"] == list(CODECS)
+    for where in (props["encode"]["properties"]["configs"]["items"]["enum"],
+                  props["train"]["properties"]["configs"]["items"]["enum"],
+                  props["pipeline"]["properties"]["train_datasets"]["propertyNames"]["enum"]):
+        assert where == list(CONFIGS)

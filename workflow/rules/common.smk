@@ -3,6 +3,7 @@ import os
 import sys
 
 import inloop.datasets
+import inloop.names
 import inloop.download
 import inloop.reporting.benchmarks
 
@@ -31,9 +32,9 @@ wildcard_constraints:
     dataset=r"[A-Za-z0-9-]+",
     name=r"[A-Za-z0-9-]+",
     geom=r"\d+x\d+_[0-9.]+fps_\d+bit",
-    codec=r"x265|hm|vtm|ecm",
-    cfg=r"ai|ldp|ra",
-    filters=r"off|on",
+    codec="|".join(inloop.names.CODECS),
+    cfg="|".join(inloop.names.CONFIGS),
+    filters="|".join(inloop.names.FILTERS),
     qp=r"-?\d+",
     model=r"[a-z][a-z0-9-]*",
 
@@ -52,7 +53,7 @@ ORIG = P.ORIGINAL.replace("{data}", DATA_OUT)  # a clip's original, with wildcar
 # Which datasets train which configuration, which are held out, the manifest splits that train, and
 # the decode the networks filter (params.yaml `pipeline`).
 PIPELINE = config["pipeline"]
-TRAIN_DATASETS = PIPELINE.get("train_datasets") or {cfg: ["demo"] for cfg in ("ai", "ldp", "ra")}
+TRAIN_DATASETS = PIPELINE.get("train_datasets") or {cfg: ["demo"] for cfg in inloop.names.CONFIGS}
 TEST_DATASETS = PIPELINE["test_datasets"]
 TRAIN_SPLITS = PIPELINE["train_splits"]
 NET_IN = PIPELINE["network_input"]

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..lazy import lazy_import
+from ..names import CODECS, CONFIGS
 from .codec import bench_codec, bench_encode_stage
 from .costs import SIZES, model_costs, parse_size
 from .machine import machine_info, resolve_device
@@ -55,12 +56,12 @@ def register(sub) -> None:
     p.add_argument("--profile", action="store_true",
                    help="profiler trace of every case (CUDA: always for cases missing their target)")
     p.add_argument("--codec", action="store_true", help="time encodes of a real clip (x265, or --codec-name)")
-    p.add_argument("--codec-name", default="x265", choices=("x265", "hm", "vtm", "ecm"),
+    p.add_argument("--codec-name", default="x265", choices=tuple(CODECS),
                    help="the codec --codec times (hm, vtm, ecm: binaries from params or INLOOP_<NAME>_*)")
     p.add_argument("--codec-clip", help="clip for --codec (default: results/data/demo/city-a, else the shared fixture)")
     p.add_argument("--codec-frames", type=int, default=8)
     p.add_argument("--codec-qps", type=int, nargs="+", default=[22, 27, 32, 37])
-    p.add_argument("--codec-configs", nargs="+", default=["ai", "ldp", "ra"])
+    p.add_argument("--codec-configs", nargs="+", default=list(CONFIGS), choices=CONFIGS)
     p.add_argument("--encode-stage", action="store_true",
                    help="time `snakemake --cores N encodes` in a clone of HEAD for N in --cores")
     p.add_argument("--cores", type=int, nargs="+", default=[1, 2, 4, 8])

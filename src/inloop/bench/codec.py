@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from ..errors import InloopError
+from ..names import CONFIGS, FILTERS
 from .machine import REPO
 
 
@@ -28,7 +29,7 @@ def default_clip() -> Path | None:
 
 
 def bench_codec(clip: str | os.PathLike | None = None, frames: int | None = 8, qps: Iterable[int] = (22, 27, 32, 37),
-                configs: Iterable[str] = ("ai", "ldp", "ra"), filters: Iterable[str] = ("off", "on"),
+                configs: Iterable[str] = CONFIGS, filters: Iterable[str] = FILTERS,
                 codec: str = "x265", params: dict | None = None, workdir: str | os.PathLike | None = None) -> dict:
     """x265 (or ``codec``) encodes of a real clip, one at a time, as the encode rule runs them:
     per encode the encoder's own time, the wall time of the whole checked encode (encode, decode,

@@ -11,12 +11,15 @@ from __future__ import annotations
 import os
 
 from ..errors import ParamsError
-from .base import CONFIGS, FILTERS, Codec, EncodeJob
+from .. import names
+from ..names import CONFIGS, FILTERS
+from .base import Codec, EncodeJob
 from .hm import HM
 from .vtm import ECM, VTM
 from .x265 import X265
 
-CODECS: dict[str, type[Codec]] = {"x265": X265, "hm": HM, "vtm": VTM, "ecm": ECM}
+CODECS: dict[str, type[Codec]] = {c.name: c for c in (X265, HM, VTM, ECM)}
+assert tuple(CODECS) == names.CODECS, "inloop.names.CODECS lists the codecs' names in this order"
 
 __all__ = ["CODECS", "CONFIGS", "FILTERS", "Codec", "EncodeJob", "get_codec"]
 

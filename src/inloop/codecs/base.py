@@ -48,10 +48,9 @@ from ..bitstream import rate
 from ..errors import CodecError
 from ..psnr import sequence_psnr
 from ..fsutil import atomic_write, files_equal, write_json
+from ..names import CONFIGS, FILTERS
 from ..yuv import YuvFormat, YuvReader, yuv_name
 
-CONFIGS = ("ai", "ldp", "ra")
-FILTERS = ("off", "on")
 
 # Tolerance when comparing an encoder's own per-frame PSNR (printed with 3 or 4
 # decimals) with the project's: rounding alone is below 5e-4 dB.

@@ -43,6 +43,7 @@ import pandas as pd
 
 from ..errors import InloopError
 from ..evaluation.bdrate import MIN_POINTS, BDRateError, bd_metrics
+from ..names import CONFIGS
 
 KEYS = ["model", "codec", "config", "dataset", "sequence"]
 CURVES = ("anchor", "decoded", "enhanced")
@@ -287,7 +288,7 @@ def config_averages(summary: pd.DataFrame, comparison: str = "model_vs_anchor", 
     if s.empty:
         return pd.DataFrame()
     t = s.pivot_table(index=["model", "codec", "dataset"], columns="config", values="bd_rate_pct", aggfunc="first")
-    return t[[c for c in ("ai", "ldp", "ra") if c in t.columns]].reset_index()
+    return t[[c for c in CONFIGS if c in t.columns]].reset_index()
 
 
 def aggregate(source, method: str = "cubic") -> dict:

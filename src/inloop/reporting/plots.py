@@ -25,6 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from ..names import CONFIGS  # noqa: E402
 from ..fsutil import atomic_path  # noqa: E402
 
 FORMATS = ("png", "svg")
@@ -205,7 +206,7 @@ def bd_bar_plot(summary: pd.DataFrame, codec: str, dataset: str, out_dir: str | 
                 & (summary["dataset"] == dataset) & summary["comparison"].isin(["off_vs_anchor", "model_vs_anchor"])]
     if s.empty:
         return None
-    configs = [c for c in ("ai", "ldp", "ra") if c in set(s["config"])]
+    configs = [c for c in CONFIGS if c in set(s["config"])]
     methods = (["none"] if "none" in set(s["model"]) else []) + sorted(m for m in s["model"].unique() if m != "none")
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     width = 0.8 / max(1, len(methods))
