@@ -70,6 +70,20 @@ def test_the_issues_own_probe_a_payload_in_datasets_out_runs_nothing(tmp_path, f
     assert not list(tmp_path.rglob("PWNED"))
 
 
+def test_a_payload_in_the_lpips_cache_dir_runs_nothing(tmp_path):
+    """The other free-form string that reaches a rule's command line (as the lpips_weights rule's output):
+    metrics.lpips.cache_dir. Dataset and model names do too, but the wildcards' patterns refuse `;`, `$`, spaces."""
+    d = _workflow_copy(tmp_path / "wf")
+    cache = "c dir;$(touch PWNED);x"
+    (d / "evil.yaml").write_text(yaml.safe_dump({"metrics": {"lpips": {"cache_dir": cache, "download": False}}}))
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", "--configfile", "evil.yaml", "--",
+                           f"{cache}/status.json"], cwd=d, capture_output=True, text=True)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    status = json.loads((d / cache / "status.json").read_text())
+    assert status["available"] is False and "downloads are off" in status["reason"]
+    assert not list(tmp_path.rglob("PWNED"))
+
+
 def test_another_data_folder_is_used_everywhere(tmp_path):
     """datasets.out is the one place the data live: encodes, evaluation and the split check read it (a
     hard-coded results/data used to make any other value a CyclicGraphException)."""
