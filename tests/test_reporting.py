@@ -219,8 +219,13 @@ def test_tables_written_and_parse(report, agg):
         assert float(avg[f"{SYNTH} {cfg} ΔPSNR-Y (dB)"]) == pytest.approx(0.3)
     md = Path(gl["md"]).read_text()
     lines = [ln for ln in md.splitlines() if ln.startswith("|")]
-    assert len(lines) == 2 + len(rows) and all(ln.count("|") == lines[0].count("|") for ln in lines)
-    assert "n/a" in md  # the 3-QP curve
+    assert all(ln.count("|") == lines[0].count("|") for ln in lines)
+    # the 3-QP curve has no value in any column: the CSV has its row, the Markdown names it below the table
+    assert len(lines) == 2 + len(rows) - 1 and not any("short3qp" in ln for ln in lines)
+    assert "- rows with no value left out: short3qp (the CSV has them)" in md
+    assert [c.strip() for c in lines[0].strip("|").split("|")] == list(rows[0])
+    assert lines[1].startswith("|:-") and lines[1].endswith("-:|")  # label left, numbers right
+    assert [c.strip() for c in lines[-1].strip("|").split("|")][1:4] == [f"{float(avg[c]):.2f}" for c in list(avg)[1:4]]
     for name in ("points", "bd_per_sequence", "bd_summary", "ablation_ai_x265_demo", "nlconvlstm_table4_ldp_x265_demo",
                  "fluctuation_ra_x265_demo", "runtime_x265_demo"):
         assert name in t, name
@@ -232,6 +237,31 @@ def test_tables_written_and_parse(report, agg):
     sp = _read_csv(t["spilf_table2_x265_demo"]["csv"])
     assert [r["Method"] for r in sp] == ["anchor (x265, filters on)", "x265, filters off"]
     assert all("minimum achievable rate" in r["0.3 bpp PSNR-Y ↑"] for r in sp)
+
+
+def test_table_view_leaves_out_what_holds_no_value():
+    """Markdown and HTML show the columns and rows holding data, in order; the CSV (the frame) keeps all."""
+    from inloop.reporting.report import html_table
+    from inloop.reporting.tables import markdown_table, table_view
+
+    df = pd.DataFrame({"QP": [22, 22, 27], "Seq.": ["a", "b", "a"], "m1 AI": [0.1234, math.nan, 0.5],
+                       "m1 LDP": [math.nan] * 3, "m2 AI": [1.0, None, math.nan], "why": ["", "", "n/a (reason)"]})
+    view = table_view(df, 3)
+    assert view["columns"] == ["QP", "Seq.", "m1 AI", "m2 AI", "why"]
+    assert [[c["text"] for c in r] for r in view["rows"]] == [["22", "a", "0.123", "1.000", ""],
+                                                               ["27", "a", "0.500", "n/a", "n/a (reason)"]]
+    assert view["left_out"] == "rows with no value left out: 22 b; columns with no value left out: m1 LDP (the CSV has them)"
+    md = markdown_table(view).splitlines()
+    assert md[0].split("|")[1:-1] == [" QP   ", " Seq.   ", "   m1 AI ", "   m2 AI ", " why          "]
+    assert md[1] == "|:-----|:-------|--------:|--------:|:-------------|" and md[3].endswith("| n/a (reason) |")
+    # a column of labels only (no float column): no row is left out, empty columns still are
+    assert table_view(pd.DataFrame({"a": ["x", "y"], "b": ["", ""]}))["rows"] == [[{"text": "x", "num": False}],
+                                                                                [{"text": "y", "num": False}]]
+    # HTML: escaped text, numbers marked for right alignment
+    h = html_table(pd.DataFrame({"<b>name</b>": ["<script>alert('x')</script> & co"], "v": [1.5]}))
+    assert "<script>" not in h and "<b>" not in h
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; co" in h and "&lt;b&gt;name&lt;/b&gt;" in h
+    assert '<td class="num">1.50</td>' in h
 
 
 def test_spilf_table_rows_supplied():
@@ -293,6 +323,8 @@ def test_index_links_resolve(report):
                 assert str(Path(f).resolve()) in linked, f
     assert "post-processing" in text and "GL-Fusion" in text and "section IV.A" in text
     assert "Claimed vs reproduced" in text
+    assert "transcribed from the papers listed in docs/papers.md" in text and "shared/papers" not in text
+    assert "source: paper 000 (docs/papers.md; source text 000_" in Path(report["claims"]["glfusion_tableVI"]["md"]).read_text()
 
 
 # --------------------------------------------------------------------------- claims

@@ -65,20 +65,83 @@ def _cell(x, digits: int) -> str:
     return s if s.strip() else ""
 
 
-def to_markdown(df: pd.DataFrame, digits: int = 2) -> str:
-    """A GitHub-flavoured Markdown table (no ``tabulate`` dependency); NaN shows as "n/a"."""
-    cols = [str(c) for c in df.columns]
+def _is_number(x) -> bool:
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, (bool, np.bool_))
+
+
+def _holds_nothing(x) -> bool:
+    """No value: None, NaN, an empty string or a bare "n/a" ("n/a (reason)" says why, so it counts as a value)."""
+    if x is None or (_is_number(x) and not math.isfinite(float(x))):
+        return True
+    return isinstance(x, str) and x.strip() in ("", NA)
+
+
+def table_view(df: pd.DataFrame, digits: int = 2) -> dict:
+    """What a rendered table (Markdown and HTML alike) shows of ``df``: the columns and rows that hold data.
+
+    A column none of whose cells holds a value (NaN, None, "" or "n/a") is left out; so is a row none of
+    whose value cells holds one, the value cells being those from the first float column on (the columns
+    before it label the row: sequence, QP, model ...). Column order is kept; the CSV keeps everything.
+    Returns ``{"columns": [names], "rows": [[{"text", "num"}]], "left_out": "the note saying what was
+    left out" or ""}`` with each cell formatted as in the CSV's Markdown twin (``digits`` decimals, NaN as
+    "n/a"); ``num`` marks numbers (right-aligned).
+    """
+    if df.shape[1] == 0:
+        return {"columns": [], "rows": [], "left_out": ""}
+    cells = df.to_numpy(dtype=object)
+    empty = np.array([[_holds_nothing(v) for v in row] for row in cells], dtype=bool).reshape(cells.shape)
+    first_value = next((i for i in range(df.shape[1]) if pd.api.types.is_float_dtype(df.iloc[:, i])), df.shape[1])
+    keep_cols = [i for i in range(df.shape[1]) if len(df) == 0 or not empty[:, i].all()]
+    keep_rows, dropped = [], []
+    for r, row in enumerate(cells):
+        if first_value < df.shape[1] and empty[r, first_value:].all():
+            dropped.append(" ".join(_cell(v, digits) for v in row[:first_value] if not _holds_nothing(v))
+                           or f"row {r + 1}")
+        else:
+            keep_rows.append(r)
+    left_out = []
+    if dropped:
+        left_out.append(f"rows with no value left out: {', '.join(dropped)}")
+    gone = [str(c) for i, c in enumerate(df.columns) if i not in keep_cols]
+    if gone:  # named when few, else counted
+        left_out.append(f"columns with no value left out: {', '.join(gone)}" if len(gone) <= 4 else
+                        f"{len(gone)} columns with no value left out")
+    rows = [[{"text": _cell(cells[r, i], digits), "num": _is_number(cells[r, i])} for i in keep_cols]
+            for r in keep_rows]
+    return {"columns": [str(df.columns[i]) for i in keep_cols], "rows": rows,
+            "left_out": "; ".join(left_out) + " (the CSV has them)" if left_out else ""}
+
+
+def markdown_table(view: dict) -> str:
+    """A :func:`table_view` as a Markdown pipe table (``DataFrame.to_markdown``).
+
+    The first column (the row label) and the columns without a number are left-aligned, the others right-aligned.
+    """
+    import tabulate  # noqa: F401 - DataFrame.to_markdown's engine, imported here so that envs/ declare it
+
     esc = lambda s: s.replace("|", "\\|").replace("\n", " ")  # noqa: E731
-    lines = ["| " + " | ".join(esc(c) for c in cols) + " |",
-             "|" + "|".join("---" if i == 0 else "---:" for i in range(len(cols))) + "|"]
-    for row in df.itertuples(index=False):
-        lines.append("| " + " | ".join(esc(_cell(v, digits)) for v in row) + " |")
-    return "\n".join(lines) + "\n"
+    cols = [esc(c) for c in view["columns"]]
+    if not cols:
+        return ""
+    body = pd.DataFrame([[esc(c["text"]) for c in row] for row in view["rows"]], columns=range(len(cols)))
+    body.columns = cols
+    align = ["left"] + ["right" if any(row[i]["num"] for row in view["rows"]) else "left" for i in range(1, len(cols))]
+    return body.to_markdown(index=False, tablefmt="pipe", colalign=align if len(body) else None,
+                            disable_numparse=True) + "\n"
+
+
+def to_markdown(df: pd.DataFrame, digits: int = 2) -> str:
+    """``df`` as a Markdown table: the columns and rows that hold data (:func:`table_view`), NaN as "n/a"."""
+    return markdown_table(table_view(df, digits))
 
 
 def write_table(df: pd.DataFrame, out_dir: str | os.PathLike, name: str, title: str = "",
                 notes: Sequence[str] = (), digits: int = 2) -> dict:
-    """Write ``{name}.csv`` (full precision) and ``{name}.md`` (title, table, notes) atomically."""
+    """Write ``{name}.csv`` (every row and column, full precision) and ``{name}.md`` (title, table, notes).
+
+    Both atomically. The Markdown table is :func:`table_view`'s (what holds data, ``digits`` decimals), the
+    returned dict carries that view (``view``) for the HTML page.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = out_dir / f"{name}.csv", out_dir / f"{name}.md"
@@ -86,13 +149,15 @@ def write_table(df: pd.DataFrame, out_dir: str | os.PathLike, name: str, title: 
     df.to_csv(buf, index=False)
     with atomic_write(csv_path, "w") as fh:
         fh.write(buf.getvalue())
-    md = (f"## {title}\n\n" if title else "") + to_markdown(df, digits)
-    if notes:
-        md += "\n" + "\n".join(f"- {n}" for n in notes if n) + "\n"
+    view = table_view(df, digits)
+    md = (f"## {title}\n\n" if title else "") + markdown_table(view)
+    lines = [n for n in notes if n] + ([view["left_out"]] if view["left_out"] else [])
+    if lines:
+        md += "\n" + "\n".join(f"- {n}" for n in lines) + "\n"
     with atomic_write(md_path, "w") as fh:
         fh.write(md)
     return {"name": name, "title": title, "csv": csv_path, "md": md_path, "notes": list(notes), "frame": df,
-            "digits": digits}
+            "digits": digits, "view": view}
 
 
 # --------------------------------------------------------------------------- GL-Fusion shapes
@@ -417,6 +482,6 @@ def runtime_table(points: pd.DataFrame) -> pd.DataFrame:
 
 __all__ = [
     "ABLATION_MODES", "SPILF_BPP", "ablation_table", "delta_table", "fluctuation_table", "glfusion_table",
-    "interpolate_at", "nlconvlstm_ablation_table", "runtime_table", "spilf_rows_from_points", "spilf_table",
-    "to_markdown", "write_table",
+    "interpolate_at", "markdown_table", "nlconvlstm_ablation_table", "runtime_table", "spilf_rows_from_points",
+    "spilf_table", "table_view", "to_markdown", "write_table",
 ]
