@@ -1,5 +1,6 @@
-"""MAC counts of the benchmark harness (issue #21): ``FlopCounterMode`` gives the counts the earlier
-forward hooks gave.
+"""MAC counts (issue #21): the one counter, ``inloop.models.costs.count_macs`` (``FlopCounterMode``),
+behind ``inloop.bench``'s costs and the models' ``macs_per_pixel``, gives the counts the earlier
+forward hooks and NL-ConvLSTM's hand count gave (both since removed).
 
 The numbers below were recorded with the hook-based harness (src/inloop/bench.py at 9ff6f27:
 forward hooks on Conv2d / Linear modules on a 64x64 probe, scaled to the padded frame, plus
@@ -12,6 +13,7 @@ weighted sum of the states) as the analytic count did. What neither counts: pool
 activations, interpolation, ``grid_sample``, the squared norms of eq. (7) and other elementwise
 operations; nothing had to be added by hand. The one difference is float rounding of the old path
 (per pixel x area), below 1e-15 relative. The numbers in docs/benchmarks/*.json are checked too.
+tests/test_nlconvlstm.py checks NL-ConvLSTM's non-local matmuls against the hand formulas.
 """
 
 from __future__ import annotations
@@ -76,7 +78,8 @@ def test_nlconvlstm_variants_equal_the_hook_counts(kwargs, macs_416, macs_64):
     net = build_model("nlconvlstm", **kwargs)
     assert bench.frame_macs(net, (240, 416)) == pytest.approx(macs_416, rel=1e-12)
     assert bench.frame_macs(net, (48, 64)) == pytest.approx(macs_64, rel=1e-12)
-    assert bench.frame_macs(net, (48, 64)) == pytest.approx(net.macs_per_pixel((48, 64)) * 48 * 64, rel=1e-12)
+    assert net.macs_per_pixel((48, 64)) * 48 * 64 == pytest.approx(macs_64, rel=1e-12)
+    assert net.macs_per_pixel((240, 416)) * 240 * 416 == pytest.approx(macs_416, rel=1e-12)
 
 
 def test_count_leaves_the_model_as_it_was():

@@ -94,6 +94,10 @@ def test_parameter_counts():
     assert count_parameters(build_model("arcnn")) == 106_448 + 113
     assert 0.5e6 < count_parameters(build_model("dncnn")) < 0.6e6
     assert macs_per_pixel(build_model("vrcnn"), size=(16, 16)) == pytest.approx(54_512)
+    # 'same' convolutions, stride 1: MACs per pixel = the weights (no biases); three planes in and out
+    vrcnn3 = build_model("vrcnn", in_channels=3)
+    weights = sum(p.numel() for n, p in vrcnn3.named_parameters() if n.endswith("weight"))
+    assert macs_per_pixel(vrcnn3, 3, (16, 16)) == weights == 54_512 + 2 * (5 * 5 * 64 + 3 * 3 * 48)
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))

@@ -254,13 +254,18 @@ def test_macs_per_pixel():
     dec = 16 * 8 + 9 * 8 * 8 + 9 * 8 * 1
     conv = 7 * enc + 8 * lstm_step + dec  # 7 frames encoded, 4 steps per direction
     assert NLConvLSTM(mode="convlstm", **kw).macs_per_pixel((32, 32)) == pytest.approx(conv)
+    # 2 directions x 3 warps, their matmuls counted by hand: section 3.3's two stages, and eq. (4) exactly
     m = NLConvLSTM(**kw)
     nb, hw = 64, 32 * 32  # 8 x 8 blocks of 4 x 4
     per_warp = nb * nb * 8 + hw * 2 * 16 * (8 + 16)  # stage 1 + stage 2 (distances, weighted sum of H and C)
-    assert m.nonlocal_macs(32, 32) == 6 * per_warp
-    assert m.macs_per_pixel((32, 32)) == pytest.approx(conv + 6 * per_warp / hw)
+    assert m.macs_per_pixel((32, 32)) == pytest.approx(conv + 6 * per_warp / hw, rel=1e-15)
     assert m.macs_per_pixel((64, 64)) > m.macs_per_pixel((32, 32))  # stage 1 grows with the frame
-    assert NLConvLSTM(exact=True, **kw).nonlocal_macs(32, 32) == 6 * hw * hw * 24
+    exact = NLConvLSTM(exact=True, **kw).macs_per_pixel((32, 32))
+    assert exact == pytest.approx(conv + 6 * hw * hw * 24 / hw, rel=1e-15)
+    # padded to the block grid (30 x 30 -> 32 x 32), per pixel of the unpadded frame; top-k capped at B
+    assert m.macs_per_pixel((30, 30)) * 900 == pytest.approx(conv * hw + 6 * per_warp, rel=1e-15)
+    tiny = NLConvLSTM(**{**kw, "topk": 9}).macs_per_pixel((8, 8))  # 4 blocks: k = 4
+    assert tiny * 64 == pytest.approx(conv * 64 + 6 * (4 * 4 * 8 + 64 * 4 * 16 * 24), rel=1e-15)
 
 
 def test_a_few_adam_steps_reduce_mse():

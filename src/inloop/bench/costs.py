@@ -1,12 +1,10 @@
 """What a network costs: parameters, MACs and FLOPs (= 2 x MACs) per pixel and per frame, and the
 memory plan of the one network that has one (NL-ConvLSTM).
 
-MACs are counted by ``torch.utils.flop_counter.FlopCounterMode`` (FLOPs / 2) on fake tensors
-(:func:`count_macs`): shapes only, nothing is computed or allocated, so a 2560x1600 clip through
-NL-ConvLSTM counts in a second. Counted: convolutions (without bias) and matrix products (linear
-layers, NL-ConvLSTM's non-local distances and weighted sums); not counted: pooling, normalisation,
-activations, interpolation and other elementwise operations (the usual kMAC/pixel convention of
-JVET NNVC complexity reports).
+MACs are counted by the package's one counter, :func:`inloop.models.costs.count_macs`
+(``torch.utils.flop_counter.FlopCounterMode`` on fake tensors; what it counts and what not: that
+module): a single-frame network on a probe, scaled to the padded frame, a clip network (NL-ConvLSTM)
+on the whole T-frame clip of each size.
 """
 
 from __future__ import annotations
@@ -44,68 +42,62 @@ def _build(arch: str, kwargs: dict) -> torch.nn.Module:
     return build_model(arch, **kwargs)
 
 
-def _unwrap(m: torch.nn.Module) -> torch.nn.Module:
-    m = getattr(m, "_orig_mod", m)
-    return getattr(m, "module", m)
+# inloop.models.costs, imported when first used (it imports torch; ``inloop --help`` and codec jobs
+# build this package's parser without it).
 
 
-def _frames(model: torch.nn.Module) -> int:
-    return int(getattr(_unwrap(model), "frames", 1))
+def count_macs(model: torch.nn.Module, shape: tuple[int, ...]) -> float:
+    """:func:`inloop.models.costs.count_macs`: MACs of one no-grad forward on an input of ``shape``."""
+    from ..models import costs
 
-
-def _in_channels(model: torch.nn.Module) -> int:
-    return int(getattr(_unwrap(model), "in_channels", 1))
+    return costs.count_macs(model, shape)
 
 
 def is_clip(model: torch.nn.Module) -> bool:
     """A network that filters a T-frame clip (NL-ConvLSTM): its cost per pixel grows with the frame."""
-    net = _unwrap(model)
-    return _frames(net) > 1 or bool(getattr(net, "is_clip_model", False))
+    from ..models import costs
+
+    return costs.is_clip(model)
+
+
+def _unwrap(m: torch.nn.Module) -> torch.nn.Module:
+    from ..models import costs
+
+    return costs.unwrap(m)
+
+
+def _frames(model: torch.nn.Module) -> int:
+    from ..models import costs
+
+    return costs.model_frames(model)
+
+
+def _in_channels(model: torch.nn.Module) -> int:
+    from ..models import costs
+
+    return costs.model_in_channels(model)
 
 
 def _padded(hw: tuple[int, int], multiple: int) -> tuple[int, int]:
     return -(-hw[0] // multiple) * multiple, -(-hw[1] // multiple) * multiple
 
 
-def count_macs(model: torch.nn.Module, shape: tuple[int, ...]) -> float:
-    """MACs of one no-grad forward of ``model`` (eval mode) on an input of ``shape``: the FLOPs
-    ``FlopCounterMode`` counts, halved (it counts a multiply-accumulate as 2 FLOPs), on fake tensors.
-
-    The weights stay where they are; 0-d buffers (NL-ConvLSTM's temperature, read with ``float()``
-    to choose the similarity) enter as constants, so Python code that reads their value runs.
-    """
-    from torch._subclasses.fake_tensor import FakeTensorMode
-    from torch.utils.flop_counter import FlopCounterMode
-
-    net = _unwrap(model)
-    scalars = {k: (b.item(), b.dtype) for k, b in net.named_buffers() if b.dim() == 0}
-    device = next(net.parameters()).device
-    was_training = net.training
-    net.eval()
-    try:
-        with torch.no_grad(), FakeTensorMode(allow_non_fake_inputs=True):
-            consts = {k: torch.tensor(v, dtype=dt) for k, (v, dt) in scalars.items()}  # made here: constants
-            x = torch.zeros(shape, device=device)
-            with FlopCounterMode(display=False) as counter:
-                torch.func.functional_call(net, consts, (x,))
-    finally:
-        net.train(was_training)
-    return counter.get_total_flops() / 2
-
-
 def probe_macs_per_pixel(model: torch.nn.Module, probe: tuple[int, int] = PROBE) -> float:
     """MACs per input pixel of a single-frame network, counted on a ``probe`` = (H, W) frame."""
-    net = _unwrap(model)
-    return count_macs(net, (1, _in_channels(net), *probe)) / (probe[0] * probe[1])
+    from ..models.costs import macs_per_pixel
+
+    return macs_per_pixel(model, size=probe)
 
 
 def frame_macs(model: torch.nn.Module, hw: tuple[int, int], macs_pp_probe: float | None = None) -> float:
     """MACs of one output frame of ``hw`` = (H, W): a clip network counted on a whole T-frame clip
     of that size (its cost grows with the frame: NL-ConvLSTM's non-local matching), others MACs/pixel
     of a probe (``macs_pp_probe``, else :func:`probe_macs_per_pixel`) x the padded area."""
+    from ..models.costs import input_shape
+
     net = _unwrap(model)
     if is_clip(net):
-        return count_macs(net, (1, _frames(net), _in_channels(net), *hw))
+        return count_macs(net, input_shape(net, hw))
     if macs_pp_probe is None:
         macs_pp_probe = probe_macs_per_pixel(net)
     ph, pw = _padded(hw, int(getattr(net, "pad_multiple", 1)))

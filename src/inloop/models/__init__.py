@@ -14,11 +14,11 @@ from inloop.models.registry import (
     ResidualFilter,
     build_model,
     count_parameters,
-    macs_per_pixel,
     model_kwargs,
     pad_to_multiple,
     register,
 )
+from inloop.models.costs import macs_per_pixel
 from inloop.models import baselines, glfusion, nlconvlstm, spilf  # noqa: E402,F401  (registers the networks)
 from inloop.models.baselines import ARCNN, VRCNN, DnCNN
 from inloop.models.glfusion import GLFusion

@@ -90,6 +90,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from inloop.errors import ParamsError
+from inloop.models.costs import macs_per_pixel
 from inloop.models.registry import ResidualFilter, check_choice, check_int, pad_to_multiple, register
 
 MODES = ("nlconvlstm", "meconvlstm", "convlstm", "single")
@@ -468,54 +469,14 @@ class NLConvLSTM(ResidualFilter):
 
     # -- complexity ------------------------------------------------------------------------
 
-    def nonlocal_macs(self, h: int, w: int) -> int:
-        """Multiply-accumulates of all warps of one forward on an h x w frame (batch 1).
-
-        Per warp: approximate -- stage 1 B^2 C (eq. (5) via (7)), stage 2 HW k p^2 C
-        (pixel distances) + HW k p^2 2C_h (weighted sum of H and C); exact --
-        (HW)^2 C + (HW)^2 2C_h. 2 directions x T warps per forward.
-        """
-        if self.mode != "nlconvlstm":
-            return 0
-        c = self.channels
-        if self.exact:
-            per = (h * w) ** 2 * (c + 2 * c)
-        else:
-            hh, ww = -(-h // self.pool) * self.pool, -(-w // self.pool) * self.pool
-            nb = (hh // self.pool) * (ww // self.pool)
-            k = min(self.topk, nb)
-            per = nb * nb * c + hh * ww * k * self.pool**2 * (c + 2 * c)
-        return per * 2 * (self.frames // 2)
-
-    @torch.no_grad()
     def macs_per_pixel(self, size: tuple[int, int] = (1080, 1920)) -> float:
-        """MACs per output pixel for an ``size`` = (H, W) frame: convolutions (counted with
-        hooks on a small probe clip, scaled to the padded frame) plus the non-local
-        matmuls (:meth:`nonlocal_macs`, which grow with the frame size). The generic
-        ``registry.macs_per_pixel`` feeds a single frame and cannot drive a clip model.
+        """MACs per output pixel for a ``size`` = (H, W) frame, counted on a whole clip of that size
+        (:func:`inloop.models.costs.macs_per_pixel`): the convolutions and the non-local matmuls of
+        every warp -- approximate: stage 1 B^2 C (eq. (5) via (7)), stage 2 HW k p^2 C (pixel
+        distances) + HW k p^2 2C_h (weighted sum of H and C); exact: (HW)^2 C + (HW)^2 2C_h;
+        2 directions x T warps per forward -- which grow with the frame size.
         """
-        h, w = size
-        probe = max(self.pad_multiple, 8)
-        probe = -(-probe // self.pad_multiple) * self.pad_multiple
-        total = 0
-
-        def hook(mod, inp, out):
-            nonlocal total
-            total += out.numel() * mod.kernel_size[0] * mod.kernel_size[1] * mod.in_channels // mod.groups
-
-        hooks = [m.register_forward_hook(hook) for m in self.modules() if isinstance(m, nn.Conv2d)]
-        was_training = self.training
-        self.eval()
-        try:
-            dev = next(self.parameters()).device
-            self(torch.zeros(1, self.frames, self.in_channels, probe, probe, device=dev))
-        finally:
-            for hk in hooks:
-                hk.remove()
-            self.train(was_training)
-        hh, ww = -(-h // self.pad_multiple) * self.pad_multiple, -(-w // self.pad_multiple) * self.pad_multiple
-        conv = total / probe**2 * hh * ww
-        return (conv + self.nonlocal_macs(h, w)) / (h * w)
+        return macs_per_pixel(self, size=size)
 
 
 def inference_peak_bytes(h: int, w: int, channels: int = 64, pool: int = 10, topk: int = 4, frames: int = 7,

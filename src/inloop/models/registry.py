@@ -152,32 +152,3 @@ def conv_bn_relu(cin: int, cout: int, k: int = 3) -> nn.Sequential:
         nn.BatchNorm2d(cout),
         nn.ReLU(inplace=True),
     )
-
-
-@torch.no_grad()
-def macs_per_pixel(model: nn.Module, in_channels: int = 1, size: tuple[int, int] = (64, 64)) -> float:
-    """Multiply-accumulates of all conv / linear layers per input pixel, measured on a ``size`` frame.
-
-    Pooling, BN, activations and interpolation are not counted (the usual
-    kMAC/pixel convention of JVET NNVC complexity reports). FLOPs ~= 2 x MACs.
-    """
-    total = 0
-
-    def hook(mod, inp, out):
-        nonlocal total
-        if isinstance(mod, nn.Conv2d):
-            k = mod.kernel_size[0] * mod.kernel_size[1] * mod.in_channels // mod.groups
-            total += out.numel() * k
-        else:
-            total += out.numel() * mod.in_features
-
-    hooks = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    was_training = model.training
-    model.eval()
-    try:
-        model(torch.zeros(1, in_channels, *size, device=next(model.parameters()).device))
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was_training)
-    return total / (size[0] * size[1])
