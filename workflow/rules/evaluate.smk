@@ -49,6 +49,7 @@ rule evaluate_model:
     params:
         baseline=lambda wc, input: ["--baseline", input.baseline] if input.baseline else [],
         code=CODE["evaluate"],
+        switching=config["evaluate"].get("switching"),  # a change re-evaluates (not on the command line)
     conda:
         "../../envs/train.yaml"
     shell:

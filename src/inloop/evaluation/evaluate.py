@@ -27,6 +27,11 @@ MODES = {
     "ldp": "post-processing (LDP/RA, as GL-Fusion IV.A)",
     "ra": "post-processing (LDP/RA, as GL-Fusion IV.A)",
 }
+SWITCHED_MODES = {  # switching.py: what a switched frame is in each configuration
+    "ai": "in-loop with CTU flags (AI: what an in-loop implementation decodes)",
+    "ldp": "post-filter with CTU flags as side information (references unfiltered)",
+    "ra": "post-filter with CTU flags as side information (references unfiltered)",
+}
 
 
 def _stats(path: str | os.PathLike) -> dict:
@@ -52,7 +57,7 @@ def evaluate_point(original: str | os.PathLike, anchor_stats: str | os.PathLike,
                    enhanced_out: str | os.PathLike | None = None, dataset: str = "", seq_class: str = "",
                    device: str = "cpu", tile: int | None = None, overlap: int = 64,
                    metric_options: dict | None = None, baseline: str | os.PathLike | None = None,
-                   lpips=None, eval_frames: list[int] | None = None) -> dict:
+                   lpips=None, eval_frames: list[int] | None = None, switching: dict | None = None) -> dict:
     """Measure anchor, filters-off decode and (with a model) the enhanced decode; write ``out``.
 
     ``baseline``: the model-"none" evaluation of the same point; its anchor and
@@ -61,6 +66,8 @@ def evaluate_point(original: str | os.PathLike, anchor_stats: str | os.PathLike,
     the reason it is unavailable (a string: recorded as such, never a number),
     or None (not asked for). ``eval_frames``: the frame indices measured (params
     ``evaluate.frames``; None = all), e.g. ``[3]`` for Vimeo-90K's 4th frame.
+    ``switching``: params ``evaluate.switching`` (``enabled``, ``ctu``): with a model, also the CTU-switched
+    reconstruction (:mod:`.switching`), its rate being the filters-off rate plus the flags' bits.
     """
 
     on, off = _stats(anchor_stats), _stats(off_stats)
@@ -125,5 +132,39 @@ def evaluate_point(original: str | os.PathLike, anchor_stats: str | os.PathLike,
         result["model_file"] = str(model_path)
         if "lpips" in opts:
             result["lpips"] = {**(result["lpips"] or {}), "enhanced": ev_enh["mean"]["lpips"]}
+        sw = {"enabled": True, "ctu": None, **(switching or {})}
+        if sw["enabled"]:
+            result.update(_switched(original, off, enhanced_out, fmt, n, opts, eval_frames, result, sw))
     write_json(out, result)
     return result
+
+
+def _switched(original, off: dict, enhanced: str | os.PathLike, fmt: YuvFormat, n: int, opts: dict,
+              eval_frames, result: dict, sw: dict, force: str | None = None) -> dict:
+    """The CTU-switched reconstruction measured like the others; rate = filters-off rate + flag bits."""
+    from .switching import switch_sequence
+
+    tmp = Path(enhanced).with_name(f".{Path(enhanced).name}.switched-{os.getpid()}")
+    try:
+        info = switch_sequence(original, off["decoded"], enhanced, tmp, fmt, off["config"], off["qp"], off["codec"],
+                               off.get("frames_reported"), sw.get("ctu"), force)
+        ev = select_frames(evaluate_sequence(original, tmp, fmt, frames=n, **opts), eval_frames)
+    finally:
+        tmp.unlink(missing_ok=True)
+    extra_kbps = info["flag_bits"] * fmt.fps / n / 1000.0
+    stats = {"kbps": off["kbps"] + extra_kbps, "bpp": off["bpp"] + info["flag_bits"] / (fmt.width * fmt.height * n)}
+    s = _summary(ev, stats)
+    s["switching"] = {
+        "ctu": info["ctu"], "flag_bits": info["flag_bits"], "flag_kbps": extra_kbps,
+        "flag_share_of_rate": extra_kbps / stats["kbps"] if stats["kbps"] else None,
+        "ctus_on_share": info["ctus_on"] / info["ctus"] if info["ctus"] else None,
+        "frames_on": info["frames_on"], "frames": n, "mode": SWITCHED_MODES[off["config"]],
+        "lambda": "HM-16.9 slice lambda (TEncSlice::initEncSlice) for each picture's QP and GOP position",
+        "per_frame": [{k: f[k] for k in ("mode", "bits", "ctus_on", "lambda")} for f in info["per_frame"]],
+    }
+    if "lpips" in opts:
+        s["lpips"] = ev["mean"]["lpips"]
+    dec = result["decoded"]
+    return {"switched": s, "delta_switched": {
+        "psnr_y": s["psnr"]["y"] - dec["psnr"]["y"], "psnr_yuv": s["psnr"]["yuv"] - dec["psnr"]["yuv"],
+        "ssim_y": (s["ssim_y"] - dec["ssim_y"]) if s["ssim_y"] is not None else None}}

@@ -1,0 +1,217 @@
+"""CTU-level switched filtering: the encoder, which has the original, decides per coding tree unit
+whether the network's output is used, and signals it (issue #19).
+
+GL-Fusion IV.A: the filter "can be readily incorporated into the RDO optimization framework using
+the switchable filtering mechanism proposed in [24]" (Ding et al., TCSVT 2020); JVET's NN-based
+loop filters and VVC's ALF signal the same way: a frame-level enable flag and, when it is set, one
+flag per CTU. In AI every frame is intra coded, so a switched frame is exactly what an in-loop
+implementation decodes; in LDP/RA the references stay unfiltered, so it is the post-filter with
+side information (the report says which, as for the unswitched filter).
+
+Per frame three signallings are costed by ``J = D + lambda * R`` and the cheapest is kept:
+
+- filter off: the decoded frame, ``R = 1`` bit (the frame flag, a fixed-length u(1) slice-header
+  flag as VVC's ``slice_alf_enabled_flag``);
+- filter on everywhere: the network's frame, ``R = 1 + flag bits`` of an all-ones CTU map;
+- switched: each CTU in raster order takes the filtered or the decoded samples, whichever costs
+  less with the flag's current adaptive probability, ``R = 1 + flag bits``.
+
+Since the first two are among the candidates, switching is never worse than either input in J.
+
+``D`` is the SSD of every plane over the CTU, in 8-bit units (HM's distortion for higher bit depths
+is scaled down by ``4^(bitdepth - 8)``). ``lambda`` is HM-16.9's slice lambda
+(``TEncSlice::initEncSlice``) for the frame's QP and position in the configuration's GOP:
+``QPFactor * 2^((QP - 12) / 3)``, with ``QPFactor = 0.57 * (1 - min(0.5, 0.05 * (GOPSize - 1)))`` for
+I slices, the GOP entry's ``QPfactor`` of HM's cfg for P/B slices (LDP GOP 4: 0.4624, 0.4624,
+0.4624, 0.578; RA GOP 8: 0.442, 0.3536, 0.3536, 0.68...), times ``clip(2, 4, (QP - 12) / 6)`` for
+frames at GOP depth > 0. Applied to another codec's pictures (x265 on the demo) it is HM's lambda
+for the same QP and picture position, not that encoder's own (a named deviation).
+
+The flags' bits are what an adaptive binary arithmetic coder spends: one context per frame
+(reset at each frame, as CABAC resets its contexts per slice), whose probability is the
+Krichevsky-Trofimov estimate ``p(1) = (n1 + 1/2) / (n + 1)`` of the flags coded so far; a flag
+costs ``-log2 p``. This ideal adaptive code is within ``log2(n)/2 + 1`` bits of the map's empirical
+entropy (Krichevsky and Trofimov, IEEE Trans. IT 1981); CABAC's finite-state probabilities
+(Marpe, Schwarz and Wiegand, TCSVT 2003) approach the same cost. An all-on or all-off map of N
+CTUs costs about ``log2(N)/2 + 1`` bits.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InloopError
+from ..fsutil import atomic_path
+from ..names import CTU_SIZE
+from ..yuv import Frame, YuvFormat, YuvReader, write_yuv
+
+# HM-16.9's cfg files (encoder_lowdelay_P_main.cfg, encoder_randomaccess_main.cfg): GOPSize and the
+# QPfactor of the GOP entry coding each POC modulo GOPSize (the entry with POC = GOPSize codes 0).
+HM_GOP: dict[str, tuple[int, dict[int, float]]] = {
+    "ai": (1, {}),
+    "ldp": (4, {1: 0.4624, 2: 0.4624, 3: 0.4624, 0: 0.578}),
+    "ra": (8, {0: 0.442, 4: 0.3536, 2: 0.3536, 6: 0.3536, 1: 0.68, 3: 0.68, 5: 0.68, 7: 0.68}),
+}
+FRAME_FLAG_BITS = 1.0
+
+
+def gop_depth(poc: int, gop: int) -> int:
+    """HM's hierarchy depth of a picture (TEncSlice::initEncSlice): 0 for POC % GOPSize == 0."""
+    poc %= gop
+    if poc == 0:
+        return 0
+    step, depth, i = gop, 0, gop >> 1
+    while i >= 1:
+        if any(j == poc for j in range(i, gop, step)):
+            return depth + 1
+        step >>= 1
+        depth += 1
+        i >>= 1
+    return depth
+
+
+def hm_lambda(config: str, poc: int, qp: float, slice_type: str = "I") -> float:
+    """HM-16.9's slice lambda for a picture of ``config`` (ai/ldp/ra) at ``poc`` coded at ``qp``."""
+    if config not in HM_GOP:
+        raise InloopError(f"no HM GOP for configuration {config!r}")
+    gop, factors = HM_GOP[config]
+    qp_temp = float(qp) - 12.0
+    if slice_type.upper().startswith("I"):
+        factor = 0.57 * (1.0 - min(0.5, max(0.0, 0.05 * (gop - 1))))
+    else:
+        factor = factors[poc % gop]
+    lam = factor * 2.0 ** (qp_temp / 3.0)
+    if slice_type.upper()[:1] != "I" and gop_depth(poc, gop) > 0:
+        lam *= min(4.0, max(2.0, qp_temp / 6.0))
+    return lam
+
+
+def flag_bits(flags) -> float:
+    """Bits of a binary flag sequence under one adaptive context (Krichevsky-Trofimov estimate)."""
+    n1 = n = 0
+    bits = 0.0
+    for f in flags:
+        p1 = (n1 + 0.5) / (n + 1.0)
+        bits -= math.log2(p1 if f else 1.0 - p1)
+        n1 += bool(f)
+        n += 1
+    return bits
+
+
+def ctu_ssd(ref: Frame, test: Frame, ctu: int, bitdepth: int = 8) -> np.ndarray:
+    """SSD of every plane per CTU (rows x cols of the luma CTU grid), in 8-bit units."""
+    h, w = ref.y.shape
+    rows, cols = -(-h // ctu), -(-w // ctu)
+    out = np.zeros((rows, cols), dtype=np.float64)
+    for k, (r, t) in enumerate(zip(ref, test)):
+        sub = 1 if k == 0 else max(1, ref.y.shape[0] // r.shape[0])
+        size = ctu // sub
+        d = r.astype(np.int64) - t.astype(np.int64)
+        d2 = d * d
+        ph, pw = rows * size - d2.shape[0], cols * size - d2.shape[1]
+        d2 = np.pad(d2, ((0, ph), (0, pw)))
+        out += d2.reshape(rows, size, cols, size).sum(axis=(1, 3), dtype=np.float64)
+    return out / float(4 ** (bitdepth - 8))
+
+
+@dataclass
+class FrameDecision:
+    """What the encoder signals for one frame, and what it costs."""
+
+    mode: str  # "off" | "on" | "switched"
+    flags: np.ndarray | None  # CTU map (rows x cols) when the frame flag is set
+    bits: float  # frame flag + CTU flags
+    distortion: float  # SSD of the chosen reconstruction (8-bit units)
+    cost: float  # distortion + lambda * bits
+    lam: float
+    candidates: dict = field(default_factory=dict)  # mode -> cost, for the report and the tests
+
+    @property
+    def ctus_on(self) -> int:
+        return int(self.flags.sum()) if self.flags is not None else 0
+
+
+def decide(ssd_off: np.ndarray, ssd_on: np.ndarray, lam: float, force: str | None = None) -> FrameDecision:
+    """The cheapest signalling of a frame from its per-CTU SSDs without / with the filter.
+
+    ``force``: ``"on"`` (every CTU filtered, flags still paid) or ``"off"`` (filter off) instead of choosing."""
+    n = ssd_off.size
+    all_on = np.ones(ssd_off.shape, dtype=bool)
+    cands = {
+        "off": FrameDecision("off", None, FRAME_FLAG_BITS, float(ssd_off.sum()), 0.0, lam),
+        "on": FrameDecision("on", all_on, FRAME_FLAG_BITS + flag_bits([1] * n), float(ssd_on.sum()), 0.0, lam),
+    }
+    flags = np.zeros(n, dtype=bool)
+    n1 = 0
+    off_flat, on_flat = ssd_off.ravel(), ssd_on.ravel()
+    for i in range(n):
+        p1 = (n1 + 0.5) / (i + 1.0)
+        j_on = on_flat[i] - lam * math.log2(p1)
+        j_off = off_flat[i] - lam * math.log2(1.0 - p1)
+        flags[i] = j_on < j_off
+        n1 += int(flags[i])
+    flags = flags.reshape(ssd_off.shape)
+    cands["switched"] = FrameDecision("switched", flags, FRAME_FLAG_BITS + flag_bits(flags.ravel()),
+                                      float(np.where(flags, ssd_on, ssd_off).sum()), 0.0, lam)
+    for c in cands.values():
+        c.cost = c.distortion + lam * c.bits
+    costs = {k: c.cost for k, c in cands.items()}
+    best = cands[force] if force else min(cands.values(), key=lambda c: (c.cost, c.bits))
+    best.candidates = costs
+    return best
+
+
+def apply_flags(decoded: Frame, filtered: Frame, flags: np.ndarray | None, ctu: int) -> Frame:
+    """The reconstruction a decoder builds from the CTU map: filtered samples where the flag is set."""
+    if flags is None:
+        return decoded
+    planes = []
+    for k, (d, f) in enumerate(zip(decoded, filtered)):
+        sub = 1 if k == 0 else max(1, decoded.y.shape[0] // d.shape[0])
+        size = ctu // sub
+        mask = np.kron(flags, np.ones((size, size), dtype=bool))[: d.shape[0], : d.shape[1]]
+        planes.append(np.where(mask, f, d))
+    return Frame(*planes)
+
+
+def switch_sequence(original: str | os.PathLike, decoded: str | os.PathLike, filtered: str | os.PathLike,
+                    out: str | os.PathLike, fmt: YuvFormat, config: str, qp: float, codec: str,
+                    pictures: list[dict] | None = None, ctu: int | None = None, force: str | None = None) -> dict:
+    """Decide every frame of ``decoded`` vs the network's ``filtered`` frames against ``original`` and write
+    the switched reconstruction to ``out``. ``pictures``: the encode's per-picture records (``poc``, ``type``,
+    ``qp``; the frame order of the file is display order), for each frame's lambda. Returns the totals:
+    ``flag_bits``, ``ctu``, ``ctus``/``ctus_on``, ``frames_on``, and per frame mode, bits and CTUs on."""
+    ctu = int(ctu or CTU_SIZE[codec])
+    if ctu < 16 or ctu & (ctu - 1):
+        raise InloopError(f"evaluate.switching.ctu={ctu}: a power of two of at least 16")
+    by_frame = {int(p.get("frame", p.get("poc", i))): p for i, p in enumerate(pictures or [])}
+    ref, dec, fil = YuvReader(original, fmt), YuvReader(decoded, fmt), YuvReader(filtered, fmt)
+    n = len(dec)
+    if len(fil) != n or len(ref) < n:
+        raise InloopError(f"{filtered} has {len(fil)} frames, {decoded} {n}, {original} {len(ref)}: they must match")
+    frames, decisions = [], []
+    for i in range(n):
+        pic = by_frame.get(i, {})
+        lam = hm_lambda(config, int(pic.get("poc", i)), float(pic.get("qp", qp)),
+                        "I" if config == "ai" else str(pic.get("type", "I" if i == 0 else "P")))
+        o, d, f = ref[i], dec[i], fil[i]
+        dec_ = decide(ctu_ssd(o, d, ctu, fmt.bitdepth), ctu_ssd(o, f, ctu, fmt.bitdepth), lam, force)
+        decisions.append(dec_)
+        frames.append(apply_flags(d, f, dec_.flags, ctu))
+    with atomic_path(Path(out)) as tmp:
+        write_yuv(tmp, frames, fmt)
+    grid = (-(-fmt.height // ctu)) * (-(-fmt.width // ctu))
+    return {
+        "ctu": ctu,
+        "flag_bits": float(sum(d.bits for d in decisions)),
+        "ctus": grid * n,
+        "ctus_on": sum(d.ctus_on for d in decisions),
+        "frames_on": sum(d.mode != "off" for d in decisions),
+        "per_frame": [{"mode": d.mode, "bits": d.bits, "ctus_on": d.ctus_on, "lambda": d.lam,
+                       "cost": d.cost, "candidates": d.candidates} for d in decisions],
+    }

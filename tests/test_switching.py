@@ -1,0 +1,174 @@
+"""CTU-switched filtering (issue #19): the decision, the flags' cost, HM's lambda, and the evaluation."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from inloop.evaluation.switching import (
+    FRAME_FLAG_BITS,
+    apply_flags,
+    ctu_ssd,
+    decide,
+    flag_bits,
+    gop_depth,
+    hm_lambda,
+    switch_sequence,
+)
+from inloop.yuv import Frame, YuvFormat, write_yuv
+
+
+def _frame(rng, h, w, lo=0, hi=256):
+    return Frame(rng.integers(lo, hi, (h, w), dtype=np.uint8), rng.integers(lo, hi, (h // 2, w // 2), dtype=np.uint8),
+                 rng.integers(lo, hi, (h // 2, w // 2), dtype=np.uint8))
+
+
+def _noisy(rng, f: Frame, sigma: float) -> Frame:
+    return Frame(*[np.clip(p.astype(np.float64) + rng.normal(0, sigma, p.shape), 0, 255).astype(np.uint8) for p in f])
+
+
+def _cost(orig, rec, lam, bits, ctu):
+    return float(ctu_ssd(orig, rec, ctu).sum()) + lam * bits
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_switching_is_never_worse_than_either_input_in_d_plus_lambda_r(seed):
+    """Property (random frames, sizes not multiples of the CTU, random lambdas): the chosen signalling costs at
+    most what the decoded frame alone (1 bit) and the filtered frame everywhere (1 bit + all-on flags) cost, and
+    its reported cost is what its reconstruction really costs."""
+    rng = np.random.default_rng(seed)
+    h, w = int(rng.integers(2, 12)) * 8, int(rng.integers(2, 12)) * 8
+    ctu = int(rng.choice([16, 32, 64]))
+    orig = _frame(rng, h, w)
+    dec, fil = _noisy(rng, orig, rng.uniform(1, 12)), _noisy(rng, orig, rng.uniform(1, 12))
+    lam = float(rng.choice([0.0, 1.0, 57.9, 500.0, 1e5]))
+    d = decide(ctu_ssd(orig, dec, ctu), ctu_ssd(orig, fil, ctu), lam)
+    n = d.candidates and ctu_ssd(orig, dec, ctu).size
+    j_off = _cost(orig, dec, lam, FRAME_FLAG_BITS, ctu)
+    j_on = _cost(orig, fil, lam, FRAME_FLAG_BITS + flag_bits([1] * n), ctu)
+    assert d.cost <= j_off + 1e-6 and d.cost <= j_on + 1e-6
+    rec = apply_flags(dec, fil, d.flags, ctu)
+    assert d.cost == pytest.approx(_cost(orig, rec, lam, d.bits, ctu), rel=1e-12, abs=1e-6)
+
+
+def test_forced_on_is_the_filtered_frame_and_forced_off_the_decoded_one():
+    rng = np.random.default_rng(1)
+    orig = _frame(rng, 48, 80)
+    dec, fil = _noisy(rng, orig, 4), _noisy(rng, orig, 6)
+    on = decide(ctu_ssd(orig, dec, 16), ctu_ssd(orig, fil, 16), 10.0, force="on")
+    rec = apply_flags(dec, fil, on.flags, 16)
+    assert all(np.array_equal(a, b) for a, b in zip(rec, fil))
+    assert on.bits == pytest.approx(1 + flag_bits([1] * 15))
+    off = decide(ctu_ssd(orig, dec, 16), ctu_ssd(orig, fil, 16), 10.0, force="off")
+    assert off.flags is None and off.bits == 1 and apply_flags(dec, fil, off.flags, 16) is dec
+
+
+def test_a_better_filter_everywhere_is_used_everywhere_and_a_worse_one_nowhere():
+    rng = np.random.default_rng(2)
+    orig = _frame(rng, 64, 64)
+    good, bad = _noisy(rng, orig, 1), _noisy(rng, orig, 20)
+    assert decide(ctu_ssd(orig, bad, 16), ctu_ssd(orig, good, 16), 57.9).mode == "on"
+    assert decide(ctu_ssd(orig, good, 16), ctu_ssd(orig, bad, 16), 57.9).mode == "off"
+
+
+def test_the_flags_of_an_all_on_or_all_off_frame_cost_a_few_bits():
+    for n in (1, 4, 15, 40, 510):  # 510: 1080p in 64x64 CTUs
+        for value in (0, 1):
+            bits = flag_bits([value] * n)
+            assert bits == pytest.approx(flag_bits([1 - value] * n))
+            assert bits <= 0.5 * math.log2(n) + 1 + 1e-9, (n, bits)
+    assert flag_bits([1] * 510) < 6
+    # a map without a pattern costs about one bit a flag
+    rng = np.random.default_rng(0)
+    assert 0.9 * 2000 < flag_bits(rng.integers(0, 2, 2000)) < 2000 + 0.5 * math.log2(2000) + 2
+
+
+def test_hm_lambda_follows_hm_16_9():
+    """TEncSlice::initEncSlice with HM-16.9's cfg files."""
+    assert hm_lambda("ai", 0, 32) == pytest.approx(0.57 * 2 ** (20 / 3))
+    assert hm_lambda("ldp", 0, 32, "I") == pytest.approx(0.57 * 0.85 * 2 ** (20 / 3))  # GOPSize 4
+    assert hm_lambda("ra", 0, 32, "I") == pytest.approx(0.57 * 0.65 * 2 ** (20 / 3))  # GOPSize 8
+    assert hm_lambda("ldp", 4, 32, "P") == pytest.approx(0.578 * 2 ** (20 / 3))  # depth 0
+    assert hm_lambda("ldp", 1, 32, "P") == pytest.approx(0.4624 * 2 ** (20 / 3) * (20 / 6))  # depth 2
+    assert hm_lambda("ra", 3, 37, "B") == pytest.approx(0.68 * 2 ** (25 / 3) * 4.0)  # clip(2, 4, 25/6)
+    assert hm_lambda("ra", 2, 22, "B") == pytest.approx(0.3536 * 2 ** (10 / 3) * 2.0)
+    assert [gop_depth(p, 8) for p in range(8)] == [0, 3, 2, 3, 1, 3, 2, 3]
+    assert [gop_depth(p, 4) for p in range(4)] == [0, 2, 1, 2]
+
+
+def test_switch_sequence_writes_what_a_decoder_rebuilds(tmp_path):
+    rng = np.random.default_rng(3)
+    fmt = YuvFormat(80, 48, 8, 30.0)
+    orig = [_frame(rng, 48, 80) for _ in range(3)]
+    dec = [_noisy(rng, f, 5) for f in orig]
+    fil = [Frame(*[np.where(rng.random(p.shape) < 0.5, o, d) for p, o, d in zip(f, fo, fd)])
+           for f, fo, fd in zip(dec, orig, dec)]
+    for name, frames in (("o", orig), ("d", dec), ("f", fil)):
+        write_yuv(tmp_path / f"{name}.yuv", frames, fmt)
+    pics = [{"frame": i, "poc": i, "type": "I" if i == 0 else "P", "qp": 32.0} for i in range(3)]
+    info = switch_sequence(tmp_path / "o.yuv", tmp_path / "d.yuv", tmp_path / "f.yuv", tmp_path / "s.yuv", fmt,
+                           "ldp", 32, "x265", pics, ctu=16)
+    assert info["ctu"] == 16 and info["ctus"] == 3 * 15 and 0 <= info["ctus_on"] <= info["ctus"]
+    assert info["flag_bits"] == pytest.approx(sum(f["bits"] for f in info["per_frame"]))
+    assert [f["lambda"] for f in info["per_frame"]] == pytest.approx(
+        [hm_lambda("ldp", 0, 32, "I"), hm_lambda("ldp", 1, 32, "P"), hm_lambda("ldp", 2, 32, "P")])
+    assert (tmp_path / "s.yuv").stat().st_size == 3 * 80 * 48 * 3 // 2
+    with pytest.raises(Exception, match="power of two"):
+        switch_sequence(tmp_path / "o.yuv", tmp_path / "d.yuv", tmp_path / "f.yuv", tmp_path / "t.yuv", fmt,
+                        "ai", 32, "x265", ctu=48)
+
+
+def _point(tmp_path, cfg="ai", frames=1):
+    """A real x265 encode of a small clip (filters off and on) and a 'network' that is the original blended in."""
+    from inloop.codecs import get_codec
+    from inloop.codecs.base import EncodeJob
+
+    rng = np.random.default_rng(4)
+    fmt = YuvFormat(128, 64, 8, 30.0)
+    base = rng.integers(60, 200, (64, 128)).astype(np.float64)
+    src = [Frame(np.clip(base + rng.normal(0, 25, base.shape), 0, 255).astype(np.uint8),
+                 np.full((32, 64), 128, np.uint8), np.full((32, 64), 128, np.uint8)) for _ in range(frames)]
+    orig = tmp_path / "clip_128x64_30fps_8bit_420.yuv"
+    write_yuv(orig, src, fmt)
+    stats = {}
+    for filt in ("off", "on"):
+        d = tmp_path / filt
+        job = EncodeJob(orig, fmt, frames, 37, cfg, filt)
+        stats[filt] = get_codec("x265").encode(job, d / "qp37.bin", d / "qp37_128x64_30fps_8bit_420.yuv",
+                                                 d / "qp37.json")
+    return orig, fmt, stats
+
+
+def test_evaluation_with_every_flag_forced_on_equals_the_unswitched_result_plus_the_flag_bits(tmp_path):
+    """Issue #19: with all flags forced on, the switched point is today's enhanced point (same reconstruction,
+    same PSNR) at the filters-off rate plus the flag bits; the chosen switching is at least as good in D + lambda R."""
+    from inloop.evaluation.evaluate import _switched
+    from inloop.evaluation.metrics import evaluate_sequence
+    from inloop.yuv import YuvReader
+
+    orig, fmt, stats = _point(tmp_path)
+    off = json.loads((tmp_path / "off" / "qp37.json").read_text())
+    # the 'network': the original on the left half (better than the decode), the decode + 30 on the right (worse)
+    d = YuvReader(off["decoded"], fmt)[0]
+    o = YuvReader(orig, fmt)[0]
+    y = d.y.copy()
+    y[:, :64] = o.y[:, :64]
+    y[:, 64:] = np.clip(d.y[:, 64:].astype(int) + 30, 0, 255).astype(np.uint8)
+    enh = tmp_path / "enh_128x64_30fps_8bit_420.yuv"
+    write_yuv(enh, [Frame(y, d.u, d.v)], fmt)
+    ev_enh = evaluate_sequence(orig, enh, fmt, ssim_y=False, ms_ssim_y=False)
+    ev_off = evaluate_sequence(orig, off["decoded"], fmt, ssim_y=False, ms_ssim_y=False)
+    result = {"decoded": {"psnr": {"y": ev_off["mean"]["psnr_y"], "yuv": ev_off["mean"]["psnr_yuv"]}, "ssim_y": None}}
+    opts = {"ssim_y": False, "ms_ssim_y": False}
+    forced = _switched(orig, off, enh, fmt, 1, opts, None, result, {"ctu": 64}, force="on")["switched"]
+    assert forced["psnr"]["y"] == pytest.approx(ev_enh["mean"]["psnr_y"], abs=1e-12)
+    bits = forced["switching"]["flag_bits"]
+    assert bits == pytest.approx(1 + flag_bits([1, 1]))
+    assert forced["kbps"] == pytest.approx(off["kbps"] + bits * 30 / 1000)
+    chosen = _switched(orig, off, enh, fmt, 1, opts, None, result, {"ctu": 64})
+    sw = chosen["switched"]["switching"]
+    assert sw["per_frame"][0]["mode"] == "switched" and sw["ctus_on_share"] == 0.5  # left CTU on, right CTU off
+    assert chosen["delta_switched"]["psnr_y"] > 0
