@@ -196,7 +196,10 @@ def test_class_and_average_rows():
     from inloop.reporting.tables import glfusion_table
 
     t = glfusion_table(s)
-    assert list(t["Sequence"]) == ["PeopleOnStreet", "Traffic", "Kimono", "Class A", "Class B", "Average"]
+    assert list(t["Sequence"]) == ["PeopleOnStreet", "Traffic", "Kimono", "Class A", "Class B", "Average",
+                                   "Average: 95% bootstrap interval"]
+    lo, hi = map(float, t.iloc[-1]["m AI BD-rate (%)"].strip("[]").split(","))
+    assert -12.0 <= lo < -25.0 / 3 < hi <= -3.0
 
 
 # --------------------------------------------------------------------------- tables and report
@@ -211,7 +214,10 @@ def test_tables_written_and_parse(report, agg):
     t = report["tables"]
     gl = t["glfusion_table6_x265_demo"]
     rows = _read_csv(gl["csv"])
-    assert [r["Sequence"] for r in rows] == ["city_128x96_30fps_8bit_420", "short3qp", "Average"]
+    assert [r["Sequence"] for r in rows] == ["city_128x96_30fps_8bit_420", "short3qp", "Average",
+                                             "Average: 95% bootstrap interval"]
+    assert not any(rows[-1][k] for k in rows[-1] if k != "Sequence")  # one valid clip: no interval
+    rows = rows[:-1]
     avg = rows[-1]
     for cfg in ("AI", "LDP", "RA"):
         v = float(avg[f"filters off {cfg} BD-rate (%)"])
@@ -222,7 +228,7 @@ def test_tables_written_and_parse(report, agg):
     assert all(ln.count("|") == lines[0].count("|") for ln in lines)
     # the 3-QP curve has no value in any column: the CSV has its row, the Markdown names it below the table
     assert len(lines) == 2 + len(rows) - 1 and not any("short3qp" in ln for ln in lines)
-    assert "- rows with no value left out: short3qp (the CSV has them)" in md
+    assert "- rows with no value left out: short3qp, Average: 95% bootstrap interval (the CSV has them)" in md
     assert [c.strip() for c in lines[0].strip("|").split("|")] == list(rows[0])
     assert lines[1].startswith("|:-") and lines[1].endswith("-:|")  # label left, numbers right
     assert [c.strip() for c in lines[-1].strip("|").split("|")][1:4] == [f"{float(avg[c]):.2f}" for c in list(avg)[1:4]]
@@ -413,7 +419,7 @@ def test_report_cli(eval_dir, tmp_path):
     names = sorted(p.name for p in (tmp_path / "rep" / "plots").iterdir())
     assert "rd_x265_ai_demo_city.png" in names and "rd_x265_ai_demo_city.svg" in names
     rows = _read_csv(tmp_path / "rep" / "tables" / "glfusion_table6_x265_demo.csv")
-    assert rows[-1]["Sequence"] == "Average" and float(rows[-1]["filters off AI BD-rate (%)"]) > 0
+    assert rows[-2]["Sequence"] == "Average" and float(rows[-2]["filters off AI BD-rate (%)"]) > 0
 
 
 def test_spilf_rows_allocate_qps_under_each_budget():

@@ -282,6 +282,10 @@ def model_spec(params: dict, name: str) -> dict:
     ``{name, arch, kwargs, train, configs, qps, frames}``; ``frames`` is the
     temporal window (the ``frames`` keyword of clip networks, else 1).
     """
+    base, seed = split_seed(name)
+    if seed and base in ((params.get("train") or {}).get("models") or []) and name not in (params.get("models") or {}):
+        spec = model_spec(params, base)  # another seed of a train.models entry (train.seeds)
+        return {**spec, "name": name, "train": {**spec["train"], "seed": int(seed)}}
     block = _model_block(params, name)
     overrides = block.get("train") or {}
     if not isinstance(overrides, dict):
@@ -301,8 +305,25 @@ def model_spec(params: dict, name: str) -> dict:
 
 
 # The train settings that say which jobs run and what they are given (the model list, the configurations,
-# the job's CPUs / GPUs / memory / time, where checkpoints go), not what one training computes.
-JOB_KEYS = ("models", "configs", "threads", "gpus", "mem_mb", "runtime_min", "checkpoint_dir")
+# the seeds, the job's CPUs / GPUs / memory / time, where checkpoints go), not what one training computes.
+JOB_KEYS = ("models", "configs", "seeds", "threads", "gpus", "mem_mb", "runtime_min", "checkpoint_dir")
+
+SEED_SUFFIX = "-seed"
+
+
+def model_instances(params: dict) -> list[str]:
+    """The networks to train: each ``train.models`` entry once per ``train.seeds`` (default: one, ``train.seed``).
+    The first seed keeps the entry's name; every other seed ``k`` is the instance ``<name>-seed<k>``, which
+    :func:`model_spec` resolves to the entry with ``train.seed: k`` (the report's intervals then cover seeds)."""
+    train = params.get("train") or {}
+    seeds = train.get("seeds") or [train.get("seed", 0)]
+    return [m if i == 0 else f"{m}{SEED_SUFFIX}{int(k)}" for m in train.get("models") or [] for i, k in enumerate(seeds)]
+
+
+def split_seed(name: str) -> tuple[str, str]:
+    """``(entry, seed)`` of a model instance: ``("glfusion", "1")`` for ``glfusion-seed1``, ``(name, "")`` else."""
+    base, sep, seed = str(name).rpartition(SEED_SUFFIX)
+    return (base, seed) if sep and base and seed.isdigit() else (str(name), "")
 
 
 def train_identity(spec: dict) -> dict:

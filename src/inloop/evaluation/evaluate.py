@@ -21,16 +21,12 @@ from ..errors import InloopError
 from ..fsutil import write_json
 from ..yuv import YuvFormat
 from .metrics import evaluate_sequence, select_frames
+from .switching import SWITCHED_MODES
 
 MODES = {
     "ai": "in-loop (AI: every frame intra, equals in-loop filtering)",
     "ldp": "post-processing (LDP/RA, as GL-Fusion IV.A)",
     "ra": "post-processing (LDP/RA, as GL-Fusion IV.A)",
-}
-SWITCHED_MODES = {  # switching.py: what a switched frame is in each configuration
-    "ai": "in-loop with CTU flags (AI: what an in-loop implementation decodes)",
-    "ldp": "post-filter with CTU flags as side information (references unfiltered)",
-    "ra": "post-filter with CTU flags as side information (references unfiltered)",
 }
 
 

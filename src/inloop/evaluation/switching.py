@@ -58,6 +58,11 @@ HM_GOP: dict[str, tuple[int, dict[int, float]]] = {
     "ra": (8, {0: 0.442, 4: 0.3536, 2: 0.3536, 6: 0.3536, 1: 0.68, 3: 0.68, 5: 0.68, 7: 0.68}),
 }
 FRAME_FLAG_BITS = 1.0
+SWITCHED_MODES = {  # what a switched frame is in each configuration (the report says it)
+    "ai": "in-loop with CTU flags (AI: what an in-loop implementation decodes)",
+    "ldp": "post-filter with CTU flags as side information (references unfiltered)",
+    "ra": "post-filter with CTU flags as side information (references unfiltered)",
+}
 
 
 def gop_depth(poc: int, gop: int) -> int:

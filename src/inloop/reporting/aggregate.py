@@ -16,6 +16,10 @@ Three comparisons per (model, codec, config, dataset, sequence), each on luma
 ``off_vs_anchor``
     the filters-off decode against the anchor: what switching the codec's filters
     off costs. Stored once per sequence under ``model = "none"``.
+``switched_vs_anchor``, ``switched_vs_off``
+    the CTU-switched reconstruction (:mod:`inloop.evaluation.switching`: the network
+    where it pays in D + lambda R, its flags' bits in the rate) against the anchor and
+    against the filters-off decode.
 
 The enhanced curve has the rate of the filters-off bitstream (the filter costs
 no bits). BD-rate and BD-PSNR come from :func:`inloop.evaluation.bdrate.bd_metrics`
@@ -25,10 +29,16 @@ gives NaN and the :class:`~inloop.evaluation.bdrate.BDRateError` message in
 ``note``; nothing is dropped.
 
 Averages follow GL-Fusion's tables: a class row is the mean over the class's
-sequences, the "Average" row the mean over all sequences (GL-Fusion Table II,
+sequences, the "Average" row the mean over all sequences (with several training seeds,
+``train.seeds``, a sequence's value is the mean over its seeds) (GL-Fusion Table II,
 Fusion column: the mean of its 18 sequences is -13.56, printed -13.55; the mean
 of its five class rows would be -13.96). Demo clips have no CTC class, so they
 only get the "Average" row.
+
+Every "Average" BD-rate, BD-PSNR and mean delta-PSNR carries a bootstrap interval
+(``*_ci_low``, ``*_ci_high``; :func:`bootstrap_interval`): the clips are resampled with
+replacement and, with several seeds, a seed within each resampled clip, so the interval
+covers the spread over clips and seeds (params ``report.bootstrap``: resamples, seed, level).
 """
 
 from __future__ import annotations
@@ -39,15 +49,18 @@ import os
 from pathlib import Path
 from typing import Iterable
 
+import numpy as np
 import pandas as pd
 
 from ..errors import InloopError
 from ..evaluation.bdrate import MIN_POINTS, BDRateError, bd_metrics
 from ..names import CONFIGS
+from ..params import split_seed
 
-KEYS = ["model", "codec", "config", "dataset", "sequence"]
-CURVES = ("anchor", "decoded", "enhanced")
-COMPARISONS = ("model_vs_anchor", "model_vs_off", "off_vs_anchor")
+KEYS = ["model", "codec", "config", "dataset", "sequence", "seed"]
+CURVES = ("anchor", "decoded", "enhanced", "switched")
+COMPARISONS = ("model_vs_anchor", "model_vs_off", "off_vs_anchor", "switched_vs_anchor", "switched_vs_off")
+BOOTSTRAP = {"resamples": 2000, "seed": 0, "level": 0.95}
 CONFIG_ORDER = {"ai": 0, "ldp": 1, "ra": 2}
 CLASSES = ("A", "B", "C", "D", "E")
 
@@ -97,9 +110,15 @@ def flatten(d: dict, path: str = "") -> dict:
     row["seq_class"] = (row["seq_class"] or "").strip().upper()
     for name in CURVES:
         row.update(_flatten_curve(name, d.get(name)))
-    delta = d.get("delta") or {}
+    delta, dsw = d.get("delta") or {}, d.get("delta_switched") or {}
     for k in ("psnr_y", "psnr_yuv", "ssim_y"):
         row[f"delta_{k}"] = delta.get(k)
+        row[f"delta_switched_{k}"] = dsw.get(k)
+    sw = (d.get("switched") or {}).get("switching") or {}
+    row["ctus_on_share"] = sw.get("ctus_on_share")
+    row["flag_share_of_rate"] = sw.get("flag_share_of_rate")
+    row["flag_bits"] = sw.get("flag_bits")
+    row["model"], row["seed"] = split_seed(row["model"])
     fl = d.get("fluctuation") or {}
     for name in ("decoded", "enhanced"):
         f = fl.get(name) or {}
@@ -109,6 +128,7 @@ def flatten(d: dict, path: str = "") -> dict:
     row["lpips"] = json.dumps(lp) if isinstance(lp, dict) else lp
     for name in ("anchor", "decoded", "enhanced"):  # LPIPS of each curve, when the weights were there
         row[f"{name}_lpips"] = lp.get(name) if isinstance(lp, dict) else None
+    row["switched_lpips"] = (d.get("switched") or {}).get("lpips")
     row["path"] = path
     return row
 
@@ -190,6 +210,10 @@ def _curve_columns(comparison: str, metric: str) -> tuple[tuple[str, str], tuple
         return ("decoded_kbps", f"decoded_{psnr}"), ("decoded_kbps", f"enhanced_{psnr}")
     if comparison == "off_vs_anchor":
         return ("anchor_kbps", f"anchor_{psnr}"), ("decoded_kbps", f"decoded_{psnr}")
+    if comparison == "switched_vs_anchor":
+        return ("anchor_kbps", f"anchor_{psnr}"), ("switched_kbps", f"switched_{psnr}")
+    if comparison == "switched_vs_off":
+        return ("decoded_kbps", f"decoded_{psnr}"), ("switched_kbps", f"switched_{psnr}")
     raise ValueError(comparison)
 
 
@@ -198,8 +222,9 @@ def bd_per_sequence(df: pd.DataFrame, method: str = "cubic", metrics: tuple[str,
 
     Columns: the keys, ``seq_class``, ``comparison``, ``metric`` (``y``/``yuv``),
     ``method``, ``n_points``, ``qps``, ``bd_rate_pct``, ``bd_psnr_db``,
-    ``delta_psnr_y_mean`` (mean over QPs of enhanced - decoded, models only) and
-    ``note`` (the BDRateError message when the value is NaN).
+    ``delta_psnr_y_mean`` (mean over QPs of enhanced - decoded, or switched - decoded for the
+    switched comparisons; models only), ``ctus_on_share`` and ``flag_share_of_rate`` (switched
+    comparisons: means over QPs) and ``note`` (the BDRateError message when the value is NaN).
     """
     out: list[dict] = []
     if df.empty:
@@ -207,20 +232,27 @@ def bd_per_sequence(df: pd.DataFrame, method: str = "cubic", metrics: tuple[str,
     # filters off vs anchor: one curve per (codec, config, dataset, sequence), preferring model "none" rows
     base = df.assign(_pref=(df["model"] != "none").astype(int)).sort_values("_pref", kind="stable")
     base = base.drop_duplicates(["codec", "config", "dataset", "sequence", "qp"]).drop(columns="_pref")
-    jobs = [("off_vs_anchor", base.assign(model="none"))]
+    jobs = [("off_vs_anchor", base.assign(model="none", seed=0))]
     models = df[df["model"] != "none"]
     if not models.empty:
         jobs += [("model_vs_anchor", models), ("model_vs_off", models)]
+        switched = models[models["switched_kbps"].notna()] if "switched_kbps" in models else models.iloc[:0]
+        if not switched.empty:
+            jobs += [("switched_vs_anchor", switched), ("switched_vs_off", switched)]
     for comparison, frame in jobs:
         for key, g in frame.groupby(KEYS, sort=False):
             g = g.sort_values("qp")
             rec = dict(zip(KEYS, key))
             rec["seq_class"] = g["seq_class"].iloc[0]
             qps = g["qp"].tolist()
-            dps = None
+            dps, extra = None, {}
             if comparison != "off_vs_anchor":
-                vals = pd.to_numeric(g["delta_psnr_y"], errors="coerce")
+                sw = comparison.startswith("switched")
+                vals = pd.to_numeric(g["delta_switched_psnr_y" if sw else "delta_psnr_y"], errors="coerce")
                 dps = float(vals.mean()) if vals.notna().any() else math.nan
+                if sw:
+                    extra = {k: float(pd.to_numeric(g[k], errors="coerce").mean())
+                             for k in ("ctus_on_share", "flag_share_of_rate")}
             for metric in metrics:
                 (ar, ap), (tr, tp) = _curve_columns(comparison, metric)
                 if g[[ar, ap, tr, tp]].isna().any().any():
@@ -232,7 +264,7 @@ def bd_per_sequence(df: pd.DataFrame, method: str = "cubic", metrics: tuple[str,
                     r, p, note = _bd(_points(g, ar, ap), _points(g, tr, tp), method)
                 out.append({**rec, "comparison": comparison, "metric": metric, "method": method,
                             "n_points": len(g), "qps": " ".join(map(str, qps)), "bd_rate_pct": r,
-                            "bd_psnr_db": p, "delta_psnr_y_mean": dps, "note": note})
+                            "bd_psnr_db": p, "delta_psnr_y_mean": dps, **extra, "note": note})
     res = pd.DataFrame(out)
     return sort_frame(res).reset_index(drop=True)
 
@@ -240,45 +272,84 @@ def bd_per_sequence(df: pd.DataFrame, method: str = "cubic", metrics: tuple[str,
 # --------------------------------------------------------------------------- averages
 
 
-def _mean_row(g: pd.DataFrame, cols: list[str]) -> dict:
+def bootstrap_interval(values, resamples: int = 2000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of ``values``: a 1-D array (one value per clip), or a 2-D
+    array clips x seeds (NaN where a seed has no value), resampled in two stages: clips with replacement,
+    then one of each drawn clip's seeds. Identical values give a zero-width interval; fewer than two values,
+    NaNs (one clip trained once has no interval)."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v.reshape(len(v), -1) if v.size else v.reshape(0, 1)
+    v = v[~np.isnan(v).all(axis=1)]
+    if len(v) < 2 and (not len(v) or (~np.isnan(v)).sum() < 2):  # one value: no spread to resample
+        return math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    n, s = v.shape
+    clips = rng.integers(0, n, (resamples, n))
+    counts = (~np.isnan(v)).sum(axis=1)
+    picks = (rng.random((resamples, n)) * counts[clips]).astype(int)
+    ordered = np.sort(np.where(np.isnan(v), np.inf, v), axis=1)  # each clip's valid seeds first
+    means = ordered[clips, picks].mean(axis=1)
+    alpha = (1.0 - level) / 2.0
+    lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
+    return float(lo), float(hi)
+
+
+def _mean_row(g: pd.DataFrame, cols: list[str], bootstrap: dict | None = None) -> dict:
+    """Means over the sequences of ``g`` (one row per sequence and seed): each sequence's value is the mean over
+    its seeds; with ``bootstrap``, each column's interval (``<col>_ci_low``/``_ci_high``) too."""
     row: dict = {}
-    valid = g["bd_rate_pct"].notna()
+    per_seq = {c: pd.to_numeric(g[c], errors="coerce").groupby([g["sequence"], g["seed"]], sort=False).first()
+               .unstack("seed") for c in cols if c in g} if "seed" in g else {}
+    valid = g.groupby("sequence", sort=False)["bd_rate_pct"].apply(lambda x: x.notna().any())
     for c in cols:
-        v = pd.to_numeric(g[c], errors="coerce")
-        row[c] = float(v.mean()) if v.notna().any() else math.nan
-    row["n_sequences"] = len(g)
+        if c not in g:
+            continue
+        m = per_seq.get(c)
+        seq_means = m.mean(axis=1) if m is not None else pd.to_numeric(g[c], errors="coerce")
+        row[c] = float(seq_means.mean()) if seq_means.notna().any() else math.nan
+        if bootstrap and c in ("bd_rate_pct", "bd_psnr_db", "delta_psnr_y_mean"):
+            vals = m.to_numpy(dtype=float) if m is not None else seq_means.to_numpy(dtype=float)
+            row[f"{c}_ci_low"], row[f"{c}_ci_high"] = bootstrap_interval(vals, **bootstrap)
+    row["n_sequences"] = int(g["sequence"].nunique())
+    row["n_seeds"] = int(g["seed"].nunique()) if "seed" in g else 1
     row["n_valid"] = int(valid.sum())
-    missing = g.loc[~valid, "sequence"].tolist()
-    row["note"] = (f"mean over {int(valid.sum())} of {len(g)} sequences; no BD value for: {', '.join(missing)}"
+    missing = valid[~valid].index.tolist()
+    row["note"] = (f"mean over {int(valid.sum())} of {len(valid)} sequences; no BD value for: {', '.join(missing)}"
                    if missing else "")
     return row
 
 
-def summarize(bd: pd.DataFrame) -> pd.DataFrame:
+def summarize(bd: pd.DataFrame, bootstrap: dict | None = None) -> pd.DataFrame:
     """Per-sequence rows plus class (A-E) and overall averages, per (model, codec, config, dataset, comparison, metric).
 
     ``level`` is ``sequence``, ``class`` or ``average``; ``row`` is the table's
     row label (the sequence, ``Class A`` .. ``Class E``, ``Average``). Means skip
-    NaN sequences and say so in ``note`` (``n_valid`` of ``n_sequences``).
+    NaN sequences and say so in ``note`` (``n_valid`` of ``n_sequences``). A sequence trained with several
+    seeds gets one row: the mean over its seeds (``n_seeds``). The "Average" rows carry bootstrap intervals
+    (:func:`bootstrap_interval`, ``bootstrap``: its resamples, seed and level; default :data:`BOOTSTRAP`).
     """
     if bd.empty:
         return bd
-    vals = ["bd_rate_pct", "bd_psnr_db", "delta_psnr_y_mean"]
+    bootstrap = {**BOOTSTRAP, **(bootstrap or {})}
+    vals = [c for c in ("bd_rate_pct", "bd_psnr_db", "delta_psnr_y_mean", "ctus_on_share", "flag_share_of_rate")
+            if c in bd]
+    if "seed" not in bd:
+        bd = bd.assign(seed=0)
     group = ["model", "codec", "config", "dataset", "comparison", "metric", "method"]
     rows: list[dict] = []
     for key, g in bd.groupby(group, sort=False):
         base = dict(zip(group, key))
-        for _, s in g.iterrows():
-            rows.append({**base, "level": "sequence", "row": s["sequence"], "seq_class": s["seq_class"],
-                         "sequence": s["sequence"], **{c: s[c] for c in vals}, "n_sequences": 1,
-                         "n_valid": int(pd.notna(s["bd_rate_pct"])), "note": s["note"]})
+        for seq, s in g.groupby("sequence", sort=False):
+            notes = "; ".join(n for n in s["note"].astype(str) if n)
+            rows.append({**base, "level": "sequence", "row": seq, "seq_class": s["seq_class"].iloc[0],
+                         "sequence": seq, **_mean_row(s, vals), "note": notes})
         for cls in CLASSES:
             gc = g[g["seq_class"] == cls]
             if len(gc):
                 rows.append({**base, "level": "class", "row": f"Class {cls}", "seq_class": cls, "sequence": "",
                              **_mean_row(gc, vals)})
         rows.append({**base, "level": "average", "row": "Average", "seq_class": "", "sequence": "",
-                     **_mean_row(g, vals)})
+                     **_mean_row(g, vals, bootstrap)})
     return pd.DataFrame(rows)
 
 
@@ -291,11 +362,11 @@ def config_averages(summary: pd.DataFrame, comparison: str = "model_vs_anchor", 
     return t[[c for c in CONFIGS if c in t.columns]].reset_index()
 
 
-def aggregate(source, method: str = "cubic") -> dict:
+def aggregate(source, method: str = "cubic", bootstrap: dict | None = None) -> dict:
     """Load, compute and summarise: ``{"points", "bd", "summary"}`` DataFrames."""
     points = load_eval(source)
     bd = bd_per_sequence(points, method)
-    return {"points": points, "bd": bd, "summary": summarize(bd)}
+    return {"points": points, "bd": bd, "summary": summarize(bd, bootstrap)}
 
 
 def points_for_csv(points: pd.DataFrame) -> pd.DataFrame:
@@ -304,7 +375,8 @@ def points_for_csv(points: pd.DataFrame) -> pd.DataFrame:
 
 
 __all__ = [
-    "COMPARISONS", "KEYS", "ReportError", "aggregate", "bd_per_sequence", "config_averages", "find_eval_files",
+    "COMPARISONS", "KEYS", "ReportError", "aggregate", "bd_per_sequence", "bootstrap_interval", "config_averages",
+    "find_eval_files",
     "flatten", "load_eval", "load_histories", "points_for_csv", "sort_frame", "summarize",
 ]
 

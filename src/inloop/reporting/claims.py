@@ -229,7 +229,8 @@ def _spilf_rows(spilf_rows: Iterable[dict], paper: str) -> list[dict]:
 
 
 def compare(summary: pd.DataFrame, points: pd.DataFrame | None = None, repro: dict | None = None,
-            papers: Iterable[str] = PAPERS, spilf_rows: Iterable[dict] | None = None) -> pd.DataFrame:
+            papers: Iterable[str] = PAPERS, spilf_rows: Iterable[dict] | None = None,
+            bootstrap: dict | None = None) -> pd.DataFrame:
     """Claimed | reproduced | difference | what differs, for every claim that matches a reproduced row.
 
     BD-rate claims (GL-Fusion Tables II-VI) match the ``model_vs_anchor`` luma
@@ -241,8 +242,16 @@ def compare(summary: pd.DataFrame, points: pd.DataFrame | None = None, repro: di
     :func:`inloop.reporting.tables.spilf_rows_from_points`) by model and target bpp.
     Headline claims (each registry's ``headline``) are listed even when the
     model has no results, with reproduced NaN and the reason. ``difference`` is
-    reproduced minus claimed, in the claim's unit.
+    reproduced minus claimed, in the claim's unit. Averages carry their 95% bootstrap interval over the
+    clips (and seeds) and whether the claimed figure lies inside it (``claim inside``: yes / no / n/a).
     """
+    from .aggregate import BOOTSTRAP, bootstrap_interval
+
+    def inside(claimed, lo, hi) -> str:
+        if claimed is None or pd.isna(lo) or pd.isna(hi):
+            return "n/a"
+        return "yes" if lo <= claimed <= hi else "no"
+
     repro = dict(repro or {})
     rows: list[dict] = []
     s = summary if summary is not None and not summary.empty else pd.DataFrame(
@@ -259,8 +268,10 @@ def compare(summary: pd.DataFrame, points: pd.DataFrame | None = None, repro: di
             hits = index.get((t["model"], t["config"], t["row_key"]), [])
             for h in hits:
                 rep = h.bd_rate_pct
+                lo, hi = getattr(h, "bd_rate_pct_ci_low", math.nan), getattr(h, "bd_rate_pct_ci_high", math.nan)
                 rows.append({**t, "codec": h.codec, "dataset": h.dataset, "reproduced": rep,
                              "difference": (rep - t["claimed"]) if t["claimed"] is not None and pd.notna(rep) else math.nan,
+                             "95% CI low": lo, "95% CI high": hi, "claim inside": inside(t["claimed"], lo, hi),
                              "note": h.note})
             if not hits and (t["table"], t["row_key"], t["model"]) in headline:
                 runs = [k for k in repro if isinstance(k, tuple)] or [("", "")]
@@ -278,12 +289,18 @@ def compare(summary: pd.DataFrame, points: pd.DataFrame | None = None, repro: di
                     g = g[g["sequence"].map(normalize_sequence) == t["row_key"]]
                 if g.empty:
                     continue
-                rep = pd.to_numeric(g[t["what"]], errors="coerce").mean()
-                if t["what"] == "delta_ssim_y":
-                    rep *= 100.0
+                scale = 100.0 if t["what"] == "delta_ssim_y" else 1.0
+                vals = pd.to_numeric(g[t["what"]], errors="coerce") * scale
+                rep = vals.mean()
+                lo = hi = math.nan
+                if t["row_key"] == "average":  # clips x seeds (a clip's value: its mean over seeds)
+                    seeds = g["seed"] if "seed" in g else pd.Series("", index=g.index)
+                    m = vals.groupby([g["sequence"], seeds]).mean().unstack()
+                    lo, hi = bootstrap_interval(m.to_numpy(dtype=float), **{**BOOTSTRAP, **(bootstrap or {})})
                 for (codec, dataset), _ in g.groupby(["codec", "dataset"]):
                     rows.append({**t, "codec": codec, "dataset": dataset, "reproduced": rep,
                                  "difference": rep - t["claimed"] if t["claimed"] is not None else math.nan,
+                                 "95% CI low": lo, "95% CI high": hi, "claim inside": inside(t["claimed"], lo, hi),
                                  "note": f"QP {t['qp']}, mean over {g['sequence'].nunique()} sequence(s)"})
     if not rows:
         return pd.DataFrame(columns=["paper", "table", "row", "column", "config", "model", "unit", "claimed",
@@ -297,7 +314,7 @@ def compare(summary: pd.DataFrame, points: pd.DataFrame | None = None, repro: di
         diffs[(paper, codec, dataset)] = setup_differences(paper, info)
     out["what differs in the setup"] = [diffs[(a, b, c)] for a, b, c in zip(out["paper"], out["codec"], out["dataset"])]
     cols = ["paper", "table", "row", "column", "config", "model", "codec", "dataset", "unit", "claimed", "reproduced",
-            "difference", "what differs in the setup", "note"]
+            "difference", "95% CI low", "95% CI high", "claim inside", "what differs in the setup", "note"]
     return out[[c for c in cols if c in out.columns]]
 
 

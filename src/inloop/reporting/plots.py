@@ -96,7 +96,8 @@ def _interp_anchor(rate, ra, qa, margin: float = 0.1) -> np.ndarray:
 
 def rd_plot(points: pd.DataFrame, bd: pd.DataFrame | None, codec: str, config: str, dataset: str, sequence: str,
             out_dir: str | os.PathLike) -> dict | None:
-    """RD curves (kbps vs Y-PSNR) of one sequence and configuration: anchor, filters off, each model.
+    """RD curves (kbps vs Y-PSNR) of one sequence and configuration: anchor, filters off, each model and,
+    dashed, each model CTU-switched (its flags' bits in the rate).
 
     The lower panel zooms on the differences: each curve's Y-PSNR minus the
     anchor's at the same rate (anchor interpolated linearly in log rate, end
@@ -114,10 +115,19 @@ def rd_plot(points: pd.DataFrame, bd: pd.DataFrame | None, codec: str, config: s
                base["decoded_kbps"].to_numpy(float), base["decoded_psnr_y"].to_numpy(float), OFF_STYLE)]
     models = [m for m in sorted(g["model"].unique()) if m != "none"]
     for i, m in enumerate(models):
-        gm = g[g["model"] == m].sort_values("qp")
+        gm = g[g["model"] == m]
+        if "seed" in gm:  # the first seed's curve (train.seeds: the others are in the tables' intervals)
+            gm = gm[gm["seed"] == sorted(gm["seed"].astype(str))[0]]
+        gm = gm.sort_values("qp")
+        color = MODEL_COLORS[i % len(MODEL_COLORS)]
         curves.append((f"{m} (filters off + CNN)" + _bd_text(bd, m, config, sequence, "model_vs_anchor", codec, dataset),
                        gm["decoded_kbps"].to_numpy(float), gm["enhanced_psnr_y"].to_numpy(float),
-                       {"color": MODEL_COLORS[i % len(MODEL_COLORS)], "marker": "^", "linewidth": 1.5}))
+                       {"color": color, "marker": "^", "linewidth": 1.5}))
+        if "switched_kbps" in gm and gm["switched_kbps"].notna().all():
+            curves.append((f"{m} CTU-switched" + _bd_text(bd, m, config, sequence, "switched_vs_anchor", codec,
+                                                          dataset),
+                           gm["switched_kbps"].to_numpy(float), gm["switched_psnr_y"].to_numpy(float),
+                           {"color": color, "marker": "v", "linewidth": 1.2, "linestyle": "--"}))
     for label, r, q, style in curves:
         ax.plot(r, q, label=label, **style)
         dx.plot(r, q - _interp_anchor(r, ra, qa), **style)

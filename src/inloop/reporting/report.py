@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ..fsutil import atomic_write
 from ..lazy import lazy_import
+from ..names import CONFIGS
 
 # pandas / matplotlib load when a report is built, not when `inloop` builds its parser.
 pd = lazy_import("pandas")
@@ -145,7 +146,7 @@ def _model_tables(put, s, p, dataset, tag) -> list[dict]:
 
     out = []
     ds = dataset or "no dataset"
-    for cfg in [c for c in ("ai", "ldp", "ra") if c in set(p["config"])]:
+    for cfg in [c for c in CONFIGS if c in set(p["config"])]:
         ab = tables.ablation_table(s, cfg)
         if not ab.empty:
             out.append(put(ab, f"ablation_{cfg}_{tag}", f"GL-Fusion Tables II-V shape: BD-rate (%) vs anchor, "
@@ -154,12 +155,38 @@ def _model_tables(put, s, p, dataset, tag) -> list[dict]:
         if not ab2.empty:
             out.append(put(ab2, f"vs_filters_off_{cfg}_{tag}", f"BD-rate (%) of each model against the filters-off "
                                                                f"decode it filters, {cfg.upper()} — {ds}"))
-        dt = tables.delta_table(p, cfg)
+        dt = tables.delta_table(p, cfg)  # (switching: _switching_tables)
         if not dt.empty:
             out.append(put(dt, f"nlconvlstm_table4_{cfg}_{tag}",
                            f"NL-ConvLSTM Table 4 shape: ΔPSNR / ΔSSIM per sequence and QP, {cfg.upper()} — {ds}",
                            ["Δ = enhanced minus the filters-off decode (NL-ConvLSTM: minus the "
                             "codec's output, which had its loop filters on for Yang et al.'s data)"], digits=3))
+    return out
+
+
+def _switching_tables(put, s, p, dataset, tag) -> list[dict]:
+    """CTU-switched filtering (inloop.evaluation.switching): BD-rate with and without switching, per QP the
+    delta-PSNR, the share of CTUs switched on and the flags' share of the rate."""
+    from ..evaluation.switching import SWITCHED_MODES
+    from . import tables
+
+    out = []
+    ds = dataset or "no dataset"
+    modes = "; ".join(f"{c.upper()}: {m}" for c, m in SWITCHED_MODES.items() if c in set(p["config"]))
+    notes = ["switched: per frame an enable flag and one flag per CTU, each CTU taking the network's or the "
+             "decoded samples by D + lambda R (HM-16.9's slice lambda for the picture's QP and GOP position); the "
+             "flags' bits, as an adaptive binary arithmetic coder spends them, are added to the rate",
+             f"what a switched frame is: {modes}"]
+    bt = tables.switching_bd_table(s)
+    if not bt.empty:
+        out.append(put(bt, f"switching_bd_{tag}", f"CTU-switched filtering: average BD-rate (%), Y — {ds}",
+                       notes + ["everywhere: the network on every pixel (the papers' setting); 95% CI: bootstrap "
+                                "interval over the held-out clips (and seeds)"]))
+    qt = tables.switching_qp_table(p)
+    if not qt.empty:
+        out.append(put(qt, f"switching_qp_{tag}", f"CTU-switched filtering per QP — {ds}",
+                       ["ΔPSNR-Y: mean over the held-out clips of the reconstruction minus the filters-off decode "
+                        "(the switched one at the filters-off rate plus its flag bits)"], digits=3))
     return out
 
 
@@ -172,7 +199,7 @@ def _nlconvlstm_tables(put, p, dataset, tag, params) -> list[dict]:
     nl_modes = {m: (str(_spec(params, m)["kwargs"].get("mode", "nlconvlstm")),
                     int(_spec(params, m)["kwargs"].get("frames", 7)))
                 for m in sorted(set(p["model"]) - {"none"}) if _spec(params, m)["arch"] == "nlconvlstm"}
-    for cfg in [c for c in ("ai", "ldp", "ra") if c in set(p["config"])]:
+    for cfg in [c for c in CONFIGS if c in set(p["config"])]:
         at = tables.nlconvlstm_ablation_table(p, cfg, nl_modes)
         if not at.empty:
             trained = {nl_modes[m][0] for m in p.loc[p["config"] == cfg, "model"].unique() if m in nl_modes}
@@ -247,6 +274,7 @@ def _shaped_tables(put, points, summary, params, method: str) -> tuple[list[dict
         shaped += _glfusion_tables(put, s, p, codec, dataset, tag, method)
         if (p["model"] != "none").any():
             shaped += _model_tables(put, s, p, dataset, tag)
+            shaped += _switching_tables(put, s, p, dataset, tag)
         shaped += _nlconvlstm_tables(put, p, dataset, tag, params)
         rt = tables.runtime_table(p)
         if not rt.empty:
@@ -258,7 +286,7 @@ def _shaped_tables(put, points, summary, params, method: str) -> tuple[list[dict
     return shaped, spilf_rows
 
 
-def _claims(put, papers, summary, points, repro, spilf_rows) -> dict:
+def _claims(put, papers, summary, points, repro, spilf_rows, bootstrap=None) -> dict:
     """Each paper's claimed tables as transcribed (``claims/``) and the claimed-vs-reproduced comparison."""
     from . import claims as claims_mod
 
@@ -271,9 +299,11 @@ def _claims(put, papers, summary, points, repro, spilf_rows) -> dict:
                 [t[k] for k in ("config_note", "note", "unit", "columns_note", "caption_note") if t.get(k)]
             claimed.append((paper, put(claims_mod.claim_table(paper, tname), f"{paper}_table{tname}",
                                        f"{d['title'][:60]}… — Table {tname}: {cap}", tn, digits=3, where="claims")))
-    comparison = claims_mod.compare(summary, points, repro, papers, spilf_rows=spilf_rows)
+    comparison = claims_mod.compare(summary, points, repro, papers, spilf_rows=spilf_rows, bootstrap=bootstrap)
     info = put(comparison, "comparison", "Claimed vs reproduced",
                ["difference = reproduced − claimed, in the claim's unit",
+                "95% CI: bootstrap interval of an average over the held-out clips (and seeds, train.seeds); "
+                "'claim inside' says whether the paper's figure lies in it (n/a: one clip or no interval)",
                 "BD-rate claims are luma BD-rate against the codec with its filters on"], digits=2, where="claims")
     return {"claimed": claimed, "comparison": comparison, "comparison_table": info}
 
@@ -338,15 +368,22 @@ def _figures(points, bd, summary, hist, params, pdir: Path) -> dict:
 
 
 def _headline(summary) -> pd.DataFrame:
-    """Average luma BD-rate per codec, dataset, comparison and model; one column per configuration."""
+    """Average luma BD-rate per codec, dataset, comparison and model; per configuration the value and its 95%
+    bootstrap interval over the clips (and seeds)."""
+    from .tables import ci_text
+
     if summary.empty:
         return pd.DataFrame()
     head = summary[(summary["level"] == "average") & (summary["metric"] == "y")]
-    head = head.pivot_table(index=["codec", "dataset", "comparison", "model"], columns="config",
-                            values="bd_rate_pct", aggfunc="first")
-    head = head[[c for c in ("ai", "ldp", "ra") if c in head.columns]].reset_index()
-    head.columns = [c.upper() if c in ("ai", "ldp", "ra") else c for c in head.columns]
-    return head
+    rows: dict = {}
+    for r in head.itertuples(index=False):
+        row = rows.setdefault((r.codec, r.dataset, r.comparison, r.model),
+                              {"codec": r.codec, "dataset": r.dataset, "comparison": r.comparison, "model": r.model})
+        row[r.config.upper()] = r.bd_rate_pct
+        row[f"{r.config.upper()} 95% CI"] = ci_text(r)
+    cols = [c for cfg in CONFIGS for c in (cfg.upper(), f"{cfg.upper()} 95% CI")]
+    out = pd.DataFrame(list(rows.values()))
+    return out[["codec", "dataset", "comparison", "model"] + [c for c in cols if c in out.columns]]
 
 
 # --------------------------------------------------------------------------- index.html
@@ -453,7 +490,8 @@ def build_report(eval_source, models_dir, out_dir, params: dict | None = None) -
     papers = _get(params, "report.papers", list(claims_mod.PAPERS))
     bench_listed = bench_mod.listed_files(params)
     bench_results = {f: bench_mod.load_bench(f) for f in bench_mod.existing_files(params)}  # fail before writing
-    agg = aggregate(eval_source, method)
+    bootstrap = _get(params, "report.bootstrap", None)
+    agg = aggregate(eval_source, method, bootstrap)
     points, bd, summary = agg["points"], agg["bd"], agg["summary"]
     hist = load_histories(models_dir)
     writer = _Tables(out)
@@ -464,7 +502,7 @@ def build_report(eval_source, models_dir, out_dir, params: dict | None = None) -
     repro = _repro_info(points, hist, params) if not points.empty else {}
     long_tables = _long_tables(put, points, bd, summary, method)
     shaped, spilf_rows = _shaped_tables(put, points, summary, params, method)
-    claims = _claims(put, papers, summary, points, repro, spilf_rows)
+    claims = _claims(put, papers, summary, points, repro, spilf_rows, bootstrap)
     bench = _bench(put, bench_results, bench_listed)
     if not bench_results:
         notes.append(f"no benchmark file ({', '.join(bench_listed) or 'params report.benchmarks is empty'}): "

@@ -172,7 +172,30 @@ def _row_order(summary: pd.DataFrame) -> list[tuple[str, str, str]]:
     classes = sorted(set(summary.loc[summary["level"] == "class", "seq_class"]))
     out += [("class", f"Class {c}", c) for c in classes]
     out.append(("average", "Average", ""))
+    out.append(("ci", CI_ROW, ""))
     return out
+
+
+CI_ROW = "Average: 95% bootstrap interval"
+
+
+def ci_text(r, col: str = "bd_rate_pct", digits: int = 2) -> str | float:
+    """``[low, high]`` of an "Average" summary row's bootstrap interval (aggregate.bootstrap_interval), or NaN."""
+    if r is None:
+        return math.nan
+    lo, hi = getattr(r, f"{col}_ci_low", math.nan), getattr(r, f"{col}_ci_high", math.nan)
+    if pd.isna(lo) or pd.isna(hi):
+        return math.nan
+    return f"[{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def _cell_value(look: dict, key: tuple, col: str):
+    """A table cell from the summary: the value of ``key``'s row, or the interval of its Average row (CI_ROW)."""
+    if key[3] == "ci":
+        r = look.get((*key[:3], "average", "Average"))
+        return ci_text(r, col) if r is not None else math.nan
+    r = look.get(key)
+    return getattr(r, col) if r is not None else math.nan
 
 
 def _lookup(summary: pd.DataFrame) -> dict:
@@ -202,12 +225,12 @@ def glfusion_table(summary: pd.DataFrame, metric: str = "y") -> pd.DataFrame:
         for m in (["none"] if "none" in set(s["model"]) else []) + models:
             comp = "off_vs_anchor" if m == "none" else "model_vs_anchor"
             for c in configs:
-                r = look.get((m, c, comp, level, label))
-                row[f"{model_label(m)} {cfg_label(c)} BD-rate (%)"] = r.bd_rate_pct if r is not None else math.nan
+                row[f"{model_label(m)} {cfg_label(c)} BD-rate (%)"] = _cell_value(look, (m, c, comp, level, label),
+                                                                                  "bd_rate_pct")
         for m in models:
             for c in configs:
-                r = look.get((m, c, "model_vs_anchor", level, label))
-                row[f"{m} {cfg_label(c)} ΔPSNR-Y (dB)"] = r.delta_psnr_y_mean if r is not None else math.nan
+                row[f"{m} {cfg_label(c)} ΔPSNR-Y (dB)"] = _cell_value(look, (m, c, "model_vs_anchor", level, label),
+                                                                      "delta_psnr_y_mean")
         rows.append(row)
     out = pd.DataFrame(rows)
     if not (out["Class"] != "").any():
@@ -231,10 +254,60 @@ def ablation_table(summary: pd.DataFrame, config: str, comparison: str = "model_
     for level, label, cls in _row_order(s):
         row = {"Sequences": label}
         for m in models:
-            r = look.get((m, config, comparison, level, label))
-            row[m] = r.bd_rate_pct if r is not None else math.nan
+            row[m] = _cell_value(look, (m, config, comparison, level, label), "bd_rate_pct")
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- switched filtering (issue #19)
+
+
+def switching_bd_table(summary: pd.DataFrame, metric: str = "y") -> pd.DataFrame:
+    """Per model and configuration: BD-rate (with its 95% interval) against the anchor and against the
+    filters-off decode, the network applied everywhere and CTU-switched, with the share of CTUs switched on
+    and the flags' share of the rate (means over clips and QPs)."""
+    s = summary[(summary["metric"] == metric) & (summary["level"] == "average")]
+    if s.empty or not (s["comparison"] == "switched_vs_anchor").any():
+        return pd.DataFrame()
+    look = {(r.model, r.config, r.comparison): r for r in s.itertuples(index=False)}
+    rows = []
+    for m, c in sorted({(r.model, r.config) for r in s.itertuples() if r.comparison == "switched_vs_anchor"},
+                       key=lambda mc: (mc[0], CONFIG_ORDER.get(mc[1], 9))):
+        row = {"Model": m, "Config": cfg_label(c)}
+        for comp, label in (("model_vs_anchor", "everywhere vs anchor"), ("switched_vs_anchor", "switched vs anchor"),
+                            ("model_vs_off", "everywhere vs filters off"), ("switched_vs_off", "switched vs filters off")):
+            r = look.get((m, c, comp))
+            row[f"BD-rate {label} (%)"] = r.bd_rate_pct if r is not None else math.nan
+            row[f"BD-rate {label} 95% CI"] = ci_text(r) if r is not None else math.nan
+        r = look.get((m, c, "switched_vs_off"))
+        row["CTUs on (%)"] = 100 * r.ctus_on_share if r is not None else math.nan
+        row["flag bits (% of rate)"] = 100 * r.flag_share_of_rate if r is not None else math.nan
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def switching_qp_table(points: pd.DataFrame) -> pd.DataFrame:
+    """Per model, configuration and QP, over the held-out clips (and seeds): mean delta-PSNR-Y against the
+    filters-off decode with the network everywhere and CTU-switched, how many clips lose quality with each,
+    the share of CTUs switched on and the flags' share of the rate."""
+    if points.empty or "switched_kbps" not in points:
+        return pd.DataFrame()
+    p = points[(points["model"] != "none") & points["switched_kbps"].notna()]
+    rows = []
+    for (m, c, qp), g in p.groupby(["model", "config", "qp"], sort=False):
+        d_all = pd.to_numeric(g["delta_psnr_y"], errors="coerce")
+        d_sw = pd.to_numeric(g["delta_switched_psnr_y"], errors="coerce")
+        rows.append({"Model": m, "Config": cfg_label(c), "QP": int(qp),
+                     "ΔPSNR-Y everywhere (dB)": d_all.mean(), "ΔPSNR-Y switched (dB)": d_sw.mean(),
+                     "clips below 0 everywhere": f"{int((d_all < 0).sum())} of {len(g)}",
+                     "clips below 0 switched": f"{int((d_sw < 0).sum())} of {len(g)}",
+                     "CTUs on (%)": 100 * pd.to_numeric(g["ctus_on_share"], errors="coerce").mean(),
+                     "flag bits (% of rate)": 100 * pd.to_numeric(g["flag_share_of_rate"], errors="coerce").mean()})
+    if not rows:
+        return pd.DataFrame()
+    out = pd.DataFrame(rows)
+    return out.assign(_c=out["Config"].str.lower().map(CONFIG_ORDER)).sort_values(
+        ["Model", "_c", "QP"], kind="stable").drop(columns="_c").reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------- SPiLF Table 2
