@@ -127,7 +127,8 @@ def manifests(datasets):
 
 
 def trained_models():
-    return list(config["train"]["models"])
+    """train.models, each once per train.seeds (inloop.params.model_instances)."""
+    return inloop.params.model_instances(config)
 
 
 # Each train.models entry: its network (arch), configurations, QPs, merged train settings and
