@@ -109,3 +109,28 @@ def test_only_the_frames_asked_for_and_a_network_on_the_anchor_decode(point, tmp
     assert post["enhanced"]["kbps"] == post["anchor"]["kbps"]
     with pytest.raises(InloopError, match="frame indices within 0..4"):
         evaluate_point(src, on, off, tmp_path / "x.json", eval_frames=[7])
+
+
+def test_the_cli_runs_torch_on_the_jobs_threads_and_switching_never_loses_to_the_decode(point, tmp_path):
+    """`inloop evaluate --threads N` (the rule passes the job's threads: --cores beyond the machine no longer
+    means every job on every core, issue #20); the switched reconstruction of an untrained network (worse than
+    the decode) keeps the decode's quality: switching is never worse than filter off (issue #19)."""
+    import subprocess
+    import sys
+
+    d, src, stats = point
+    on, off = d / "on/city_128x96_30fps_8bit_420/qp37.json", d / "off/city_128x96_30fps_8bit_420/qp37.json"
+    out = tmp_path / "m.json"
+    proc = subprocess.run([sys.executable, "-m", "inloop.cli", "evaluate", "--original", str(src), "--anchor-stats",
+                           str(on), "--off-stats", str(off), "--out", str(out), "--model", str(d / "model.pt"),
+                           "--enhanced", str(tmp_path / "e_128x96_30fps_8bit_420.yuv"), "--threads", "1"],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    r = json.loads(out.read_text())
+    assert r["torch_threads"] == 1
+    sw = r["switched"]["switching"]
+    assert sw["ctu"] == 64 and len(sw["per_frame"]) == 5
+    assert r["switched"]["kbps"] == pytest.approx(r["decoded"]["kbps"] + sw["flag_kbps"]) and sw["flag_bits"] >= 5
+    frames_sw, frames_dec = r["switched"]["psnr_y_frames"], r["decoded"]["psnr_y_frames"]
+    assert all(a >= b - 1e-9 for a, b in zip(frames_sw, frames_dec))
+    assert r["delta_switched"]["psnr_y"] >= -1e-9  # per frame D(switched) <= D(decode): J(switched) <= J(off)

@@ -139,6 +139,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluation.evaluate import evaluate_point
     from .params import get
 
+    if args.threads:  # the cores Snakemake gave the job, not every core of the machine
+        import torch
+
+        torch.set_num_threads(args.threads)
     p = _params(args)
     ev = get(p, "evaluate", {}) or {}
     metrics = get(p, "metrics", {}) or {}
@@ -241,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default="")
     p.add_argument("--seq-class", default="")
     p.add_argument("--baseline", help="the model-'none' evaluation JSON of this point, reused for anchor and decode")
+    p.add_argument("--threads", type=int, help="CPU threads for torch (the rule passes the job's threads)")
     p.add_argument("--params")
     p.set_defaults(func=cmd_evaluate)
 

@@ -24,7 +24,7 @@ rule evaluate_codec:
         "../../envs/train.yaml"
     shell:
         "inloop evaluate --original {input.original:q} --anchor-stats {input.anchor:q} --off-stats {input.off:q}"
-        " --out {output.json:q} --dataset {wildcards.dataset:q} > {log:q} 2>&1"
+        " --out {output.json:q} --dataset {wildcards.dataset:q} --threads {threads:q} > {log:q} 2>&1"
 
 
 rule evaluate_model:
@@ -55,7 +55,7 @@ rule evaluate_model:
     shell:
         "inloop evaluate --original {input.original:q} --anchor-stats {input.anchor:q} --off-stats {input.off:q}"
         " --out {output.json:q} --dataset {wildcards.dataset:q} --model {input.model:q} --enhanced {output.enhanced:q}"
-        " {params.baseline:q}"
+        " {params.baseline:q} --threads {threads:q}"
         " > {log:q} 2>&1"
 
 

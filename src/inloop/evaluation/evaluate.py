@@ -108,6 +108,8 @@ def evaluate_point(original: str | os.PathLike, anchor_stats: str | os.PathLike,
     if isinstance(lpips, str):
         result["lpips"] = {"unavailable": lpips}
     if model_path is not None:
+        import torch
+
         from ..models.io import load_trained
         from .enhance import enhance_file
 
@@ -126,6 +128,7 @@ def evaluate_point(original: str | os.PathLike, anchor_stats: str | os.PathLike,
         })
         result["fluctuation"]["enhanced"] = ev_enh["fluctuation"].get("psnr_y")
         result["model_file"] = str(model_path)
+        result["torch_threads"] = torch.get_num_threads()  # what seconds_per_frame was measured with
         if "lpips" in opts:
             result["lpips"] = {**(result["lpips"] or {}), "enhanced": ev_enh["mean"]["lpips"]}
         sw = {"enabled": True, "ctu": None, **(switching or {})}
