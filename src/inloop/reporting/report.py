@@ -20,6 +20,7 @@ import functools
 import os
 from pathlib import Path
 
+from .. import paths
 from ..fsutil import atomic_write
 from ..lazy import lazy_import
 from ..names import CONFIGS
@@ -543,9 +544,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 def register(sub) -> None:
     """Add the ``report`` sub-command to the main parser's sub-parsers (two lines in ``inloop/cli.py``)."""
     p = sub.add_parser("report", help="aggregate evaluations: paper-shaped tables, claims comparison, plots, HTML")
-    p.add_argument("--eval-dir", default="results/eval", help="evaluation JSONs (default results/eval)")
-    p.add_argument("--models-dir", default="results/models", help="training records (default results/models)")
-    p.add_argument("--out", default="results/report", help="output folder (default results/report)")
+    p.add_argument("--eval-dir", default=paths.EVAL, help=f"evaluation JSONs (default {paths.EVAL})")
+    p.add_argument("--models-dir", default=paths.MODELS, help=f"training records (default {paths.MODELS})")
+    p.add_argument("--out", default=paths.REPORT, help=f"output folder (default {paths.REPORT})")
     p.add_argument("--params", help="params.yaml (default ./params.yaml)")
     p.set_defaults(func=cmd_report)
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from .. import paths
 from ..errors import InloopError
 from ..fsutil import sha256_file, write_json
 from ..params import JOB_KEYS, source_hash
@@ -236,7 +237,7 @@ def default_checkpoint(store, model_name: str, model_kwargs: dict, train_params:
            "train": {k: v for k, v in train_params.items() if k not in resumable and k not in JOB_KEYS},
            "code": TRAINING_CODE}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
-    root = Path(train_params.get("checkpoint_dir", "results/checkpoints"))
+    root = Path(train_params.get("checkpoint_dir", paths.CHECKPOINTS))
     return root / str(describe.get("model", model_name)) / str(describe.get("codec")) / str(describe.get("config")) / \
         f"qp{describe.get('qp')}-{digest}.ckpt"
 

@@ -20,12 +20,13 @@ from typing import Iterator
 
 from filelock import FileLock
 
+from .. import paths
 from ..errors import InloopError
 
-DEFAULT_STORE = Path("results") / "mlflow.db"
+DEFAULT_STORE = Path(paths.MLFLOW_DB)
 
 
-def tracking_uri(results_dir: str | os.PathLike = "results") -> str:
+def tracking_uri(results_dir: str | os.PathLike = paths.RESULTS) -> str:
     uri = os.environ.get("MLFLOW_TRACKING_URI")
     if uri:
         return uri
