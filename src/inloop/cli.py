@@ -135,6 +135,15 @@ def cmd_lpips(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """Trained model files as ONNX (dynamic frame size), for a codec's network runtime."""
+    from .models.export import export_files
+
+    for r in export_files(args.models, args.format, args.out):
+        print(f"{r['model_file']}: {r['network']} -> {r['out']} ({r['seconds']:.1f} s)")
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluation.evaluate import evaluate_point
     from .params import get
@@ -248,6 +257,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="CPU threads for torch (the rule passes the job's threads)")
     p.add_argument("--params")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("export", help="write trained model files as ONNX (dynamic height and width) for a codec")
+    p.add_argument("models", nargs="+", help="model files (.pt), e.g. results/models/**/model.pt")
+    p.add_argument("--format", choices=["onnx"], default="onnx")
+    p.add_argument("--out", help="folder for the exports, keeping the files' relative paths "
+                   "(default: beside each model file, model.pt -> model.onnx)")
+    p.set_defaults(func=cmd_export)
 
     from .datasets.cli import register as register_datasets
     from .reporting.report import register as register_report

@@ -10,15 +10,17 @@ What is measured, each by one function returning plain dicts (JSON rows):
   the project's own task (:func:`inloop.training.run.make_task`: SPiLF's GAN task, else
   :class:`~inloop.training.trainer.RestorationTask`), model TFLOP/s and MFU against a given peak,
   optionally a ``torch.profiler`` trace (and, on CUDA, the fraction of the step the GPU is busy).
+* :func:`bench_onnx` -- ms per frame of a network's ONNX export in onnxruntime next to the same
+  network in PyTorch (same input, device, threads, float32), and the largest output difference.
 * :func:`model_costs` -- parameters, MACs and FLOPs (= 2 x MACs) per pixel and per frame.
 * :func:`bench_codec` -- x265 encodes per minute (one encode at a time, one thread each) on a real clip.
 * :func:`bench_encode_stage` -- wall time of ``snakemake --cores N encodes`` in a clone of the
   repository for N = 1, 2, 4, 8 and the parallel efficiency T1 / (N x TN).
 
 Modules: :mod:`.machine` (device, machine header, memory probes), :mod:`.costs` (parameters,
-MACs, memory plan), :mod:`.networks` (inference and training), :mod:`.codec` (codec and encode
-stage), :mod:`.markdown` (report and summary), :mod:`.cli` (``inloop bench``). Timing and skip
-rules: :mod:`.networks`; how memory is measured: :mod:`.machine`.
+MACs, memory plan), :mod:`.networks` (inference and training), :mod:`.onnx` (onnxruntime next to
+PyTorch), :mod:`.codec` (codec and encode stage), :mod:`.markdown` (report and summary), :mod:`.cli`
+(``inloop bench``). Timing and skip rules: :mod:`.networks`; how memory is measured: :mod:`.machine`.
 """
 
 from .cli import MODELS_DEFAULT, QUICK_SIZES, cmd_bench, command_line, register
@@ -29,12 +31,14 @@ from .machine import (GPU_PEAKS, REPO, PeakMemory, autocast_factory, free_memory
                       machine_info, resolve_device, sync)
 from .markdown import PAPER_FIGURES, markdown_report, paper_ms, summary_text, write_markdown
 from .networks import PAPER_TRAIN, TARGETS, bench_inference, bench_training, model_entries, profile_calls
+from .onnx import bench_onnx, export_memory_estimate
 
 __all__ = [
     "GPU_PEAKS", "MODELS_DEFAULT", "PAPER_FIGURES", "PAPER_TRAIN", "PROBE", "QUICK_SIZES", "REPO", "SIZES", "TARGETS",
-    "PeakMemory", "autocast_factory", "bench_codec", "bench_encode_stage", "bench_inference", "bench_training",
-    "cmd_bench", "command_line", "count_macs", "default_clip", "frame_macs", "free_memory_bytes", "gpu_peak_tflops",
-    "is_clip", "machine_info", "markdown_report", "memory_estimate", "model_costs", "model_entries", "paper_ms",
+    "PeakMemory", "autocast_factory", "bench_codec", "bench_encode_stage", "bench_inference", "bench_onnx",
+    "bench_training", "cmd_bench", "command_line", "count_macs", "default_clip", "export_memory_estimate",
+    "frame_macs", "free_memory_bytes", "gpu_peak_tflops", "is_clip", "machine_info", "markdown_report",
+    "memory_estimate", "model_costs", "model_entries", "paper_ms",
     "parse_size", "probe_macs_per_pixel", "profile_calls", "register", "resolve_device", "size_name",
     "summary_text", "sync", "write_markdown",
 ]

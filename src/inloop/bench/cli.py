@@ -18,6 +18,7 @@ from .costs import SIZES, model_costs, parse_size
 from .machine import machine_info, resolve_device
 from .markdown import PAPER_FIGURES, summary_text, write_markdown
 from .networks import TARGETS, bench_inference, bench_training, model_entries
+from .onnx import bench_onnx
 
 torch = lazy_import("torch")
 
@@ -48,6 +49,8 @@ def register(sub) -> None:
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--no-infer", action="store_true", help="skip the inference benchmark")
     p.add_argument("--no-costs", action="store_true", help="skip parameter / FLOP counts")
+    p.add_argument("--onnx", action="store_true",
+                   help="also export each network to ONNX and time onnxruntime next to PyTorch (whole frames, float32)")
     p.add_argument("--train", action="store_true", help="time training steps")
     p.add_argument("--train-steps", type=int, help="timed steps (default 10; --quick 2)")
     p.add_argument("--train-batch", type=int, help="override every model's batch")
@@ -124,6 +127,9 @@ def cmd_bench(args) -> int:
                                   e["name"], e["kwargs"], sizes, device, t, overlap, amp, args.channels_last,
                                   args.compile, args.compile_mode, repeats, warmup, max_s, arch=e["arch"],
                                   profile_dir=trace_dir, profile=args.profile, peak_tflops=args.peak_tflops))))
+        if args.onnx:
+            cases.append((f"onnx {e['name']}", lambda e=e: result.setdefault("onnx", []).extend(bench_onnx(
+                e["name"], e["kwargs"], sizes, device, repeats, warmup, max_s, arch=e["arch"], threads=args.threads))))
         if args.train:
             b = args.train_batch or (2 if quick else e["batch"])
             pt = args.train_patch or (32 if quick else e["patch"])

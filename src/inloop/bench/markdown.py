@@ -103,6 +103,16 @@ def markdown_report(result: dict) -> str:
                          r.get("mem_method", "–"), _fmt(r.get("repeats")), st])
         lines += _table(["model", "size", "mode", "ms/frame", "paper ms", "fps", "TFLOP/s", "of peak", "peak MB", "mem",
                          "repeats", "status"], "lllrrrrrrlrl", rows)
+    if result.get("onnx"):
+        lines += ["## onnxruntime and PyTorch", "", "ms per output frame of the network's ONNX export (`inloop export`, "
+                  "the file a codec loads) in onnxruntime and of the network in PyTorch: same input, device, threads, "
+                  "float32, whole frames; speed-up = PyTorch ms / onnxruntime ms; max diff = largest |difference| of "
+                  "the outputs (samples in [0, 1]).", ""]
+        lines += _table(["model", "size", "device", "threads", "PyTorch ms", "onnxruntime ms", "speed-up", "max diff",
+                         "export s", "status"], "lllrrrrrrl", [
+            [r["model"], r["size"], f"{r['device']} ({r['provider']})", r["threads"], _fmt(r.get("torch_ms_per_frame")),
+             _fmt(r.get("onnxruntime_ms_per_frame")), _fmt(r.get("speedup"), 2), _fmt(r.get("max_abs_diff"), 3),
+             _fmt(r.get("export_s")), _status(r)] for r in result["onnx"]])
     if result.get("training"):
         lines += ["## Training step", "", "Synthetic batch on the device; model FLOPs = 3 x forward.", ""]
         lines += _table(["model", "batch x patch", "step ms", "samples/s", "TFLOP/s", "MFU", "GPU busy", "peak MB",
@@ -156,6 +166,13 @@ def summary_text(result: dict) -> str:
                          f"peak {r['peak_mem_mb']:.0f} MB ({r['mem_method']})")
         else:
             lines.append(f"  {r['model']:<18} {r['size']:>9} {r['mode']:<8} skipped: {r['reason']}")
+    for r in result.get("onnx", []):
+        if r["status"] == "ok":
+            lines.append(f"  onnx {r['model']:<13} {r['size']:>9} PyTorch {r['torch_ms_per_frame']:10.1f} ms/frame, "
+                         f"onnxruntime {r['onnxruntime_ms_per_frame']:10.1f} ms/frame ({r['device']}, "
+                         f"{r['threads']} threads, max diff {r['max_abs_diff']:.1e})")
+        else:
+            lines.append(f"  onnx {r['model']:<13} {r['size']:>9} skipped: {r['reason']}")
     for r in result.get("training", []):
         if r["status"] == "ok":
             mfu = f", MFU {r['mfu']:.3f}" if r.get("mfu") is not None else ""
