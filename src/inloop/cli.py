@@ -173,7 +173,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                        enhanced_out=args.enhanced, dataset=args.dataset, seq_class=args.seq_class,
                        device=ev.get("device", "cpu"), tile=ev.get("tile"), overlap=int(ev.get("overlap", 64)),
                        metric_options=metric_options, baseline=args.baseline, lpips=lpips,
-                       eval_frames=ev.get("frames"), switching=ev.get("switching"))
+                       eval_frames=ev.get("frames"), switching=ev.get("switching"),
+                       compute={k: ev[k] for k in ("amp_bf16", "channels_last") if k in ev})
     line = (f"{r['sequence']} {r['config']} QP {r['qp']}: anchor {r['anchor']['psnr']['y']:.3f} dB "
             f"@ {r['anchor']['kbps']:.1f} kbps, filters off {r['decoded']['psnr']['y']:.3f} dB "
             f"@ {r['decoded']['kbps']:.1f} kbps")

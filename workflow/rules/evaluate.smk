@@ -50,6 +50,7 @@ rule evaluate_model:
         baseline=lambda wc, input: ["--baseline", input.baseline] if input.baseline else [],
         code=CODE["evaluate"],
         switching=config["evaluate"].get("switching"),  # a change re-evaluates (not on the command line)
+        compute=[config["evaluate"].get(k, False) for k in ("amp_bf16", "channels_last")],  # the same
     conda:
         "../../envs/train.yaml"
     shell:

@@ -13,12 +13,14 @@ from typing import Any, Callable
 
 from ..lazy import lazy_import
 from ..names import CODECS, CONFIGS
+from .ceiling import attach_fractions, measure_ceiling
 from .codec import bench_codec, bench_encode_stage
 from .costs import SIZES, model_costs, parse_size
 from .machine import machine_info, resolve_device
 from .markdown import PAPER_FIGURES, summary_text, write_markdown
 from .networks import TARGETS, bench_inference, bench_training, model_entries
 from .onnx import bench_onnx
+from .paths import compare_paths
 
 torch = lazy_import("torch")
 
@@ -42,8 +44,18 @@ def register(sub) -> None:
     p.add_argument("--warmup", type=int, help="untimed calls first (default 1; 3 with --compile)")
     p.add_argument("--max-seconds", type=float, default=60.0,
                    help="time budget per case: longer cases are skipped or get fewer repeats (0: no limit)")
-    p.add_argument("--amp", choices=("auto", "none", "bf16"), default="auto", help="auto: bf16 on CUDA, none on CPU")
-    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None, help="default: on CUDA")
+    p.add_argument("--amp", choices=("auto", "none", "bf16"), default="auto",
+                   help="auto: bf16 on CUDA and on CPUs with native bf16 (avx512_bf16 / amx_bf16), else none")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                   help="default (auto): where bf16 is taken, and for inference on every device")
+    p.add_argument("--ceiling", action=argparse.BooleanOptionalAction, default=None,
+                   help="measure the machine's GEMM and convolution throughput (fp32, bf16) first and give every "
+                        "network's TFLOP/s as a fraction of it (default: on, off with --quick)")
+    p.add_argument("--paths", action=argparse.BooleanOptionalAction, default=None,
+                   help="time every network in fp32 / bf16 x NCHW / channels_last (and the chosen path compiled) at "
+                        "the first size, training too with --train: each change's speed-up (default: as --ceiling)")
+    p.add_argument("--paths-compile", action=argparse.BooleanOptionalAction, default=True,
+                   help="include the chosen path with torch.compile in --paths")
     p.add_argument("--compile", action="store_true", help="torch.compile the networks")
     p.add_argument("--compile-mode", help="torch.compile mode, e.g. max-autotune or reduce-overhead (CUDA graphs)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
@@ -72,6 +84,8 @@ def register(sub) -> None:
     p.add_argument("--quick", action="store_true", help="tiny sizes and counts: a smoke test of the harness")
     p.add_argument("--out", help="results JSON (default results/bench/bench-<device>-<time>.json)")
     p.add_argument("--markdown", help="also write a Markdown report here (e.g. docs/benchmarks.md)")
+    p.add_argument("--note", action="append", help="a note kept with the results (the machine's load, what ran "
+                                                   "beside it...); repeatable")
     p.add_argument("--params")
     p.set_defaults(func=cmd_bench)
 
@@ -80,6 +94,7 @@ def cmd_bench(args) -> int:
     from tqdm import tqdm
 
     from ..fsutil import write_json
+    from ..models import cpu_path
     from ..params import cli_params
 
     params = cli_params(args.params)
@@ -98,14 +113,19 @@ def cmd_bench(args) -> int:
     warmup = args.warmup if args.warmup is not None else 1
     max_s = args.max_seconds or None
     amp = None if args.amp == "auto" else args.amp
+    path = cpu_path.resolve(device, "auto", "auto", inference=True)  # what `auto` takes here for inference
+    ceiling = args.ceiling if args.ceiling is not None else not quick
+    paths = args.paths if args.paths is not None else not quick
     entries = model_entries(args.models or MODELS_DEFAULT, preset, params)
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     result: dict[str, Any] = {
         "command": command_line(args),
-        "started": started, "machine": machine_info(device),
+        "started": started, "machine": machine_info(device), **({"notes": list(args.note)} if args.note else {}),
         "settings": {"preset": preset, "sizes": sizes, "tile": tile or None, "overlap": overlap, "repeats": repeats,
-                     "warmup": warmup, "max_seconds": max_s, "amp": amp or ("bf16" if device.type == "cuda" else "none"),
-                     "compile": args.compile_mode or args.compile, "quick": quick},
+                     "warmup": warmup, "max_seconds": max_s, "amp": amp or ("bf16" if path.bf16 else "none"),
+                     "channels_last": "auto" if args.channels_last is None else args.channels_last,
+                     "compile": args.compile_mode or args.compile, "quick": quick,
+                     "compute_path": {"inference": path.record(), "training": cpu_path.resolve(device).record()}},
         "paper": PAPER_FIGURES, "targets_h100": {"inference_ms": {f"{k[0]}@{k[1]}": v for k, v in
                                                                   TARGETS["inference_ms"].items()},
                                                  "train_mfu": TARGETS["train_mfu"],
@@ -116,6 +136,9 @@ def cmd_bench(args) -> int:
     trace_dir = str(out.with_suffix("")) + "-traces"
 
     cases: list[tuple[str, Callable[[], Any]]] = []
+    if ceiling:
+        cases.append(("ceiling", lambda: result.__setitem__("ceiling", measure_ceiling(
+            device, quick, max_seconds=min(30.0, max_s) if max_s else None))))
     for e in entries:
         if not args.no_costs:
             cases.append((f"costs {e['name']}", lambda e=e: result.setdefault("costs", []).append(
@@ -142,6 +165,15 @@ def cmd_bench(args) -> int:
                     max_seconds=(max_s * 2 if max_s else None),
                     profile_trace=(f"{trace_dir}/train-{e['name']}.json" if args.profile else None),
                     trace_dir=trace_dir, params=params))))
+        if paths:
+            train = None
+            if args.train:
+                train = {"batch": args.train_batch or (2 if quick else e["batch"]),
+                         "patch": args.train_patch or (32 if quick else e["patch"]),
+                         "steps": args.train_steps or (2 if quick else 10), "warmup": 1 if quick else 2,
+                         "train_params": {k: v for k, v in (e["train"] or {}).items() if k in ("lr", "loss", "spilf")}}
+            cases.append((f"paths {e['name']}", lambda e=e, train=train: result.setdefault("paths", []).append(
+                compare_paths(e, sizes[0], device, repeats, warmup, max_s, train, args.paths_compile, params))))
     if args.codec:
         cases.append((f"codec {args.codec_name}", lambda: result.__setitem__("codec", bench_codec(
             args.codec_clip, 2 if quick else args.codec_frames, [37] if quick else args.codec_qps,
@@ -155,6 +187,7 @@ def cmd_bench(args) -> int:
     for label, fn in bar:
         bar.set_postfix_str(label)
         fn()
+        attach_fractions(result)
         write_json(out, result)  # partial results survive an interrupted run
     bar.close()
     result["finished"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")

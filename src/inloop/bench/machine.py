@@ -157,7 +157,7 @@ def free_memory_bytes(device: torch.device) -> int | None:
 
 
 def machine_info(device: torch.device | None = None) -> dict:
-    """CPU model, cores, memory, load, versions, GPU name: the header of every result."""
+    """CPU model, cores, vector ISA and native bf16, memory, load, versions, GPU name: the header of every result."""
     cpu = platform.processor() or platform.machine()
     try:  # the CPU model's name: neither platform nor psutil gives it on Linux
         with open("/proc/cpuinfo") as fh:
@@ -176,6 +176,11 @@ def machine_info(device: torch.device | None = None) -> dict:
         "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if torch.cuda.is_available() else None,
         "device": "cpu", "device_name": f"cpu ({cpu})", "git_commit": _git_commit(),
     }
+    from ..models.cpu_path import cpu_bf16
+
+    bf16 = cpu_bf16()  # read from the CPU's flags, never assumed
+    info.update(cpu_capability=bf16["capability"], cpu_bf16=(
+        f"native ({', '.join(bf16['flags'])})" if bf16["native"] else "not native") + f", from {bf16['source']}")
     if device is not None and device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         info.update(device=str(device), device_name=props.name, device_memory_gb=round(props.total_memory / 2**30, 1),

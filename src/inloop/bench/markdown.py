@@ -67,7 +67,8 @@ def markdown_report(result: dict) -> str:
              "means: benchmarks/README.md). Numbers depend on the machine and on its load at the time.", "",
              "## Machine", ""]
     machine = [[label, m[k]] for k, label in (
-        ("cpu", "CPU"), ("cpu_count", "logical cores"), ("affinity", "cores usable"), ("torch_threads", "torch threads"),
+        ("cpu", "CPU"), ("cpu_capability", "CPU vector ISA (torch)"), ("cpu_bf16", "bf16 on the CPU"),
+        ("cpu_count", "logical cores"), ("affinity", "cores usable"), ("torch_threads", "torch threads"),
         ("memory_gb", "memory (GB)"), ("device_name", "device"), ("device_memory_gb", "device memory (GB)"),
         ("torch", "torch"), ("cuda", "CUDA"), ("cudnn", "cuDNN"), ("python", "Python"), ("platform", "OS"),
         ("git_commit", "commit")) if m.get(k) is not None]
@@ -77,6 +78,9 @@ def markdown_report(result: dict) -> str:
     machine.append(["date", result.get("started")])
     lines += _table(["", ""], "ll", machine)
     lines += ["Command:", "", "```", result.get("command", ""), "```", ""]
+    if result.get("notes"):
+        lines += ["Notes:", "", *[f"- {n}" for n in result["notes"]], ""]
+    lines += ceiling_lines(result)
 
     if result.get("costs"):
         lines += ["## Parameters and complexity", "",
@@ -99,10 +103,10 @@ def markdown_report(result: dict) -> str:
                 st += f" (H100 target {r['target_ms_h100']:g} ms: {'met' if r.get('target_met') else 'missed'})"
             rows.append([r["model"], r["size"], r["mode"], _fmt(r.get("ms_per_frame")),
                          _fmt(paper_ms(r.get("arch", r["model"]), r["size"]), 2), _fmt(r.get("fps")),
-                         _fmt(r.get("tflops"), 3), _fmt(r.get("peak_fraction"), 3), _fmt(r.get("peak_mem_mb")),
-                         r.get("mem_method", "–"), _fmt(r.get("repeats")), st])
-        lines += _table(["model", "size", "mode", "ms/frame", "paper ms", "fps", "TFLOP/s", "of peak", "peak MB", "mem",
-                         "repeats", "status"], "lllrrrrrrlrl", rows)
+                         _fmt(r.get("tflops"), 3), _fmt(r.get("peak_fraction"), 3), _fmt(r.get("of_conv_ceiling"), 3),
+                         _fmt(r.get("peak_mem_mb")), r.get("mem_method", "–"), _fmt(r.get("repeats")), st])
+        lines += _table(["model", "size", "mode", "ms/frame", "paper ms", "fps", "TFLOP/s", "of peak", "of ceiling",
+                         "peak MB", "mem", "repeats", "status"], "lllrrrrrrrlrl", rows)
     if result.get("onnx"):
         lines += ["## onnxruntime and PyTorch", "", "ms per output frame of the network's ONNX export (`inloop export`, "
                   "the file a codec loads) in onnxruntime and of the network in PyTorch: same input, device, threads, "
@@ -114,12 +118,14 @@ def markdown_report(result: dict) -> str:
              _fmt(r.get("onnxruntime_ms_per_frame")), _fmt(r.get("speedup"), 2), _fmt(r.get("max_abs_diff"), 3),
              _fmt(r.get("export_s")), _status(r)] for r in result["onnx"]])
     if result.get("training"):
-        lines += ["## Training step", "", "Synthetic batch on the device; model FLOPs = 3 x forward.", ""]
-        lines += _table(["model", "batch x patch", "step ms", "samples/s", "TFLOP/s", "MFU", "GPU busy", "peak MB",
-                         "status"], "llrrrrrrl", [
+        lines += ["## Training step", "", "Synthetic batch on the device; model FLOPs = 3 x forward; of ceiling: "
+                  "against the forward convolution ceiling of the step's precision.", ""]
+        lines += _table(["model", "batch x patch", "step ms", "samples/s", "TFLOP/s", "MFU", "of ceiling", "GPU busy",
+                         "peak MB", "status"], "llrrrrrrrl", [
             [r["model"], f"{r['batch']} x {r['patch']}²", _fmt(r.get("step_ms")), _fmt(r.get("samples_per_s"), 2),
-             _fmt(r.get("tflops"), 3), _fmt(r.get("mfu"), 3), _fmt(r.get("gpu_busy"), 2), _fmt(r.get("peak_mem_mb")),
-             _status(r)] for r in result["training"]])
+             _fmt(r.get("tflops"), 3), _fmt(r.get("mfu"), 3), _fmt(r.get("of_conv_ceiling"), 3),
+             _fmt(r.get("gpu_busy"), 2), _fmt(r.get("peak_mem_mb")), _status(r)] for r in result["training"]])
+    lines += paths_lines(result)
     c = result.get("codec")
     if c:
         lines += ["## Codec", "", f"{c['codec']} on `{Path(c['clip']).name}` ({c['width']}x{c['height']}, "
@@ -147,6 +153,58 @@ def markdown_report(result: dict) -> str:
     return "\n".join(lines)
 
 
+def ceiling_lines(result: dict) -> list[str]:
+    """The machine's ceiling (:mod:`.ceiling`): GEMM and convolution TFLOP/s in fp32 and bf16, and the
+    ratio of each change on the convolution stack."""
+    c = result.get("ceiling")
+    if not c:
+        return []
+    lines = ["## Ceiling: this machine's own GEMM and convolution throughput", "",
+             f"Measured in this run (src/inloop/bench/ceiling.py): the fastest of the timed calls. bf16 on this "
+             f"CPU: {'native' if c['native_bf16'] else 'not native (measured anyway: generic code, no bf16 units)'}. "
+             "A case that would not fit the time budget ran on a smaller shape (reduced). Every network's "
+             "`of ceiling` below = its TFLOP/s / the convolution ceiling of its precision (the faster layout).", ""]
+    lines += _table(["kind", "precision", "layout", "shape", "native", "ms", "TFLOP/s", "TFLOP/s (median)"],
+                    "llllrrrr", [[r["kind"], r["dtype"], r["layout"] or "–",
+                                  r["shape"] + (" (reduced)" if r["reduced"] else ""), _fmt(r["native"]),
+                                  _fmt(r["ms_best"]), _fmt(r["tflops"], 4), _fmt(r["tflops_median"], 4)]
+                                 for r in c["rows"]])
+    if c.get("ratios"):
+        lines += ["Each change on the convolution stack (ratio = TFLOP/s after / before):", ""]
+        lines += _table(["change", "before TFLOP/s", "after TFLOP/s", "ratio", "note"], "lrrrl", [
+            [r["change"], _fmt(r["before_tflops"], 4), _fmt(r["after_tflops"], 4), _fmt(r["ratio"], 2), r["note"]]
+            for r in c["ratios"]])
+    return lines
+
+
+def paths_lines(result: dict) -> list[str]:
+    """The compute paths side by side (:mod:`.paths`): each variant's time and each change's speed-up."""
+    if not result.get("paths"):
+        return []
+    chosen = result["paths"][0]["chosen"]
+    lines = ["## Compute paths", "", "Chosen here with `auto`: " + "; ".join(
+        f"{kind} **{c['precision']}, {'channels_last' if c['channels_last'] else 'NCHW'}** ({c['reason']})"
+        for kind, c in chosen.items()) + ". Inference: one whole frame, batch 1; training: the project's step on a "
+             "synthetic batch. Speed-up of a change = time before / time after (> 1: faster); compile: warm-up time "
+             "with compilation and the calls after which it has paid for itself.", ""]
+    rows, changes = [], []
+    for p in result["paths"]:
+        for kind in ("inference", "training"):
+            for r in p[kind]:
+                what = p["size"] if kind == "inference" else f"{r['batch']} x {r['patch']}²"
+                rows.append([p["model"], kind, what, r["variant"] + (" (chosen)" if r["chosen"] else ""),
+                             _fmt(r.get("ms_per_frame", r.get("step_ms"))), _fmt(r.get("tflops"), 4),
+                             _fmt(r.get("warmup_s")), _status(r)])
+            for c in p[f"{kind}_changes"]:
+                changes.append([p["model"], kind, c["change"], _fmt(c["before_ms"]), _fmt(c["after_ms"]),
+                                _fmt(c["speedup"], 2), _fmt(c.get("break_even_calls"), 0)])
+    lines += _table(["model", "", "size / batch", "path", "ms", "TFLOP/s", "warm-up s", "status"], "llllrrrl", rows)
+    if changes:
+        lines += _table(["model", "", "change", "before ms", "after ms", "speed-up", "compile pays after (calls)"],
+                        "lllrrrr", changes)
+    return lines
+
+
 def write_markdown(path: str | os.PathLike, result: dict) -> None:
     from ..fsutil import atomic_write
 
@@ -158,6 +216,10 @@ def summary_text(result: dict) -> str:
     """What ``inloop bench`` prints at the end: one line per case."""
     lines = [f"machine: {result['machine'].get('device_name')} ({result['machine'].get('cpu_count')} cores), "
              f"torch {result['machine'].get('torch')}, load {result['machine'].get('load_avg')}"]
+    for r in (result.get("ceiling") or {}).get("rows", []):
+        reduced = f" (reduced: {r['shape']})" if r["reduced"] else ""
+        lines.append(f"  ceiling {r['kind']:<4} {r['dtype']} {r['layout'] or '':<13} {r['tflops'] * 1e3:9.2f} GFLOP/s"
+                     f"{'' if r['native'] else ' (not native)'}{reduced}")
     for c in result.get("costs", []):
         lines.append(f"  {c['model']:<18} {c['params']:>10,} params  {c['macs_per_pixel'] / 1e3:9.1f} kMAC/pixel")
     for r in result.get("inference", []):
@@ -180,6 +242,10 @@ def summary_text(result: dict) -> str:
                          f"{r['samples_per_s']:.2f} samples/s, {r['tflops']:.4f} TFLOP/s{mfu}")
         else:
             lines.append(f"  train {r['model']:<12} skipped: {r['reason']}")
+    for p in result.get("paths", []):
+        for kind in ("inference", "training"):
+            for c in p[f"{kind}_changes"]:
+                lines.append(f"  paths {p['model']:<12} {kind:<9} {c['change']:<28} speed-up {_fmt(c['speedup'], 2)}")
     if result.get("codec"):
         c = result["codec"]
         lines.append(f"  {c['codec']}: {c['encodes_per_min']:.1f} encodes/min ({c['encodes']} encodes of "

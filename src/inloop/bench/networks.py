@@ -161,11 +161,16 @@ def _frame_input(model: torch.nn.Module, hw: tuple[int, int], device: torch.devi
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
-def _defaults(device, arch: str, amp: str | None, channels_last: bool | None, warmup: int, compile: bool):
-    """The shared defaults of a case: device, arch, bf16 on CUDA, channels_last on CUDA, 3 warm-ups when compiled."""
+def _defaults(device, arch: str, amp: str | None, channels_last: bool | None, warmup: int, compile: bool,
+              inference: bool = False):
+    """The shared defaults of a case: device, arch, the device's compute path for inference or a
+    training step (:func:`inloop.models.cpu_path.resolve` with ``auto``), 3 warm-ups when compiled."""
+    from ..models.cpu_path import resolve
+
     device = resolve_device(str(device)) if not isinstance(device, torch.device) else device
-    amp = amp or ("bf16" if device.type == "cuda" else "none")
-    channels_last = device.type == "cuda" if channels_last is None else channels_last
+    path = resolve(device, "auto", "auto", inference=inference) if amp is None or channels_last is None else None
+    amp = amp or ("bf16" if path.bf16 else "none")
+    channels_last = path.channels_last if channels_last is None else channels_last
     return device, arch, amp, channels_last, (max(warmup, 3) if compile else warmup)
 
 
@@ -181,9 +186,10 @@ def bench_inference(model_name: str, kwargs: dict | None = None, sizes: Iterable
     tiles with ``overlap`` pixels of context (the evaluate stage's ``apply_model``; the tile is
     rounded up to the network's padding multiple). One row per size; skipped sizes say why.
 
-    ``amp``: ``"bf16"`` (autocast) or ``"none"``; default bf16 on CUDA, none on CPU.
-    ``channels_last``: default on CUDA. ``compile``: ``torch.compile(mode=compile_mode)``
-    (``"reduce-overhead"`` uses CUDA graphs); warm-up is then at least 3 calls.
+    ``amp``: ``"bf16"`` (autocast) or ``"none"``; ``channels_last``: default the device's compute
+    path for inference (bf16 on CUDA and on CPUs with native bf16, channels_last everywhere).
+    ``compile``: ``torch.compile(mode=compile_mode)`` (``"reduce-overhead"`` uses CUDA graphs);
+    warm-up is then at least 3 calls, their time kept as ``warmup_s`` (compilation included).
     Profiles (trace + top operators) are taken with ``profile=True``, and on CUDA for any case
     that misses its :data:`TARGETS` entry. ``peak_fraction`` = achieved model TFLOP/s / ``peak_tflops``
     (default: the GPU's dense bf16 peak by name; none on CPU).
@@ -191,7 +197,7 @@ def bench_inference(model_name: str, kwargs: dict | None = None, sizes: Iterable
     from ..evaluation.enhance import apply_model
 
     device, arch, amp, channels_last, warmup = _defaults(device, arch or model_name, amp, channels_last, warmup,
-                                                         compile)
+                                                         compile, inference=True)
     kwargs = dict(kwargs or {})
     net = _build(arch, kwargs)
     multiple = int(getattr(net, "pad_multiple", 1))
@@ -259,8 +265,11 @@ def bench_inference(model_name: str, kwargs: dict | None = None, sizes: Iterable
         x = _frame_input(_unwrap(model), hw, device, channels_last)
         try:
             with torch.no_grad(), autocast(), PeakMemory(device) as mem:  # warm-up included: first-call memory
+                t_warm = time.perf_counter()
                 for _ in range(n_warm):
                     apply_model(model, x, tile, overlap, multiple)
+                sync(device)
+                warmup_s = time.perf_counter() - t_warm
                 times = []
                 if device.type == "cuda":
                     sync(device)
@@ -287,7 +296,7 @@ def bench_inference(model_name: str, kwargs: dict | None = None, sizes: Iterable
             continue
         ms = 1e3 * wall / n_rep
         s_per_mac = (wall / n_rep) / max(1.0, work)  # the rate of the largest case so far plans the next
-        row.update(status="ok", warmup=n_warm, repeats=n_rep, ms_per_frame=ms,
+        row.update(status="ok", warmup=n_warm, warmup_s=warmup_s, repeats=n_rep, ms_per_frame=ms,
                    ms_min=1e3 * min(times), ms_median=1e3 * statistics.median(times),
                    fps=1e3 / ms if ms > 0 else None, tflops=2 * macs / (wall / n_rep) / 1e12,
                    peak_mem_mb=mem.mb, mem_method=mem.method)

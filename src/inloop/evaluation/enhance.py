@@ -60,15 +60,24 @@ def apply_model(model: nn.Module, x: torch.Tensor, tile: int | None = None, over
 
 def enhance_file(model: nn.Module, decoded: str | os.PathLike, out: str | os.PathLike, fmt: YuvFormat,
                  planes: tuple[str, ...] = ("y",), device: str | torch.device = "cpu", tile: int | None = None,
-                 overlap: int = 64, multiple: int = 16) -> dict:
+                 overlap: int = 64, multiple: int = 16, amp_bf16: bool | str = False,
+                 channels_last: bool | str = False) -> dict:
     """Filter the listed planes of every frame of ``decoded``; the other planes pass through.
 
     A multi-frame network (``model.frames`` = T > 1, NL-ConvLSTM) gets the T decoded
     frames centred on each frame, the first and last frame repeated at the ends of
-    the sequence. Returns timing: seconds per frame (filtering only, device synchronised).
+    the sequence. ``amp_bf16`` / ``channels_last`` (params ``evaluate.*``: false, true, or auto =
+    bf16 on CUDA and CPUs with native bf16, channels_last on every device): the compute path
+    (:func:`inloop.models.cpu_path.resolve`); the output is rounded from fp32 either way.
+    Returns timing: seconds per frame (filtering only, device synchronised) and the path (``compute``).
     """
+    from ..models.cpu_path import resolve
+
     device = torch.device(device)
-    model = model.to(device).eval()
+    compute = resolve(device, amp_bf16, channels_last, keys=("evaluate.amp_bf16", "evaluate.channels_last"),
+                      inference=True)
+    autocast = compute.autocast()
+    model = compute.layout(model.to(device).eval())
     peak = float(fmt.max_value)
     half = int(getattr(model, "frames", 1)) // 2
     times = []
@@ -88,7 +97,8 @@ def enhance_file(model: nn.Module, decoded: str | os.PathLike, out: str | os.Pat
                     x = torch.stack([plane(reader[j], k) for j in idx])[None, :, None]
                 else:
                     x = plane(frame, k)[None, None]
-                y = apply_model(model, x, tile, overlap, multiple)
+                with autocast():
+                    y = apply_model(model, compute.layout(x), tile, overlap, multiple).float()
                 result[k] = (y[0, 0].clamp(0, 1) * peak).round().to(torch.int32).cpu().numpy()
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
@@ -98,4 +108,4 @@ def enhance_file(model: nn.Module, decoded: str | os.PathLike, out: str | os.Pat
     with YuvReader(decoded, fmt) as reader:
         write_yuv(out, filtered(reader), fmt)
     return {"frames": len(times), "seconds_per_frame": float(np.mean(times)) if times else 0.0,
-            "device": str(device), "tile": tile, "planes": list(planes)}
+            "device": str(device), "tile": tile, "planes": list(planes), "compute": compute.record()}

@@ -53,7 +53,8 @@ def evaluate_point(original: str | os.PathLike, anchor_stats: str | os.PathLike,
                    enhanced_out: str | os.PathLike | None = None, dataset: str = "", seq_class: str = "",
                    device: str = "cpu", tile: int | None = None, overlap: int = 64,
                    metric_options: dict | None = None, baseline: str | os.PathLike | None = None,
-                   lpips=None, eval_frames: list[int] | None = None, switching: dict | None = None) -> dict:
+                   lpips=None, eval_frames: list[int] | None = None, switching: dict | None = None,
+                   compute: dict | None = None) -> dict:
     """Measure anchor, filters-off decode and (with a model) the enhanced decode; write ``out``.
 
     ``baseline``: the model-"none" evaluation of the same point; its anchor and
@@ -64,6 +65,8 @@ def evaluate_point(original: str | os.PathLike, anchor_stats: str | os.PathLike,
     ``evaluate.frames``; None = all), e.g. ``[3]`` for Vimeo-90K's 4th frame.
     ``switching``: params ``evaluate.switching`` (``enabled``, ``ctu``): with a model, also the CTU-switched
     reconstruction (:mod:`.switching`), its rate being the filters-off rate plus the flags' bits.
+    ``compute``: params ``evaluate.amp_bf16`` / ``evaluate.channels_last`` for the network's inference
+    (:func:`.enhance.enhance_file`; default fp32); the path taken is recorded as ``compute``.
     """
 
     on, off = _stats(anchor_stats), _stats(off_stats)
@@ -117,7 +120,7 @@ def evaluate_point(original: str | os.PathLike, anchor_stats: str | os.PathLike,
             raise InloopError("an enhanced output path is needed with a model")
         model, payload = load_trained(model_path, device)
         timing = enhance_file(model, off["decoded"], enhanced_out, fmt, tuple(payload["planes"]), device, tile,
-                              overlap, multiple=getattr(model, "pad_multiple", 16))
+                              overlap, multiple=getattr(model, "pad_multiple", 16), **(compute or {}))
         ev_enh = select_frames(evaluate_sequence(original, enhanced_out, fmt, frames=n, **opts), eval_frames)
         enh = _summary(ev_enh, off)  # no extra bits: the rate of the filters-off bitstream
         result.update({
@@ -129,6 +132,7 @@ def evaluate_point(original: str | os.PathLike, anchor_stats: str | os.PathLike,
         result["fluctuation"]["enhanced"] = ev_enh["fluctuation"].get("psnr_y")
         result["model_file"] = str(model_path)
         result["torch_threads"] = torch.get_num_threads()  # what seconds_per_frame was measured with
+        result["compute"] = timing["compute"]
         if "lpips" in opts:
             result["lpips"] = {**(result["lpips"] or {}), "enhanced": ev_enh["mean"]["lpips"]}
         sw = {"enabled": True, "ctu": None, **(switching or {})}

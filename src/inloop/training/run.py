@@ -27,7 +27,7 @@ from .data import PatchSampler
 from .patches import open_patch_store
 from .tracking import Tracker, git_commit
 from ..models.io import load_trained, torch_load, torch_save  # noqa: F401 - load_trained: the CLI's and tests' entry
-from .trainer import RestorationTask, TrainConfig, Trainer, pick_device, seed_everything
+from .trainer import RestorationTask, TrainConfig, Trainer, pick_device, seed_everything, train_path
 
 TRAIN_KEYS = ("steps", "batch_size", "lr", "checkpoint_every", "val_every", "log_every", "val_batch_size", "seed",
               "device", "amp_bf16", "channels_last", "compile", "deterministic")
@@ -110,8 +110,8 @@ def train_model(store: str | os.PathLike, out: str | os.PathLike, model_name: st
             last = train_params.get("init_last", "distortion")
             lsuv_init(model, x, y if last == "distortion" else None, residual_std=0.0)
     model.to(device)
-    if device.type == "cuda" and cfg.channels_last:
-        model.to(memory_format=torch.channels_last)
+    compute = train_path(cfg, device)  # bf16 / channels_last where the device runs them natively
+    compute.layout(model)
     if world_size() > 1:
         from torch.nn.parallel import DistributedDataParallel
 
@@ -132,10 +132,13 @@ def train_model(store: str | os.PathLike, out: str | os.PathLike, model_name: st
         tracker = Tracker(experiment, run_name, resume_run_id=run_id, key=key)
         if not resuming:
             tracker.log_params({"train": {k: v for k, v in train_params.items()}, "model": model_kwargs,
-                                "patches": {k: meta[k] for k in ("patch_size", "bitdepth", "planes", "counts")}})
+                                "patches": {k: meta[k] for k in ("patch_size", "bitdepth", "planes", "counts")},
+                                "compute": compute.record()})
             tracker.set_tags({**{k: v for k, v in describe.items() if k != "model_kwargs"},
                               "git_commit": git_commit(),
                               "dataset_manifest_sha256": manifest_hash(manifest)})
+        else:  # params are written once: a job resumed on another machine says what it computed in
+            tracker.set_tags({"compute.resumed_as": f"{compute.precision}, channels_last={compute.channels_last}"})
     trainer = Trainer(task, sampler, cfg, checkpoint, tracker, val_array=val, bitdepth=meta["bitdepth"],
                       describe=describe)
     try:
@@ -156,7 +159,7 @@ def train_model(store: str | os.PathLike, out: str | os.PathLike, model_name: st
     payload = {"name": model_name, "instance": name, "kwargs": model_kwargs, "state_dict": net.state_dict(),
                "bitdepth": meta["bitdepth"], "planes": meta["planes"], "describe": describe, "result": result}
     torch_save(payload, out, "model file")
-    report = {**describe, "residual_scale": float(net.residual_scale), "result": result,
+    report = {**describe, "residual_scale": float(net.residual_scale), "result": result, "compute": compute.record(),
               "history": trainer.history, "parameters": int(
         sum(p.numel() for p in net.parameters())), "mlflow_run_id": getattr(tracker, "run_id", None)}
     if hasattr(task, "summary"):

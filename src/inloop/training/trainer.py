@@ -17,15 +17,16 @@ the MLflow run id, so a killed job resumes where it stopped and draws the
 same batches as an uninterrupted run (bit-exact on CPU). A non-finite loss
 stops training with a clear message; the last good checkpoint is kept.
 
-Devices: CPU (tests, demo) or CUDA with bf16 autocast, channels_last and
-optional ``torch.compile``; several GPUs with DDP when started by torchrun
-(``WORLD_SIZE`` > 1): every rank samples its own batches, rank 0 validates,
-checkpoints and logs.
+Devices: CPU (tests, demo) or CUDA; bf16 autocast and channels_last where the
+device runs them natively (``train.amp_bf16`` / ``train.channels_last``: ``auto``
+= CUDA and CPUs with AVX-512 BF16 or AMX, fp32 elsewhere; :func:`train_path`,
+:mod:`inloop.models.cpu_path`), optional ``torch.compile``; several GPUs with DDP
+when started by torchrun (``WORLD_SIZE`` > 1): every rank samples its own
+batches, rank 0 validates, checkpoints and logs.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import random
@@ -40,6 +41,8 @@ from torch import nn
 from tqdm import tqdm
 
 from ..errors import InloopError
+from ..models.cpu_path import ComputePath
+from ..models.cpu_path import resolve as resolve_path
 from ..models.io import torch_load, torch_save
 from .data import iterate_pairs
 
@@ -59,9 +62,9 @@ class TrainConfig:
     val_batch_size: int = 64
     seed: int = 0
     device: str = "auto"          # auto | cpu | cuda | cuda:N
-    amp_bf16: bool = True         # CUDA only
-    channels_last: bool = True    # CUDA only
-    compile: bool = False         # torch.compile the model(s) (CUDA)
+    amp_bf16: bool | str = "auto"       # auto: CUDA and native-bf16 CPUs; true: everywhere; false: fp32
+    channels_last: bool | str = "auto"  # auto: CUDA, and a CPU whenever bf16 is on
+    compile: bool = False         # torch.compile the model(s)
     deterministic: bool = True    # bit-exact on CPU
     extra: dict = field(default_factory=dict)
 
@@ -76,6 +79,11 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def train_path(cfg: TrainConfig, device: torch.device) -> ComputePath:
+    """The precision and layout training runs in on ``device`` (:func:`inloop.models.cpu_path.resolve`)."""
+    return resolve_path(device, cfg.amp_bf16, cfg.channels_last, keys=("train.amp_bf16", "train.channels_last"))
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
@@ -193,12 +201,12 @@ class Trainer:
         self.world = int(os.environ.get("WORLD_SIZE", 1))
         self.step = 0
         self.history: list[dict] = []
-        use_bf16 = cfg.amp_bf16 and self.device.type == "cuda"
-        self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_bf16 else contextlib.nullcontext
+        self.compute = train_path(cfg, self.device)
+        self.autocast = self.compute.autocast()
         for m in task.modules().values():
             m.to(self.device)
-            if self.device.type == "cuda" and cfg.channels_last and m is _unwrap(m):
-                m.to(memory_format=torch.channels_last)  # wrapped models: set before wrapping
+            if m is _unwrap(m):  # wrapped models: set before wrapping
+                self.compute.layout(m)
 
     # ---------------------------------------------------------------- checkpoints
     def state(self) -> dict:
