@@ -16,7 +16,8 @@ CLIP = "{name}_{geom}_420"
 ORIGINAL = "{data}/{dataset}/" + CLIP + ".yuv"
 
 # The encode stage: one encode per codec x configuration x loop filters x clip x QP.
-ENCODED = f"{RESULTS}/encoded/{{codec}}/{{cfg}}/{{filters}}/{{dataset}}/{CLIP}/qp{{qp}}"
+ENCODED_DIR = f"{RESULTS}/encoded"
+ENCODED = f"{ENCODED_DIR}/{{codec}}/{{cfg}}/{{filters}}/{{dataset}}/{CLIP}/qp{{qp}}"
 ENCODE_FILES = {  # the encode rule's outputs
     "bitstream": ENCODED + ".bin",
     "decoded": ENCODED + "_{geom}_420.yuv",

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+from .. import paths
 from ..lazy import lazy_import
 from ..names import CODECS, CONFIGS
 from .ceiling import attach_fractions, measure_ceiling
@@ -132,7 +133,7 @@ def cmd_bench(args) -> int:
                                                  "train_gpu_busy": TARGETS["train_gpu_busy"]},
     }
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    out = Path(args.out or f"results/bench/bench-{device.type}-{stamp}.json")
+    out = Path(args.out or f"{paths.BENCH}/bench-{device.type}-{stamp}.json")
     trace_dir = str(out.with_suffix("")) + "-traces"
 
     cases: list[tuple[str, Callable[[], Any]]] = []

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable
 
+from .. import paths
 from ..errors import InloopError
 from ..names import CONFIGS, FILTERS
 from .machine import REPO
@@ -20,7 +21,7 @@ from .machine import REPO
 
 def default_clip() -> Path | None:
     """A real clip for codec timing: the demo's city-a (352x192) if fetched, else the shared fixture."""
-    demo = REPO / "results" / "data" / "demo"
+    demo = REPO / paths.DATA / "demo"
     for cand in sorted(demo.glob("city-a_*_420.yuv")) + sorted(demo.glob("city*_420.yuv")):
         return cand
     shared = Path(os.environ.get("INLOOP_SHARED", REPO.parent / "shared")) / "fixtures" / "codecs"
@@ -88,8 +89,8 @@ def bench_encode_stage(cores: Iterable[int] = (1, 2, 4, 8), configfile: str = "c
         raise InloopError("snakemake not found next to this Python or on PATH (install the project's .venv)")
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     env.pop("MLFLOW_TRACKING_URI", None)
-    if "INLOOP_CACHE" not in env and (repo / "results" / "cache").is_dir():
-        env["INLOOP_CACHE"] = str(repo / "results" / "cache")
+    if "INLOOP_CACHE" not in env and (repo / paths.CACHE).is_dir():
+        env["INLOOP_CACHE"] = str(repo / paths.CACHE)
     tmp = Path(tempfile.mkdtemp(prefix="inloop-bench-stage-", dir=workdir))
     clone = tmp / "inloop"
     say = log or (lambda s: None)
@@ -111,10 +112,10 @@ def bench_encode_stage(cores: Iterable[int] = (1, 2, 4, 8), configfile: str = "c
         data_s = run([exe, "--cores", "2", "data", *cfg])
         rows = []
         for n in cores:
-            shutil.rmtree(clone / "results" / "encoded", ignore_errors=True)
-            shutil.rmtree(clone / "results" / "logs" / "encode", ignore_errors=True)
+            shutil.rmtree(clone / paths.ENCODED_DIR, ignore_errors=True)
+            shutil.rmtree(clone / paths.LOGS / "encode", ignore_errors=True)
             wall = run([exe, "--cores", str(int(n)), "encodes", *cfg])
-            count = len(list((clone / "results" / "encoded").rglob("*.bin")))
+            count = len(list((clone / paths.ENCODED_DIR).rglob("*.bin")))
             rows.append({"cores": int(n), "wall_s": wall, "encodes": count,
                          "encodes_per_min": 60.0 * count / wall if wall else None,
                          "oversubscribed": int(n) > (os.cpu_count() or 1)})

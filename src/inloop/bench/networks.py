@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from .. import paths
 from ..errors import InloopError
 from ..lazy import lazy_import
 from .costs import (SIZES, _build, _frames, _in_channels, _unwrap, frame_macs, is_clip, memory_estimate, parse_size,
@@ -307,7 +308,7 @@ def bench_inference(model_name: str, kwargs: dict | None = None, sizes: Iterable
             row["target_ms_h100"] = target
             row["target_met"] = ms <= target
         if profile or (device.type == "cuda" and target is not None and ms > target):
-            trace = Path(profile_dir or "results/bench/traces") / f"infer-{model_name}-{row['size']}-{mode}.json"
+            trace = Path(profile_dir or f"{paths.BENCH}/traces") / f"infer-{model_name}-{row['size']}-{mode}.json"
             with torch.no_grad(), autocast():
                 row["profile"] = profile_calls(lambda: apply_model(model, x, tile, overlap, multiple), device,
                                                trace, calls=max(1, min(3, n_rep)))
@@ -321,7 +322,7 @@ def bench_training(model_name: str, kwargs: dict | None = None, batch: int = 32,
                    channels_last: bool | None = None, compile: bool = False, compile_mode: str | None = None,
                    peak_tflops: float | None = None, train_params: dict | None = None, arch: str | None = None,
                    max_seconds: float | None = 120.0, profile_trace: str | os.PathLike | None = None,
-                   profile_steps: int = 3, trace_dir: str | os.PathLike = "results/bench/traces",
+                   profile_steps: int = 3, trace_dir: str | os.PathLike = f"{paths.BENCH}/traces",
                    params: dict | None = None) -> dict:
     """Training step time, samples/s, model TFLOP/s and MFU of ``model_name`` at ``batch`` x
     ``patch`` x ``patch`` (clip networks: ``batch`` clips of ``frames`` patches).
