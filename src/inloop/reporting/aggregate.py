@@ -61,7 +61,7 @@ KEYS = ["model", "codec", "config", "dataset", "sequence", "seed"]
 CURVES = ("anchor", "decoded", "enhanced", "switched")
 COMPARISONS = ("model_vs_anchor", "model_vs_off", "off_vs_anchor", "switched_vs_anchor", "switched_vs_off")
 BOOTSTRAP = {"resamples": 2000, "seed": 0, "level": 0.95}
-CONFIG_ORDER = {"ai": 0, "ldp": 1, "ra": 2}
+CONFIG_ORDER = {c: i for i, c in enumerate(CONFIGS)}
 CLASSES = ("A", "B", "C", "D", "E")
 
 
