@@ -48,6 +48,13 @@ def _summary(ev: dict, stats: dict) -> dict:
     }
 
 
+def _delta(curve: dict, decoded: dict) -> dict:
+    """A reconstruction's gain over the filters-off decode: Y- and YUV-PSNR, and SSIM-Y where measured."""
+    return {"psnr_y": curve["psnr"]["y"] - decoded["psnr"]["y"],
+            "psnr_yuv": curve["psnr"]["yuv"] - decoded["psnr"]["yuv"],
+            "ssim_y": (curve["ssim_y"] - decoded["ssim_y"]) if curve["ssim_y"] is not None else None}
+
+
 def evaluate_point(original: str | os.PathLike, anchor_stats: str | os.PathLike, off_stats: str | os.PathLike,
                    out: str | os.PathLike, model_path: str | os.PathLike | None = None,
                    enhanced_out: str | os.PathLike | None = None, dataset: str = "", seq_class: str = "",
@@ -125,9 +132,7 @@ def evaluate_point(original: str | os.PathLike, anchor_stats: str | os.PathLike,
         enh = _summary(ev_enh, off)  # no extra bits: the rate of the filters-off bitstream
         result.update({
             "model": payload.get("instance", payload["name"]), "enhanced": enh, "seconds_per_frame": timing["seconds_per_frame"],
-            "delta": {"psnr_y": enh["psnr"]["y"] - result["decoded"]["psnr"]["y"],
-                      "psnr_yuv": enh["psnr"]["yuv"] - result["decoded"]["psnr"]["yuv"],
-                      "ssim_y": (enh["ssim_y"] - result["decoded"]["ssim_y"]) if enh["ssim_y"] is not None else None},
+            "delta": _delta(enh, result["decoded"]),
         })
         result["fluctuation"]["enhanced"] = ev_enh["fluctuation"].get("psnr_y")
         result["model_file"] = str(model_path)
@@ -167,7 +172,4 @@ def _switched(original, off: dict, enhanced: str | os.PathLike, fmt: YuvFormat, 
     }
     if "lpips" in opts:
         s["lpips"] = ev["mean"]["lpips"]
-    dec = result["decoded"]
-    return {"switched": s, "delta_switched": {
-        "psnr_y": s["psnr"]["y"] - dec["psnr"]["y"], "psnr_yuv": s["psnr"]["yuv"] - dec["psnr"]["yuv"],
-        "ssim_y": (s["ssim_y"] - dec["ssim_y"]) if s["ssim_y"] is not None else None}}
+    return {"switched": s, "delta_switched": _delta(s, result["decoded"])}

@@ -41,12 +41,10 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from ..errors import InloopError
-from ..fsutil import atomic_path
 from ..names import CTU_SIZE
 from ..yuv import Frame, YuvFormat, YuvReader, write_yuv
 
@@ -195,21 +193,23 @@ def switch_sequence(original: str | os.PathLike, decoded: str | os.PathLike, fil
     if ctu < 16 or ctu & (ctu - 1):
         raise InloopError(f"evaluate.switching.ctu={ctu}: a power of two of at least 16")
     by_frame = {int(p.get("frame", p.get("poc", i))): p for i, p in enumerate(pictures or [])}
-    ref, dec, fil = YuvReader(original, fmt), YuvReader(decoded, fmt), YuvReader(filtered, fmt)
-    n = len(dec)
-    if len(fil) != n or len(ref) < n:
-        raise InloopError(f"{filtered} has {len(fil)} frames, {decoded} {n}, {original} {len(ref)}: they must match")
-    frames, decisions = [], []
-    for i in range(n):
-        pic = by_frame.get(i, {})
-        lam = hm_lambda(config, int(pic.get("poc", i)), float(pic.get("qp", qp)),
-                        "I" if config == "ai" else str(pic.get("type", "I" if i == 0 else "P")))
-        o, d, f = ref[i], dec[i], fil[i]
-        dec_ = decide(ctu_ssd(o, d, ctu, fmt.bitdepth), ctu_ssd(o, f, ctu, fmt.bitdepth), lam, force)
-        decisions.append(dec_)
-        frames.append(apply_flags(d, f, dec_.flags, ctu))
-    with atomic_path(Path(out)) as tmp:
-        write_yuv(tmp, frames, fmt)
+    decisions: list[FrameDecision] = []
+    with YuvReader(original, fmt) as ref, YuvReader(decoded, fmt) as dec, YuvReader(filtered, fmt) as fil:
+        n = len(dec)
+        if len(fil) != n or len(ref) < n:
+            raise InloopError(f"{filtered} has {len(fil)} frames, {decoded} {n}, {original} {len(ref)}: they must match")
+
+        def switched():  # frame by frame: the sequence is never held in memory
+            for i in range(n):
+                pic = by_frame.get(i, {})
+                lam = hm_lambda(config, int(pic.get("poc", i)), float(pic.get("qp", qp)),
+                                "I" if config == "ai" else str(pic.get("type", "I" if i == 0 else "P")))
+                o, d, f = ref[i], dec[i], fil[i]
+                decision = decide(ctu_ssd(o, d, ctu, fmt.bitdepth), ctu_ssd(o, f, ctu, fmt.bitdepth), lam, force)
+                decisions.append(decision)
+                yield apply_flags(d, f, decision.flags, ctu)
+
+        write_yuv(out, switched(), fmt)  # atomic
     grid = (-(-fmt.height // ctu)) * (-(-fmt.width // ctu))
     return {
         "ctu": ctu,
