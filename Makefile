@@ -4,7 +4,8 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.inloop-installed
-CORES ?= 8
+# The cores this machine lets the process use (more would only oversubscribe them: docs/timings.md).
+CORES ?= $(shell nproc 2>/dev/null || echo 2)
 
 .PHONY: venv run test lint clean-results
 

@@ -104,7 +104,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     report = train_model(
         args.store, args.out, spec["arch"], spec["kwargs"], spec["train"],
         describe={"codec": args.codec, "config": args.config, "qp": args.qp}, checkpoint=args.checkpoint,
-        manifest=args.manifest, track=not args.no_mlflow, threads=args.threads, name=args.model, params=params)
+        manifest=args.manifest, track=not args.no_mlflow, threads=args.threads, name=args.model, params=params,
+        init_from=args.init_from)
     r = report["result"]
     if report.get("rank", 0) != 0:
         return 0  # DDP: rank 0 reports
@@ -228,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--manifest", nargs="+", help="dataset manifest(s), hashed into the MLflow run")
     p.add_argument("--threads", type=int, help="CPU threads for torch")
     p.add_argument("--no-mlflow", action="store_true", help="do not track the run")
+    p.add_argument("--init-from", help="start from this model file (another QP's) for train.warm_start.steps steps")
     p.add_argument("--params")
     p.set_defaults(func=cmd_train)
 
@@ -281,8 +283,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Sub-commands that run networks: the allocator is tuned for them (inloop.models.cpu_path.tune_allocator).
+TORCH_COMMANDS = ("train", "evaluate", "bench", "export")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in TORCH_COMMANDS:
+        from .models.cpu_path import tune_allocator
+
+        tune_allocator()
     try:
         return args.func(args)
     except InloopError as exc:

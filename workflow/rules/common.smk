@@ -20,6 +20,16 @@ PARAMS_RESOLVED = str(inloop.params.write_resolved(config, ".snakemake/inloop"))
 os.environ.update(INLOOP_PARAMS=PARAMS_RESOLVED)
 
 
+# More cores than the machine lets this process use only oversubscribe it: each job runs torch on the
+# threads it is given, so --cores 8 on 2 CPUs runs four single-threaded jobs per CPU (docs/timings.md).
+USABLE_CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+if workflow.local_exec and workflow.global_resources["_cores"].value not in (None, "all"):
+    if int(workflow.global_resources["_cores"].value) > USABLE_CPUS:
+        print(f"inloop: --cores {workflow.global_resources['_cores'].value} on a machine with {USABLE_CPUS} usable "
+              f"CPUs oversubscribes them; --cores {USABLE_CPUS} (or --cores all) runs as fast with less "
+              "contention", file=sys.stderr)
+
+
 # Where each stage writes, and the package code behind each stage: inloop.paths, the one place.
 import inloop.paths as P
 
@@ -139,6 +149,9 @@ for _m, _s in SPECS.items():
     for _cfg in _s["configs"]:
         if _cfg not in config["encode"]["configs"]:
             raise ValueError(f"models.{_m}.configs: {_cfg} is not in encode.configs {config['encode']['configs']}")
+    _warm = _s["train"].get("warm_start")
+    if _warm and _warm["qp"] not in _s["qps"]:
+        raise ValueError(f"models.{_m}.train.warm_start.qp: {_warm['qp']} is not one of the model's QPs {_s['qps']}")
 # One patch store per distinct store settings; the first model naming it describes it.
 STORE_MODEL = {}
 for _m, _s in SPECS.items():
@@ -228,6 +241,14 @@ def _store_files(wc):
         raise ValueError(f"{wc.model} is not in train.models {list(SPECS)}")
     d = store_dir(wc.model, wc.cfg, wc.qp)
     return {"meta": f"{d}/meta.json", "train": f"{d}/train.npy", "val": f"{d}/val.npy"}
+
+
+def _warm_start(wc):
+    """The model file a warm-started training starts from: the same model's at ``train.warm_start.qp``."""
+    warm = SPECS[wc.model]["train"].get("warm_start") if wc.model in SPECS else None
+    if not warm or int(wc.qp) == int(warm["qp"]):
+        return []
+    return model_file(wc.model, wc.cfg, warm["qp"])
 
 
 # evaluate.smk

@@ -33,6 +33,7 @@ rule train:
         unpack(_store_files),
         manifests=lambda wc: manifests(TRAIN_DATASETS.get(wc.cfg, [])),
         lpips=LPIPS_STATUS,
+        init=_warm_start,
     output:
         model=P.MODEL,
         report=P.MODEL_REPORT,
@@ -41,8 +42,11 @@ rule train:
         computes=lambda wc: inloop.params.train_identity(SPECS[wc.model]),  # a change retrains; nothing else does
         code=CODE["train"],
         launch=train_launcher(),
+        init=lambda wc, input: ["--init-from", input.init] if input.init else [],
     log:
         P.LOG["train"],
+    # The longest jobs first when more are ready than cores (the warm-start sources head the longest chain).
+    priority: 1
     # train.threads per training process; with train.gpus > 1 torchrun starts one process per GPU.
     threads: config["train"].get("threads", 2) * max(1, int(config["train"].get("gpus", 0) or 0))
     resources:
@@ -54,7 +58,7 @@ rule train:
     shell:
         "{params.launch:q} train --model {wildcards.model:q} --store {params.store:q} --out {output.model:q}"
         " --codec {wildcards.codec:q} --config {wildcards.cfg:q} --qp {wildcards.qp:q}"
-        " --manifest {input.manifests:q} --threads {threads:q} > {log:q} 2>&1"
+        " --manifest {input.manifests:q} --threads {threads:q} {params.init:q} > {log:q} 2>&1"
 
 
 rule patch_stores:

@@ -30,6 +30,15 @@ inference of all six networks at 416x240 1.02-2.06x faster (the convolution stac
 training step 0.93-1.16x as fast (slower for four of the six). ``inloop bench`` measures every
 combination on the machine it runs on (its "Compute paths" section).
 
+The allocator (:func:`tune_allocator`, called by the torch sub-commands of the CLI): glibc's malloc
+hands every block over its mmap threshold (128 KiB, rising to at most 32 MiB) to a fresh ``mmap``
+and returns it to the system when freed, so a network whose activations are that large pays page
+faults for them at every call. Measured on the 2-core EPYC (docs/timings.md, "The allocator"):
+NL-ConvLSTM's evaluation of one 16-frame 352x192 clip took 46 s (24 s user, 22 s system) with the
+defaults and 25 s (0.7 s system) with large blocks kept in the heap and the heap not trimmed.
+``INLOOP_MALLOC=default`` keeps glibc's defaults; ``MALLOC_*`` / ``GLIBC_TUNABLES`` malloc settings
+or a preloaded allocator are left as the user set them.
+
 What is decided is recorded: :meth:`ComputePath.record` goes into each training run's MLflow
 params (``compute.*``), the model's JSON report and every evaluation result.
 """
@@ -37,7 +46,10 @@ params (``compute.*``), the model's JSON report and every evaluation result.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import asdict, dataclass
+import ctypes
+import ctypes.util
+import os
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable
 
 from ..errors import InloopError
@@ -48,6 +60,39 @@ torch = lazy_import("torch")
 CPUINFO = "/proc/cpuinfo"
 # CPU flags (Linux /proc/cpuinfo names) of native bf16 arithmetic.
 NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+# glibc mallopt parameters (malloc.h) and the values tune_allocator sets.
+M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
+MALLOC_SETTINGS = {"mmap_threshold": (M_MMAP_THRESHOLD, 1 << 30), "trim_threshold": (M_TRIM_THRESHOLD, 1 << 30),
+                   "top_pad": (M_TOP_PAD, 64 << 20)}
+_allocator = "glibc defaults (not tuned)"
+
+
+def allocator() -> str:
+    """What :func:`tune_allocator` did in this process (recorded with every compute path)."""
+    return _allocator
+
+
+def tune_allocator(environ: dict | None = None) -> str:
+    """Keep large blocks in glibc's heap and the heap untrimmed (module docstring); returns :func:`allocator`."""
+    global _allocator
+    env = os.environ if environ is None else environ
+    user = sorted(k for k in env if k.startswith("MALLOC_"))
+    user += [k for k in ("GLIBC_TUNABLES", "LD_PRELOAD") if "malloc" in env.get(k, "")]
+    if env.get("INLOOP_MALLOC") == "default":
+        _allocator = "glibc defaults (INLOOP_MALLOC=default)"
+    elif user:
+        _allocator = f"as set by {', '.join(user)}"
+    else:
+        try:
+            mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+        except (OSError, AttributeError):
+            _allocator = "unchanged (no glibc mallopt)"
+            return _allocator
+        done = {name: value for name, (param, value) in MALLOC_SETTINGS.items() if mallopt(param, value) == 1}
+        _allocator = "glibc mallopt " + (", ".join(f"{k}={v}" for k, v in done.items()) or "refused")
+    return _allocator
 
 
 def parse_cpu_flags(cpuinfo: str) -> frozenset[str]:
@@ -112,6 +157,7 @@ class ComputePath:
     channels_last: bool
     reason: str
     cpu_bf16: str  # "native (amx_bf16, avx512_bf16)", "not native", or "n/a" on CUDA
+    allocator: str = field(default_factory=allocator)  # :func:`tune_allocator`
 
     @property
     def bf16(self) -> bool:

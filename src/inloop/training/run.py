@@ -57,8 +57,12 @@ def _init_distributed(device: torch.device) -> tuple[torch.device, int]:
 def train_model(store: str | os.PathLike, out: str | os.PathLike, model_name: str, model_kwargs: dict,
                 train_params: dict, describe: dict, checkpoint: str | os.PathLike | None = None,
                 manifest: list[str] | str | None = None, track: bool = True, experiment: str = "inloop",
-                threads: int | None = None, name: str | None = None, params: dict | None = None) -> dict:
+                threads: int | None = None, name: str | None = None, params: dict | None = None,
+                init_from: str | os.PathLike | None = None) -> dict:
     """Train the network ``model_name`` on a patch store and write the model file ``out`` (+ ``.json``).
+
+    ``init_from``: a model file of the same network and settings (another QP's) to start from instead of
+    the initialisation, for ``train.warm_start.steps`` steps (:func:`warm_start_weights`).
 
     ``name`` is the ``train.models`` entry (default: the network's name); runs,
     checkpoints and reports are named after it (params ``models.<name>.arch``).
@@ -75,6 +79,9 @@ def train_model(store: str | os.PathLike, out: str | os.PathLike, model_name: st
     checkpoint = Path(checkpoint)
     if threads:  # the job's CPUs, shared by its DDP processes (one per GPU)
         torch.set_num_threads(max(1, threads // world_size()))
+    if init_from is not None:  # the starting weights are part of what this job computes
+        train_params = {**train_params, "steps": warm_start_steps(train_params)}
+        describe = {**describe, "init_from_sha256": sha256_file(init_from)}
     cfg = train_config(train_params)
     seed_everything(cfg.seed, cfg.deterministic)
     meta, train, val = open_patch_store(store)
@@ -103,8 +110,10 @@ def train_model(store: str | os.PathLike, out: str | os.PathLike, model_name: st
         init_sampler = PatchSampler(train, min(len(train), 2 * cfg.batch_size), meta["bitdepth"], "cpu",
                                     seed=cfg.seed + 10_000)
         x, y = init_sampler.next()
+        if init_from is not None:
+            warm_start_weights(model, init_from, model_name, model_kwargs)
         model.residual_scale.fill_(residual_scale(scale, x, y))
-        if train_params.get("init", "lsuv") == "lsuv":
+        if init_from is None and train_params.get("init", "lsuv") == "lsuv":
             # GL-Fusion IV.B. init_last: "distortion" (R's spread matched to the ground-truth
             # distortion) or "zero" (R = 0: the untrained filter is the identity).
             last = train_params.get("init_last", "distortion")
@@ -170,6 +179,28 @@ def train_model(store: str | os.PathLike, out: str | os.PathLike, model_name: st
         tracker.log_artifact(out)
         tracker.finish()
     return report
+
+
+def warm_start_steps(train_params: dict) -> int:
+    """The steps of a warm-started training (``train.warm_start.steps``)."""
+    warm = train_params.get("warm_start") or {}
+    if not warm.get("steps"):
+        raise InloopError("a warm start (--init-from) needs train.warm_start.steps")
+    return int(warm["steps"])
+
+
+def warm_start_weights(model: torch.nn.Module, path: str | os.PathLike, arch: str, kwargs: dict) -> None:
+    """Load another QP's trained weights into ``model`` (``train.warm_start``; the demo's deviation from
+    GL-Fusion IV.B, which initialises every QP's model afresh: docs/results.md, "warm start").
+
+    The file must hold the same network with the same settings; its ``residual_scale`` is replaced by
+    this QP's (:func:`residual_scale`), so R keeps the units of this QP's distortion.
+    """
+    payload = torch_load(path, "model file")
+    if payload.get("name") != arch or payload.get("kwargs") != kwargs:
+        raise InloopError(f"{path}: a warm start needs the same network and settings ({arch} {kwargs}), "
+                          f"not {payload.get('name')} {payload.get('kwargs')}")
+    model.load_state_dict(payload["state_dict"])
 
 
 def residual_scale(setting: float | str, x: torch.Tensor, y: torch.Tensor) -> float:
