@@ -11,6 +11,7 @@ rule encode:
         code=CODE["encode"],
     log:
         P.LOG["encode"],
+    priority: _encode_priority
     threads: 1
     resources:
         mem_mb=1000,

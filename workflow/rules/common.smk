@@ -206,6 +206,13 @@ def demo_yuv(split=None, kind=None):
 
 
 # codec.smk
+def _encode_priority(wildcards):
+    """Training clips' encodes before the held-out clips': the patch stores, then the trainings (the long
+    jobs) wait for them, the evaluations only for the trainings."""
+    stem = f"{wildcards.name}_{wildcards.geom}_420"
+    return int(any(c.stem == stem and c.split in TRAIN_SPLITS for c in clips(wildcards.dataset)))
+
+
 def _clip_frames(wildcards):
     stem = f"{wildcards.name}_{wildcards.geom}_420"
     for clip in clips(wildcards.dataset):
@@ -241,6 +248,13 @@ def _store_files(wc):
         raise ValueError(f"{wc.model} is not in train.models {list(SPECS)}")
     d = store_dir(wc.model, wc.cfg, wc.qp)
     return {"meta": f"{d}/meta.json", "train": f"{d}/train.npy", "val": f"{d}/val.npy"}
+
+
+def _train_priority(wc):
+    """Warm-start sources first (the model's other QPs wait for them: the longest chain), then the other
+    trainings, then the shorter jobs, when more jobs are ready than cores."""
+    warm = SPECS[wc.model]["train"].get("warm_start") if wc.model in SPECS else None
+    return 2 if warm and int(wc.qp) == int(warm["qp"]) else 1
 
 
 def _warm_start(wc):

@@ -17,6 +17,7 @@ rule patches:
         code=CODE["patches"],
     log:
         P.LOG["patches"],
+    priority: 1  # the trainings wait for it
     threads: 1
     resources:
         mem_mb=2000,
@@ -45,8 +46,7 @@ rule train:
         init=lambda wc, input: ["--init-from", input.init] if input.init else [],
     log:
         P.LOG["train"],
-    # The longest jobs first when more are ready than cores (the warm-start sources head the longest chain).
-    priority: 1
+    priority: _train_priority
     # train.threads per training process; with train.gpus > 1 torchrun starts one process per GPU.
     threads: config["train"].get("threads", 2) * max(1, int(config["train"].get("gpus", 0) or 0))
     resources:
