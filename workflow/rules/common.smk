@@ -206,19 +206,23 @@ def demo_yuv(split=None, kind=None):
 
 
 # codec.smk
-def _encode_priority(wildcards):
-    """Training clips' encodes before the held-out clips': the patch stores, then the trainings (the long
-    jobs) wait for them, the evaluations only for the trainings."""
-    stem = f"{wildcards.name}_{wildcards.geom}_420"
-    return int(any(c.stem == stem and c.split in TRAIN_SPLITS for c in clips(wildcards.dataset)))
-
-
-def _clip_frames(wildcards):
+def _clip(wildcards):
+    """The clip an encode job's wildcards name."""
     stem = f"{wildcards.name}_{wildcards.geom}_420"
     for clip in clips(wildcards.dataset):
         if clip.stem == stem:
-            return encode_frames(wildcards.cfg, clip.frames)
+            return clip
     raise ValueError(f"no clip {stem} in dataset {wildcards.dataset} (params.yaml datasets.{wildcards.dataset})")
+
+
+def _encode_priority(wildcards):
+    """Training clips' encodes before the held-out clips': the patch stores, then the trainings (the long
+    jobs) wait for them, the evaluations only for the trainings."""
+    return int(_clip(wildcards).split in TRAIN_SPLITS)
+
+
+def _clip_frames(wildcards):
+    return encode_frames(wildcards.cfg, _clip(wildcards).frames)
 
 
 # train.smk
@@ -250,16 +254,21 @@ def _store_files(wc):
     return {"meta": f"{d}/meta.json", "train": f"{d}/train.npy", "val": f"{d}/val.npy"}
 
 
+def _warm(wc):
+    """The model's ``train.warm_start`` ({qp, steps}) or None."""
+    return SPECS[wc.model]["train"].get("warm_start") if wc.model in SPECS else None
+
+
 def _train_priority(wc):
     """Warm-start sources first (the model's other QPs wait for them: the longest chain), then the other
     trainings, then the shorter jobs, when more jobs are ready than cores."""
-    warm = SPECS[wc.model]["train"].get("warm_start") if wc.model in SPECS else None
+    warm = _warm(wc)
     return 2 if warm and int(wc.qp) == int(warm["qp"]) else 1
 
 
 def _warm_start(wc):
     """The model file a warm-started training starts from: the same model's at ``train.warm_start.qp``."""
-    warm = SPECS[wc.model]["train"].get("warm_start") if wc.model in SPECS else None
+    warm = _warm(wc)
     if not warm or int(wc.qp) == int(warm["qp"]):
         return []
     return model_file(wc.model, wc.cfg, warm["qp"])

@@ -190,8 +190,8 @@ def warm_start_steps(train_params: dict) -> int:
 
 
 def warm_start_weights(model: torch.nn.Module, path: str | os.PathLike, arch: str, kwargs: dict) -> None:
-    """Load another QP's trained weights into ``model`` (``train.warm_start``; the demo's deviation from
-    GL-Fusion IV.B, which initialises every QP's model afresh: docs/results.md, "warm start").
+    """Load another QP's trained weights into ``model`` (``train.warm_start``; not GL-Fusion IV.B, which
+    initialises every QP's model afresh; the demo does not use it: docs/results.md, "Warm start").
 
     The file must hold the same network with the same settings; its ``residual_scale`` is replaced by
     this QP's (:func:`residual_scale`), so R keeps the units of this QP's distortion.
