@@ -383,7 +383,7 @@ def test_two_ranks_hold_the_same_discriminator_and_learning_rates(tmp_path):
     torch.manual_seed(100)
     initial = PatchDiscriminator(1, TINY_D["disc_channels"], TINY_D["disc_layers"]).state_dict()
     mp.spawn(_two_rank_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
-    r0, r1 = (torch.load(tmp_path / f"{r}.pt", weights_only=False) for r in (0, 1))
+    r0, r1 = (torch.load(tmp_path / f"{r}.pt", weights_only=True) for r in (0, 1))
     for k in r0["disc"]:
         assert torch.equal(r0["disc"][k], r1["disc"][k]) or "running" in k or "num_batches" in k, k
     assert any(not torch.equal(r0["disc"][k], initial[k]) for k in initial if k.endswith("weight"))  # it trained

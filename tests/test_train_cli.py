@@ -35,7 +35,7 @@ def test_killed_training_resumes_from_its_checkpoint(workdir, tmp_path):
     (ckpt,) = list(ckpts.rglob("qp*.ckpt"))
     os.killpg(proc.pid, signal.SIGKILL)  # as a scheduler or an out-of-memory killer would
     proc.wait()
-    step_at_kill = torch.load(ckpt, weights_only=False)["step"]
+    step_at_kill = torch.load(ckpt, weights_only=True)["step"]
     assert 0 < step_at_kill < 300 and not out.exists()
 
     again = subprocess.run(train_cmd(workdir, out), env=env, capture_output=True, text=True)
@@ -111,7 +111,7 @@ def test_a_forced_rerun_trains_again_and_a_lost_mlflow_run_starts_a_new_one(work
     first = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'first.db'}"}
     assert subprocess.run(cmd, env=first, capture_output=True, text=True).returncode == 0
     (ckpt,) = list((tmp_path / "ckpt").rglob("qp*.ckpt"))
-    assert torch.load(ckpt, weights_only=False)["step"] == 20
+    assert torch.load(ckpt, weights_only=True)["step"] == 20
     # again, in another MLflow store: trains all 20 steps afresh, validates, tracks in a new run
     other = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'other.db'}"}
     again = subprocess.run(cmd, env=other, capture_output=True, text=True)

@@ -228,7 +228,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(store, tmp_path):
     trainer, _ = make_trainer(path, ckpt, 20, task_cls=ExplodingTask)
     with pytest.raises(TrainingError, match=r"non-finite loss .* last good checkpoint is .*c\.pt"):
         trainer.run()
-    assert torch.load(ckpt, weights_only=False)["step"] == 4
+    assert torch.load(ckpt, weights_only=True)["step"] == 4
 
 
 def test_checkpoint_of_another_model_is_refused(store, tmp_path):

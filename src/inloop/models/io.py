@@ -4,6 +4,7 @@ trained network from its model file (what evaluation, bench and export load)."""
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 
 import torch
@@ -29,10 +30,25 @@ def torch_save(obj, path: Path, what: str) -> None:
 
 def torch_load(path: Path, what: str, map_location="cpu") -> dict:
     """``torch.load`` of a project file (a checkpoint or a model, written by :func:`torch_save`); a truncated,
-    empty or foreign file is one :class:`ModelFileError` naming it and what to do."""
+    empty or foreign file is one :class:`ModelFileError` naming it and what to do.
+
+    Model files travel between people (the DVC remote, MLflow artifacts), so they are read with
+    ``weights_only=True``: PyTorch's restricted unpickler, which builds tensors, containers and plain
+    numbers and strings only. A file whose pickle calls anything else (``os.system`` in an object's
+    ``__reduce__``, say) is refused before that call runs (docs/reliability.md, "code in a model file").
+    Everything inloop writes (state dicts, optimiser states, numpy's bit-generator state as a dict of
+    ints, histories) is of those types.
+    """
     try:
-        obj = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - pickle, zip and EOF errors all mean "unreadable"
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # The restricted unpickler's refusal: the message names the global the file wanted to call.
+        why = next((line.strip() for line in str(exc).splitlines()
+                    if "GLOBAL" in line or "Unsupported" in line), "")
+        raise ModelFileError(f"{path}: refused: the {what} holds code or objects that are not tensors "
+                             f"or plain data ({why or 'restricted unpickler'}); nothing from it was run. "
+                             "Use a file written by inloop") from None
+    except Exception as exc:  # noqa: BLE001 - zip and EOF errors all mean "unreadable"
         why = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise ModelFileError(f"{path}: unreadable {what} ({type(exc).__name__}: {why}); "
                              "delete it and run again") from None
