@@ -73,7 +73,7 @@ def test_enhance_file_filters_only_the_listed_planes(tmp_path):
 def test_tile_must_match_the_network_multiple():
     from inloop.errors import InloopError
 
-    with pytest.raises(InloopError, match="multiple of the network's down-sampling factor 16"):
+    with pytest.raises(InloopError, match="multiple of the network.s down-sampling factor 16"):
         apply_model(nn.Identity(), torch.zeros(1, 1, 64, 64), tile=40, overlap=8, multiple=16)
 
 
@@ -100,3 +100,49 @@ def test_multi_frame_networks_get_centred_windows_clamped_at_the_ends(city_yuv, 
         for i in range(5):
             assert np.array_equal(res[i][0], src[min(i + 1, 4)][0]), f"frame {i}: not frame {min(i + 1, 4)}'s luma"
             assert np.array_equal(res[i][1], src[i][1])  # chroma passes through
+
+
+def test_the_overlap_is_measured_not_typed():
+    """#26 item 2: overlap auto = the network's measured reach; tiles with it equal the whole frame; a typed
+    overlap below the reach is refused (a typed 64 around GL-Fusion's ~99-pixel reach passed before)."""
+    from inloop.errors import InloopError
+    from inloop.evaluation.enhance import receptive_field, tile_overlap
+
+    model = PoolNet().eval()
+    field = receptive_field(model, multiple=4, max_value=255)
+    assert 4 <= field["radius"] <= 24 and field["radius"] % 4 == 0 and not field["global_context"]
+    rec = tile_overlap(model, "auto", 4, 255)
+    assert rec["overlap"] == field["radius"] and rec["equals_whole_frame"]
+    x = torch.rand(1, 1, 72, 100, generator=torch.Generator().manual_seed(2))
+    assert (apply_model(model, x, 32, rec["overlap"], 4) * 255).round().equal((apply_model(model, x) * 255).round())
+    with pytest.raises(InloopError, match=f"overlap=0 is below this network's measured reach of {field['radius']}"):
+        tile_overlap(model, 0, 4, 255)
+
+
+@pytest.mark.parametrize("arch,kwargs", [
+    ("glfusion", {"channels": 8}),
+    ("spilf", {"channels": 8, "grad_blocks": 1, "pixel_units": 1, "dru_layers": 2, "growth": 4, "fusion_units": 1,
+               "reduction": 4}),
+    ("nlconvlstm", {"channels": 8, "pool": 4, "frames": 3}),
+])
+def test_networks_with_global_context_are_measured_as_such(arch, kwargs):
+    """GL-Fusion's attention, SPiLF's squeeze-excitation and NL-ConvLSTM's search see the whole frame: no overlap
+    makes their tiles equal the whole frame, and the measurement says so (the papers' configs use whole frames)."""
+    from inloop.evaluation.enhance import receptive_field
+    from inloop.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model(arch, **kwargs).eval()
+    for p in model.parameters():  # a trained-like network: no zero-initialised output layer
+        p.data.add_(0.05 * torch.randn_like(p))
+    assert receptive_field(model, getattr(model, "pad_multiple", 1), 255, canvas=64)["global_context"]
+
+
+def test_enhance_file_records_the_tiling(city_yuv, tmp_path):
+    fmt = YuvFormat(128, 96)
+    model = PoolNet().eval()
+    whole = enhance_file(model, city_yuv, tmp_path / "w_128x96_30fps_8bit_420.yuv", fmt, tile=None)
+    tiled = enhance_file(model, city_yuv, tmp_path / "t_128x96_30fps_8bit_420.yuv", fmt, tile=32, multiple=4)
+    assert whole["tiling"] is None
+    assert tiled["tiling"]["tile"] == 32 and tiled["tiling"]["equals_whole_frame"]
+    assert (tmp_path / "w_128x96_30fps_8bit_420.yuv").read_bytes() == (tmp_path / "t_128x96_30fps_8bit_420.yuv").read_bytes()

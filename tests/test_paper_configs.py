@@ -131,3 +131,73 @@ def test_no_demo_setting_left_undeclared_in_a_paper_config(config):
     paper = {"paper-glfusion": "glfusion", "paper-spilf": "spilf"}.get(config, "nlconvlstm")
     declared = cfg["report"]["deviations"][paper]  # listed for the report's setup and claims comparison
     assert declared and all(isinstance(d, str) and len(d) > 20 for d in declared) and "deviation" in text
+
+
+def _merged(*configs: str) -> dict:
+    from inloop.params import _deep_merge, normalize
+
+    merged = yaml.safe_load((REPO / "params.yaml").read_text())
+    for c in configs:
+        merged = _deep_merge(merged, yaml.safe_load((REPO / "config" / f"{c}.yaml").read_text()))
+    return normalize(merged)
+
+
+@pytest.mark.parametrize("config", sorted(SHAPES))
+def test_paper_configs_evaluate_whole_frames(config):
+    """#26 items 1-2: the papers filter whole frames (GL-Fusion IV.A, NL-ConvLSTM 4.1); every paper network has
+    global context (attention pooling, squeeze-excitation, non-local search), so a tile would change its output."""
+    assert _merged(config)["evaluate"].get("tile") is None
+
+
+def test_a_tile_that_does_not_fit_the_network_is_refused_before_any_job(tmp_path):
+    """#26 item 1: the Yang config's evaluate.tile 512 with NL-ConvLSTM's pool 10 failed in every evaluation of a
+    frame over 512 pixels; the params check now refuses it up front, naming the key and what would fit."""
+    from inloop.errors import ParamsError
+    from inloop.params import check_models
+
+    merged = _merged("paper-nlconvlstm-yang")
+    merged["evaluate"]["tile"] = 512
+    with pytest.raises(ParamsError, match=r"evaluate.tile=512 is not a multiple of models.nlconvlstm's padding "
+                                          r"multiple 10: use a multiple of 80"):
+        check_models(merged)
+    merged["evaluate"]["tile"] = 480
+    check_models(merged)
+    (tmp_path / "tile.yaml").write_text("evaluate: {tile: 512}\n")
+    for item in ("Snakefile", "params.yaml", "config", "workflow"):
+        src = REPO / item
+        shutil.copytree(src, tmp_path / item) if src.is_dir() else shutil.copy2(src, tmp_path / item)
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "all", "--configfile",
+                           "config/paper-nlconvlstm-yang.yaml", "tile.yaml", "--cores", "1", "--quiet"],
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode != 0 and "evaluate.tile=512 is not a multiple" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("base,ablation,trained", [
+    ("paper-nlconvlstm-yang", "nlconvlstm-ablation", {"nlconvlstm", "nlconvlstm-encdec", "nlconvlstm-convlstm",
+                                                      "nlconvlstm-me"}),
+    ("paper-glfusion", "glfusion-ablation", {"glfusion", "glfusion-hgf", "glfusion-hlf", "glfusion-hgf-llf",
+                                             "glfusion-plain-resblock", "glfusion-fuse-add", "glfusion-fuse-concat",
+                                             "glfusion-fuse-se", "glfusion-sigmoid"}),
+])
+def test_an_ablation_config_adds_only_its_ablation(base, ablation, trained):
+    """#26 item 4: nlconvlstm-ablation.yaml listed glfusion and both SPiLF models too, so merged over the Yang
+    config it scheduled 13 trainings (SPiLF at HM QP 44/51 on Yang's sequences) instead of 5."""
+    assert set(_merged(base, ablation)["train"]["models"]) == trained
+
+
+def test_the_nlconvlstm_ablation_over_the_yang_config_schedules_five_trainings(tmp_path):
+    """The issue's acceptance: `snakemake -n` of the ablation merged over the Yang config trains 5 networks
+    (NL-ConvLSTM at QP 37 and 42, the three ablation columns at 37) and encodes nothing for another paper."""
+    for item in ("Snakefile", "params.yaml", "config", "workflow"):
+        src = REPO / item
+        shutil.copytree(src, tmp_path / item) if src.is_dir() else shutil.copy2(src, tmp_path / item)
+    write_shape("mfqe-yang", tmp_path / "results" / "data", scale=0.1)
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "all", "--configfile",
+                           "config/paper-nlconvlstm-yang.yaml", "config/nlconvlstm-ablation.yaml", "--cores", "8",
+                           "--quiet", "rules"], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    got = job_stats(proc.stdout)
+    n = _items("paper-nlconvlstm-yang", tmp_path)
+    assert got["train"] == 5
+    assert got["encode"] == (n["videos"] + n["test"]) * 2  # the base run's encodes only: QP 37 and 42, LDP
+    assert got["evaluate_model"] == n["test"] * 5

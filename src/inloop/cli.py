@@ -172,7 +172,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             lpips = str(exc)
     r = evaluate_point(args.original, args.anchor_stats, args.off_stats, args.out, model_path=args.model,
                        enhanced_out=args.enhanced, dataset=args.dataset, seq_class=args.seq_class,
-                       device=ev.get("device", "cpu"), tile=ev.get("tile"), overlap=int(ev.get("overlap", 64)),
+                       device=ev.get("device", "cpu"), tile=ev.get("tile"), overlap=ev.get("overlap", "auto"),
                        metric_options=metric_options, baseline=args.baseline, lpips=lpips,
                        eval_frames=ev.get("frames"), switching=ev.get("switching"),
                        compute={k: ev[k] for k in ("amp_bf16", "channels_last") if k in ev})

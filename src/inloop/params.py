@@ -104,8 +104,31 @@ def check_models(params: dict, source: str = "params", names: list[str] | None =
                 raise ParamsError(f"models.{name}.{unknown[0]}: not a parameter of {spec['arch']}; accepted: "
                                   f"{', '.join(accepted)}")
             check_params(spec["train"], f"models.{name}.train (merged over train)", schema=train_schema)
+            _check_tile(params, name, spec)
         except ParamsError as exc:
             raise ParamsError(f"{source}: {exc}") from None
+
+
+def _check_tile(params: dict, name: str, spec: dict) -> None:
+    """``evaluate.tile`` against the network it will cut: a multiple of its padding multiple (NL-ConvLSTM's
+    pool, GL-Fusion's 2**hgf_depth), found before any job (the Yang config's tile 512 with pool 10 used to fail
+    in every evaluation of a frame over 512 pixels). The network is built on the meta device: no memory."""
+    import math
+
+    import torch
+
+    from .models.registry import build_model
+
+    tile = (params.get("evaluate") or {}).get("tile")
+    if not tile:
+        return
+    with torch.device("meta"):
+        net = build_model(spec["arch"], **spec["kwargs"])
+    multiple = int(getattr(net, "pad_multiple", 1))
+    if tile % multiple:
+        fit = math.lcm(multiple, 16)
+        raise ParamsError(f"evaluate.tile={tile} is not a multiple of models.{name}'s padding multiple {multiple}: "
+                          f"use a multiple of {fit}, or null for whole frames")
 
 
 def normalize(params: dict) -> dict:

@@ -11,13 +11,22 @@ Frames too large for memory go through tiles: the frame is cut into cores of
 ``tile`` pixels, each core is filtered with ``overlap`` pixels of real
 context around it (window edges aligned to the network's down-sampling
 multiple), and only the core is kept. With an overlap at least the network's
-receptive-field radius the tiled output equals the whole-frame output.
+receptive-field radius the tiled output equals the whole-frame output, so the
+overlap is not typed but measured (``evaluate.overlap: auto``,
+:func:`receptive_field`): the trained network's response to an impulse, out to
+where it falls below half an output level. A network with global context
+(GL-Fusion's channel attention pools over the whole frame, NL-ConvLSTM searches
+the whole frame, SPiLF's squeeze-excitation pools) is never exactly equal when
+tiled, whatever the overlap: that is measured too and recorded with the result
+(``tiling``), and the papers' configs evaluate whole frames as the papers do
+(GL-Fusion IV.A, NL-ConvLSTM 4.1).
 """
 
 from __future__ import annotations
 
 import os
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +50,59 @@ def _windows(size: int, tile: int, overlap: int, multiple: int) -> list[tuple[in
 
 
 @torch.no_grad()
+def receptive_field(model: nn.Module, multiple: int = 1, max_value: int = 255, canvas: int = 256,
+                    device: str | torch.device = "cpu") -> dict:
+    """The trained network's measured reach: ``radius`` (pixels, Chebyshev, rounded up to ``multiple``) within
+    which an impulse of about half the range at the centre of a mid-grey textured canvas moves the output at
+    all; ``global_context``: whether the canvas's far corner moves (exactly, in fp32), i.e. the network pools
+    or searches over the whole frame; its ``radius`` is then where the change falls below half an output level
+    (``0.5 / max_value``), and no overlap makes its tiles equal the whole frame. A radius that reaches the
+    canvas's edge is measured again on a canvas twice as large (up to 1024)."""
+    model = model.eval()
+    frames = int(getattr(model, "frames", 1))
+    while True:
+        size = -(-canvas // max(multiple, 1)) * max(multiple, 1)
+        g = torch.Generator().manual_seed(0)
+        base = 0.5 + 0.1 * (torch.rand(1, 1, size, size, generator=g) - 0.5)
+        if frames > 1:
+            base = base[:, None].repeat(1, frames, 1, 1, 1)
+        poked = base.clone()
+        centre = poked[..., size // 2, size // 2]
+        poked[..., size // 2, size // 2] = torch.where(centre < 0.5, 1.0, 0.0)  # about half the range away
+        base, poked = base.to(device), poked.to(device)
+        d = (model(poked) - model(base)).abs()[0, 0].float().cpu()
+        ys, xs = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+        dist = torch.maximum((ys - size // 2).abs(), (xs - size // 2).abs())
+        # A network that declares global context (NL-ConvLSTM's content-dependent non-local search) is taken
+        # at its word: an impulse need not move the corner to prove it.
+        global_context = bool(getattr(model, "global_context", False) or d[0, 0] != 0 or d[-1, -1] != 0)
+        # A local network's reach is exact (pixels beyond it are computed from the same inputs, bit for bit);
+        # a global one reaches everywhere, and its radius is where the change falls below half an output level.
+        reach = d >= 0.5 / max_value if global_context else d > 0
+        radius = int(dist[reach].max()) if bool(reach.any()) else 0
+        if radius < size // 2 - 1 or canvas >= 1024:
+            break
+        canvas *= 2
+    radius = -(-radius // max(multiple, 1)) * max(multiple, 1)
+    return {"radius": radius, "global_context": global_context, "canvas": size}
+
+
+def tile_overlap(model: nn.Module, overlap: int | str, multiple: int, max_value: int,
+                 device: str | torch.device = "cpu") -> dict:
+    """The overlap a tiled evaluation uses: ``auto`` = the measured :func:`receptive_field` radius; a number
+    below it is refused (tiles would differ from the whole frame by more than half an output level).
+    Returns the record kept with the result (``tiling``)."""
+    field = receptive_field(model, multiple, max_value, device=device)
+    if overlap == "auto":
+        overlap = field["radius"]
+    elif int(overlap) < field["radius"]:
+        raise InloopError(f"evaluate.overlap={overlap} is below this network's measured reach of {field['radius']} "
+                          "pixels (tiles would differ from the whole frame); use overlap: auto or null tiles")
+    return {"overlap": int(overlap), "measured_radius": field["radius"], "global_context": field["global_context"],
+            "equals_whole_frame": not field["global_context"]}
+
+
+@torch.no_grad()
 def apply_model(model: nn.Module, x: torch.Tensor, tile: int | None = None, overlap: int = 64,
                 multiple: int = 16) -> torch.Tensor:
     """Filter ``x`` (N, C, H, W) in [0, 1], or a clip (N, T, C, H, W) for multi-frame
@@ -60,7 +122,7 @@ def apply_model(model: nn.Module, x: torch.Tensor, tile: int | None = None, over
 
 def enhance_file(model: nn.Module, decoded: str | os.PathLike, out: str | os.PathLike, fmt: YuvFormat,
                  planes: tuple[str, ...] = ("y",), device: str | torch.device = "cpu", tile: int | None = None,
-                 overlap: int = 64, multiple: int = 16, amp_bf16: bool | str = False,
+                 overlap: int | str = "auto", multiple: int = 16, amp_bf16: bool | str = False,
                  channels_last: bool | str = False) -> dict:
     """Filter the listed planes of every frame of ``decoded``; the other planes pass through.
 
@@ -69,7 +131,9 @@ def enhance_file(model: nn.Module, decoded: str | os.PathLike, out: str | os.Pat
     the sequence. ``amp_bf16`` / ``channels_last`` (params ``evaluate.*``: false, true, or auto =
     bf16 on CUDA and CPUs with native bf16, channels_last on every device): the compute path
     (:func:`inloop.models.cpu_path.resolve`); the output is rounded from fp32 either way.
-    Returns timing: seconds per frame (filtering only, device synchronised) and the path (``compute``).
+    ``overlap``: ``auto`` (the measured reach, :func:`tile_overlap`) or a number at least that; measured only
+    when ``tile`` cuts the frame. Returns timing: seconds per frame (filtering only, device synchronised), the
+    path (``compute``) and ``tiling`` (null for whole frames).
     """
     from ..models.cpu_path import resolve
 
@@ -81,6 +145,16 @@ def enhance_file(model: nn.Module, decoded: str | os.PathLike, out: str | os.Pat
     peak = float(fmt.max_value)
     half = int(getattr(model, "frames", 1)) // 2
     times = []
+    tiling = None
+    if tile and tile % multiple:
+        raise InloopError(f"evaluate.tile={tile} must be a multiple of the network's padding multiple {multiple}")
+    if tile and (fmt.width > tile or fmt.height > tile):
+        tiling = {"tile": tile, **tile_overlap(model, overlap, multiple, int(fmt.max_value), device)}
+        overlap = tiling["overlap"]
+        if tiling["global_context"]:
+            warnings.warn(f"{decoded}: tiles of {tile} with overlap {overlap}: this network has global context "
+                          "(pooling or search over the whole frame), so its tiled output is not its whole-frame "
+                          "output (recorded as tiling.equals_whole_frame: false)", RuntimeWarning, stacklevel=2)
 
     def plane(frame: Frame, k: int) -> torch.Tensor:
         return torch.from_numpy(np.asarray(frame[k], dtype=np.float32) / peak).to(device)
@@ -108,4 +182,4 @@ def enhance_file(model: nn.Module, decoded: str | os.PathLike, out: str | os.Pat
     with YuvReader(decoded, fmt) as reader:
         write_yuv(out, filtered(reader), fmt)
     return {"frames": len(times), "seconds_per_frame": float(np.mean(times)) if times else 0.0,
-            "device": str(device), "tile": tile, "planes": list(planes), "compute": compute.record()}
+            "device": str(device), "tile": tile, "planes": list(planes), "compute": compute.record(), "tiling": tiling}

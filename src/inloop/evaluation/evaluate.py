@@ -58,7 +58,7 @@ def _delta(curve: dict, decoded: dict) -> dict:
 def evaluate_point(original: str | os.PathLike, anchor_stats: str | os.PathLike, off_stats: str | os.PathLike,
                    out: str | os.PathLike, model_path: str | os.PathLike | None = None,
                    enhanced_out: str | os.PathLike | None = None, dataset: str = "", seq_class: str = "",
-                   device: str = "cpu", tile: int | None = None, overlap: int = 64,
+                   device: str = "cpu", tile: int | None = None, overlap: int | str = "auto",
                    metric_options: dict | None = None, baseline: str | os.PathLike | None = None,
                    lpips=None, eval_frames: list[int] | None = None, switching: dict | None = None,
                    compute: dict | None = None) -> dict:
@@ -138,6 +138,7 @@ def evaluate_point(original: str | os.PathLike, anchor_stats: str | os.PathLike,
         result["model_file"] = str(model_path)
         result["torch_threads"] = torch.get_num_threads()  # what seconds_per_frame was measured with
         result["compute"] = timing["compute"]
+        result["tiling"] = timing["tiling"]
         if "lpips" in opts:
             result["lpips"] = {**(result["lpips"] or {}), "enhanced": ev_enh["mean"]["lpips"]}
         sw = {"enabled": True, "ctu": None, **(switching or {})}

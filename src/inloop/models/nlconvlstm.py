@@ -391,6 +391,9 @@ class NLConvLSTM(ResidualFilter):
         self.in_channels = in_channels
         # Padding to the block grid is needed only by the approximate warp.
         self.pad_multiple = pool if (mode == "nlconvlstm" and not exact) else 1
+        # The non-local warp may draw on any block of the frame (which ones depends on the content), so a tile
+        # confines it (inloop.evaluation.enhance.receptive_field; section 4.1 processes whole frames).
+        self.global_context = mode == "nlconvlstm"
 
         # Encoder: several 2D convs, each frame separately (section 3.1).
         enc: list[nn.Module] = _conv_relu(in_channels, channels)
