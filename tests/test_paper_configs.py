@@ -201,3 +201,30 @@ def test_the_nlconvlstm_ablation_over_the_yang_config_schedules_five_trainings(t
     assert got["train"] == 5
     assert got["encode"] == (n["videos"] + n["test"]) * 2  # the base run's encodes only: QP 37 and 42, LDP
     assert got["evaluate_model"] == n["test"] * 5
+
+
+PAPER_OF = {"paper-glfusion": "glfusion", "paper-spilf": "spilf", "paper-nlconvlstm-vimeo": "nlconvlstm",
+            "paper-nlconvlstm-yang": "nlconvlstm"}
+
+
+@pytest.mark.parametrize("config", sorted(SHAPES))
+def test_settings_the_paper_does_not_state_are_declared(config):
+    """#26 item 5: settings of the merged config that no paper states are named in report.deviations (the
+    report's setup line and claims comparison show them): bf16 / deterministic training, SPiLF's loss units,
+    ECM's extra filters off, one generator per QP, the RGB reference, HM's lambda for ECM switching."""
+    merged = _merged(config)
+    declared = " ".join(merged["report"]["deviations"][PAPER_OF[config]])
+    train = merged["train"]
+    if train.get("amp_bf16") in (True, "auto"):
+        assert "bf16" in declared
+    if train.get("deterministic"):
+        assert "deterministic" in declared
+    if config == "paper-spilf":
+        from inloop.training.spilf import DEFAULTS
+
+        for m in train["models"]:
+            scale = ((merged["models"][m].get("train") or {}).get("spilf") or {}).get("pixel_scale",
+                                                                                       DEFAULTS["pixel_scale"])
+            assert scale == 1 or "pixel_scale" in declared
+        assert "CCSAO" in declared and "per QP" in declared and "4:2:0" in declared
+        assert not merged["evaluate"]["switching"]["enabled"] or "lambda" in declared
