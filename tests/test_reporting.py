@@ -368,6 +368,37 @@ def test_claims_spot_checks():
             assert not claim_table(paper, name).empty
 
 
+def test_every_matched_claim_names_the_codec_and_dataset_of_its_results():
+    """Issue #26: each matched table says which results it may be read against (the codec and the datasets
+    registry's name, as the evaluation records them); the Vimeo-90K table (3) is matched too."""
+    from inloop.datasets.registry import REGISTRY
+    from inloop.names import CODECS
+    from inloop.reporting.claims import load_claims, table_setup
+
+    want = {("glfusion", t): ("hm", "jctvc-ctc") for t in ("II", "III", "IV", "V", "VI")}
+    want.update({("spilf", "2"): ("ecm", "clic2022-valid"), ("nlconvlstm", "2"): ("hm", "mfqe-yang"),
+                 ("nlconvlstm", "3"): ("x265", "vimeo90k-septuplet"), ("nlconvlstm", "4"): ("hm", "mfqe-yang")})
+    got = {}
+    for paper in ("glfusion", "spilf", "nlconvlstm"):
+        for m in load_claims(paper)["match"]:
+            setup = table_setup(paper, m["table"])
+            assert setup["codec"] in CODECS and setup["dataset"] in REGISTRY, (paper, m["table"], setup)
+            got[(paper, m["table"])] = (setup["codec"], setup["dataset"])
+    assert got == want
+
+
+def test_nlconvlstm_quality_fluctuation_std_is_filled_from_the_authors_pdf():
+    """Section 4.3's STD values (lost in the stored text) are the authors' PDF's, and say so."""
+    from inloop.reporting.claims import load_claims
+
+    nl = load_claims("nlconvlstm")
+    fl = next(c for c in nl["text_claims"] if c["where"] == "4.3 Quality fluctuation")
+    assert {k: fl["values"][k] for k in ("std_hevc", "std_mfqe", "std_ours")} == \
+        {"std_hevc": 1.130, "std_mfqe": 1.055, "std_ours": 1.036}
+    assert "authors' published PDF" in fl["note"]
+    assert "ablation" in nl["tables"]["2"]["caption_note"] and "complexity" in nl["tables"]["1"]["caption_note"]
+
+
 def test_glfusion_average_is_over_sequences():
     """The registry's own numbers justify the averaging rule used by summarize()."""
     from inloop.reporting.claims import load_claims
@@ -383,22 +414,123 @@ def test_comparison_rows(agg):
     from inloop.reporting.claims import compare
 
     s = agg["summary"].copy()
-    # Label the SYNTHETIC model as glfusion so that its rows match the paper's (test of the matching only).
+    # Label the SYNTHETIC model as glfusion so that its rows match the paper's (test of the matching only); its
+    # x265 results on the demo clips are not Table VI's setup (HM on the CTC sequences): never compared.
     s.loc[s["model"] == SYNTH, "model"] = "glfusion"
-    comp = compare(s, agg["points"], {("x265", "demo"): {"train_steps": 200, "device": "cpu"}})
+    demo = compare(s, agg["points"], {("x265", "demo"): {"train_steps": 200, "device": "cpu"}})
+    vi = demo[(demo["paper"] == "glfusion") & (demo["table"] == "VI")]
+    assert list(vi["row"]) == ["Average"] * 3 and vi["reproduced"].isna().all()
+    assert set(vi["codec"]) == {"hm"} and set(vi["dataset"]) == {"jctvc-ctc"}
+    assert vi["note"].str.contains("no result of the claim's codec / dataset / configuration").all()
+    assert vi["note"].str.contains("x265 / demo / AI, x265 / demo / LDP, x265 / demo / RA").all()
+    # Labelled with Table VI's setup, every row of it matches.
+    s.loc[s["model"] == "glfusion", ["codec", "dataset"]] = ["hm", "jctvc-ctc"]
+    comp = compare(s, agg["points"], {("hm", "jctvc-ctc"): {"train_steps": 200, "device": "cpu"}})
     vi = comp[(comp["paper"] == "glfusion") & (comp["table"] == "VI") & (comp["row"] == "Average")]
     assert set(vi["config"]) == {"ai", "ldp", "ra"}
     for r in vi.to_dict("records"):
         assert math.isfinite(r["claimed"]) and math.isfinite(r["reproduced"])
         assert r["difference"] == pytest.approx(r["reproduced"] - r["claimed"])
         why = r["what differs in the setup"]
-        assert "x265" in why and "HM-16.9" in why and "200 steps" in why
+        assert "codec hm" in why and "HM-16.9" in why and "200 steps" in why
     claimed = dict(zip(vi["config"], vi["claimed"]))
     assert claimed == {"ai": -13.55, "ldp": -11.30, "ra": -11.70}
     # Without the model the headline claim is still listed, as not evaluated.
     comp0 = compare(agg["summary"], agg["points"])
     head = comp0[(comp0["table"] == "VI") & (comp0["model"] == "glfusion")]
     assert len(head) == 3 and head["reproduced"].isna().all() and head["note"].str.contains("not evaluated").all()
+
+
+def _labelled(encodes, model, codec, dataset, cfg, qp, seq, plus, ssim=None) -> dict:
+    """One evaluation record on the real x265 encodes, labelled with another codec / dataset (the matching is what
+    is tested; the model is SYNTHETIC: enhanced = filters-off + ``plus`` dB, and ΔSSIM = ``plus`` x 10^-2)."""
+    qp_enc = min(QPS, key=lambda q: abs(q - qp))  # the encodes have QP 22-37; the label carries the claim's QP
+    rec = _record(model, encodes[(cfg, "on", qp_enc)], encodes[(cfg, "off", qp_enc)], seq, plus)
+    rec.update(codec=codec, dataset=dataset, qp=qp)
+    if ssim is not None:
+        rec["decoded"]["ssim_y"], rec["enhanced"]["ssim_y"] = ssim, ssim + plus / 100
+        rec["delta"]["ssim_y"] = plus / 100
+    return rec
+
+
+def test_two_codecs_and_two_datasets_give_each_claim_row_its_own_numbers(encodes, tmp_path):
+    """Issue #26: claims are matched by codec, dataset, configuration (and QP), never across them nor pooled.
+    One tree holds NL-ConvLSTM on HM / Yang et al.'s dataset (ΔPSNR 1.38 and 1.58: mean 1.48), on x265 / the
+    same sequences (0.98 and 1.18: mean 1.08) and on x265 / Vimeo-90K, and GL-Fusion AI on HM and on x265 over
+    the CTC names."""
+    from inloop.reporting.aggregate import aggregate
+    from inloop.reporting.claims import compare
+
+    ev = tmp_path / "eval"
+    trees = {("hm", "mfqe-yang"): {"PeopleOnStreet_2560x1600_30": 1.38, "Kimono_1920x1080_24": 1.58},
+             ("x265", "mfqe-yang"): {"PeopleOnStreet_2560x1600_30": 0.98, "Kimono_1920x1080_24": 1.18},
+             ("x265", "vimeo90k-septuplet"): {"00001_0001_448x256": 0.5, "00001_0002_448x256": 0.7}}
+    recs = []
+    for (codec, dataset), seqs in trees.items():
+        qps = (32, 37) if dataset == "vimeo90k-septuplet" else (37, 42)
+        for seq, plus in seqs.items():
+            for qp in qps:
+                recs.append(_labelled(encodes, "nlconvlstm", codec, dataset, "ldp", qp, seq, plus, ssim=0.9))
+    for codec, plus in (("hm", 0.3), ("x265", 0.6)):
+        for seq, cls in (("Traffic_2560x1600_30_crop", "A"), ("Kimono1_1920x1080_24", "B")):
+            for qp in QPS:
+                rec = _labelled(encodes, "glfusion", codec, "jctvc-ctc", "ai", qp, seq, plus)
+                recs.append({**rec, "seq_class": cls})
+    for r in recs:
+        write_json(ev / r["model"] / r["codec"] / r["config"] / r["dataset"] / r["sequence"] / f"qp{r['qp']}.json", r)
+    agg = aggregate(ev, "cubic")
+    comp = compare(agg["summary"], agg["points"])
+
+    def cells(paper, table, qp=None, **match):
+        c = comp[(comp["paper"] == paper) & (comp["table"] == table)]
+        for k, v in match.items():
+            c = c[c[k] == v]
+        if qp is not None:  # every delta / PSNR row's note starts with its QP
+            c = c[c["note"].str.match(rf"QP {qp}\b")]
+        return c
+
+    # Table 4 (HM, Yang et al.'s dataset): HM's numbers only, one row per claim, never the pooled 1.28.
+    for qp in (37, 42):
+        ave = cells("nlconvlstm", "4", row="Ave.", model="nlconvlstm", unit="ΔPSNR-Y (dB)", qp=qp)
+        assert len(ave) == 1 and ave.iloc[0]["codec"] == "hm" and ave.iloc[0]["dataset"] == "mfqe-yang"
+        assert ave.iloc[0]["reproduced"] == pytest.approx(1.48) and ave.iloc[0]["qp"] == qp
+        ssim = cells("nlconvlstm", "4", row="Ave.", model="nlconvlstm", unit="ΔSSIM-Y (×10^-2)", qp=qp)
+        assert list(ssim["reproduced"]) == [pytest.approx(1.48)]
+    seq1 = cells("nlconvlstm", "4", row="1", model="nlconvlstm", unit="ΔPSNR-Y (dB)")
+    assert list(seq1["reproduced"]) == [pytest.approx(1.38)]  # PeopleOnStreet, HM only
+    # Table 2 (the ablation, QP 37, same setup as Table 4): HM's 1.48 again, one row.
+    t2 = cells("nlconvlstm", "2", model="nlconvlstm", unit="ΔPSNR-Y (dB)")
+    assert list(t2["reproduced"]) == [pytest.approx(1.48)] and list(t2["codec"]) == ["hm"]
+    # Table 3 (x265, Vimeo-90K): PSNR / SSIM of the Vimeo clips alone, per QP.
+    pts = agg["points"]
+    for qp in (32, 37):
+        vim = pts[(pts["dataset"] == "vimeo90k-septuplet") & (pts["qp"] == qp)]
+        ours = cells("nlconvlstm", "3", row="Our method", qp=qp, unit="PSNR-Y (dB)")
+        assert len(ours) == 1 and ours.iloc[0]["codec"] == "x265" and ours.iloc[0]["dataset"] == "vimeo90k-septuplet"
+        assert ours.iloc[0]["reproduced"] == pytest.approx(vim["enhanced_psnr_y"].mean())
+        assert ours.iloc[0]["claimed"] == {32: 35.95, 37: 33.39}[qp]
+        hevc = cells("nlconvlstm", "3", row="HEVC [34]", qp=qp, unit="PSNR-Y (dB)")
+        assert list(hevc["reproduced"]) == [pytest.approx(vim["decoded_psnr_y"].mean())]
+        assert list(cells("nlconvlstm", "3", row="Our method", qp=qp, unit="SSIM-Y")["reproduced"]) == \
+            [pytest.approx(0.9 + 0.006)]
+    # No NL-ConvLSTM claim row carries another setup's result.
+    nl = comp[comp["paper"] == "nlconvlstm"]
+    assert set(zip(nl["table"], nl["codec"], nl["dataset"])) == {
+        ("2", "hm", "mfqe-yang"), ("3", "x265", "vimeo90k-septuplet"), ("4", "hm", "mfqe-yang")}
+    # GL-Fusion Table VI: AI from the HM results alone; LDP / RA, which the run lacks, named as missing.
+    s = agg["summary"]
+    bd = {c: s[(s["model"] == "glfusion") & (s["codec"] == c) & (s["comparison"] == "model_vs_anchor")
+               & (s["metric"] == "y") & (s["level"] == "average")]["bd_rate_pct"].item() for c in ("hm", "x265")}
+    assert abs(bd["hm"] - bd["x265"]) > 1.0
+    vi = cells("glfusion", "VI", row="Average", model="glfusion")
+    assert list(vi["config"]) == ["ai", "ldp", "ra"]
+    assert vi.iloc[0]["reproduced"] == pytest.approx(bd["hm"]) and vi.iloc[0]["codec"] == "hm"
+    for r in vi.iloc[1:].to_dict("records"):
+        assert math.isnan(r["reproduced"]) and r["codec"] == "hm" and r["dataset"] == "jctvc-ctc"
+        assert f"hm / jctvc-ctc / {r['config'].upper()}" in r["note"]
+        assert "has results only for: hm / jctvc-ctc / AI, x265 / jctvc-ctc / AI" in r["note"]
+        assert "no result of the claim's codec, dataset and configuration" in r["what differs in the setup"]
+    assert not (comp["codec"] == "x265").any() or set(comp.loc[comp["codec"] == "x265", "table"]) == {"3"}
 
 
 def test_report_cli(eval_dir, tmp_path):
@@ -610,15 +742,17 @@ ABLATION = {"nlconvlstm-encdec": ("single", 0.10), "nlconvlstm-convlstm": ("conv
             "nlconvlstm-me": ("meconvlstm", 0.25), "nlconvlstm": (None, 0.30)}
 
 
-def _ablation_report(encodes, root: Path, models: dict) -> Path:
+def _ablation_report(encodes, root: Path, models: dict, codec: str = "x265", dataset: str = "demo") -> Path:
     """An eval tree of NL-ConvLSTM-arch models on the real LDP encodes (QP 32, 37), each SYNTHETIC:
-    enhanced = filters-off + its fixed delta. Returns the report folder."""
+    enhanced = filters-off + its fixed delta; ``codec`` / ``dataset`` label the records (the encodes are x265's).
+    Returns the report folder."""
     seq = "city_128x96_30fps_8bit_420"
     for m, (_, plus) in models.items():
         for qp in (32, 37):
             rec = _record(m, encodes[("ldp", "on", qp)], encodes[("ldp", "off", qp)], seq, plus)
             rec["delta"]["ssim_y"] = plus / 100  # x 10^-2 in the table: the same number as ΔPSNR
-            write_json(root / "eval" / m / "x265" / "ldp" / "demo" / seq / f"qp{qp}.json", rec)
+            rec.update(codec=codec, dataset=dataset)
+            write_json(root / "eval" / m / codec / "ldp" / dataset / seq / f"qp{qp}.json", rec)
     # No encode / train sections: a report reads only the networks of models.<name> (model_spec's qps and
     # train checks do not apply to finished results).
     params = {"bdrate": {"method": "cubic"},
@@ -630,8 +764,10 @@ def _ablation_report(encodes, root: Path, models: dict) -> Path:
 
 
 def test_nlconvlstm_ablation_table_orders_modes_as_the_paper_and_meets_its_claims(encodes, tmp_path):
-    rep = _ablation_report(encodes, tmp_path, ABLATION)
-    rows = _read_csv(rep / "tables" / "nlconvlstm_ablation_ldp_x265_demo.csv")
+    # Labelled with Table 2's setup (HM LDP on Yang et al.'s dataset) so that the claims match (the encodes are
+    # x265's: a test of the table and the matching only).
+    rep = _ablation_report(encodes, tmp_path, ABLATION, codec="hm", dataset="mfqe-yang")
+    rows = _read_csv(rep / "tables" / "nlconvlstm_ablation_ldp_hm_mfqe-yang.csv")
     cols = list(rows[0])
     assert cols == ["QP", "", "Encoder-Decoder with 1 frame (nlconvlstm-encdec)",
                     "ConvLSTM with 7 frames (nlconvlstm-convlstm)", "ME-ConvLSTM with 7 frames (nlconvlstm-me)",
@@ -640,7 +776,7 @@ def test_nlconvlstm_ablation_table_orders_modes_as_the_paper_and_meets_its_claim
                                                ("37", "ΔPSNR (dB)"), ("37", "ΔSSIM (×10^-2)")]
     for r in rows:
         assert [float(r[c]) for c in cols[2:]] == pytest.approx([0.10, 0.20, 0.25, 0.30], abs=1e-3)
-    assert "not trained in this run" not in (rep / "tables" / "nlconvlstm_ablation_ldp_x265_demo.md").read_text()
+    assert "not trained in this run" not in (rep / "tables" / "nlconvlstm_ablation_ldp_hm_mfqe-yang.md").read_text()
     # The claims comparison matches the hyphenated model names to the registry's columns, at the table's QP 37.
     comp = [r for r in _read_csv(rep / "claims" / "comparison.csv") if r["paper"] == "nlconvlstm" and r["table"] == "2"]
     got = {(r["model"], r["unit"].split()[0]): (float(r["claimed"]), float(r["reproduced"])) for r in comp}

@@ -305,7 +305,10 @@ def _claims(put, papers, summary, points, repro, spilf_rows, bootstrap=None) -> 
                ["difference = reproduced − claimed, in the claim's unit",
                 "95% CI: bootstrap interval of an average over the held-out clips (and seeds, train.seeds); "
                 "'claim inside' says whether the paper's figure lies in it (n/a: one clip or no interval)",
-                "BD-rate claims are luma BD-rate against the codec with its filters on"], digits=2, where="claims")
+                "BD-rate claims are luma BD-rate against the codec with its filters on",
+                "each claim is read only against results of its table's codec, dataset and configuration (and QP); "
+                "where the run has the model only in another setup, the row says so and names what the run has"],
+               digits=2, where="claims")
     return {"claimed": claimed, "comparison": comparison, "comparison_table": info}
 
 
