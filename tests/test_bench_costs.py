@@ -47,7 +47,7 @@ RECORDED = [
     ("spilf", DEMO_SPILF, 27358, 26688.09375, 2664539280, 81985824),
     ("nlconvlstm", DEMO_NL, 47105, 241856.0, 24146903040, 631504896),
 ]
-# NL-ConvLSTM's exact warp and the ablation rows of its Table 1 (MACs per 416x240 and per 64x48 frame).
+# NL-ConvLSTM's exact warp and the ablation columns of its Table 2 (MACs per 416x240 and per 64x48 frame).
 RECORDED_NL = [
     ({"exact": True}, 11778883584000, 19970654208),
     ({"mode": "meconvlstm"}, 362657218560, 11158683648),

@@ -234,7 +234,7 @@ def test_which_frames_each_mode_sees():
     other[:, [0, 1, 2, 4, 5, 6]] = torch.rand(1, 6, 1, 16, 16)  # same target, other neighbours
     with torch.no_grad():
         single = NLConvLSTM(mode="single", **SMALL).eval()
-        assert torch.equal(single(clip), single(other))  # Table 1: Encoder-Decoder with 1 frame
+        assert torch.equal(single(clip), single(other))  # Table 2: Encoder-Decoder with 1 frame
         for mode in ("convlstm", "nlconvlstm"):
             m = NLConvLSTM(mode=mode, **SMALL).eval()
             assert (m(clip) - m(other)).abs().max() > 1e-6  # 7 frames

@@ -1,7 +1,7 @@
 """NL-ConvLSTM: non-local ConvLSTM for video compression artifact reduction.
 
 Y. Xu, L. Gao, K. Tian, S. Zhou, H. Sun, "Non-Local ConvLSTM for Video
-Compression Artifact Reduction", ICCV 2019 (section 3; ablations Table 1).
+Compression Artifact Reduction", ICCV 2019 (section 3; the ablation, section 4.2 and Table 2).
 
 Structure (section 3.1, Fig. 2)::
 
@@ -16,10 +16,11 @@ from the encoder features of the previous and the current frame; the
 two-stage approximation of section 3.3 (average pooling with kernel p, top-k
 blocks, pixel similarity inside those blocks only) makes this affordable.
 
-Table 1's ablations are the ``mode`` param: ``"single"`` (Encoder-Decoder on the
-target frame alone), ``"convlstm"`` (bidirectional ConvLSTM on the seven frames,
-no warp), ``"meconvlstm"`` (ME-ConvLSTM: the states warped by motion compensation
-instead of the non-local warp) and ``"nlconvlstm"`` (the method). All take the
+The ablation's columns (section 4.2, Table 2; Table 1 is the complexity table of
+3.3) are the ``mode`` param: ``"single"`` (Encoder-Decoder on the target frame
+alone), ``"convlstm"`` (bidirectional ConvLSTM on the seven frames, no warp),
+``"meconvlstm"`` (ME-ConvLSTM: the states warped by motion compensation instead
+of the non-local warp) and ``"nlconvlstm"`` (the method). All take the
 same clip (N, T, C, H, W), so one data path serves them all.
 
 ME-ConvLSTM is named in the ablation table but not described. What the paper says
@@ -35,7 +36,7 @@ so an untrained ME-ConvLSTM starts as the plain ConvLSTM.
 Symbols lost in the stored text of the paper and the values chosen here (each
 repeated next to its param in :class:`NLConvLSTM`):
 
-* T (frames before/after the target): 3, i.e. ``frames=7`` -- Table 1 says
+* T (frames before/after the target): 3, i.e. ``frames=7`` -- Table 2 says
   "with 7 frames" and section 4.2 "the same settings with T=3".
 * p (pooling kernel) = 10 and k (top-k blocks) = 4: the complexity analysis of
   section 3.3 gives the approximate cost O(HW C (HW/p^4 + k p^2)) [stage 1 +
@@ -339,12 +340,12 @@ class NLConvLSTM(ResidualFilter):
 
     Params (``models.nlconvlstm.<key>``):
 
-    * ``mode``: Table 1's rows -- ``"single"`` Encoder-Decoder on the target frame
+    * ``mode``: the ablation's columns (Table 2) -- ``"single"`` Encoder-Decoder on the target frame
       only (the clip is still the input), ``"convlstm"`` plain bidirectional
       ConvLSTM on all frames, ``"meconvlstm"`` ConvLSTM with motion-compensated
       states (:class:`FlowWarp`), ``"nlconvlstm"`` the method.
     * ``frames``: 2T + 1 = 7 (T = 3 before and 3 after; the paper's "T=" is lost,
-      Table 1 reads "with 7 frames"). Must be odd.
+      Table 2 reads "with 7 frames"). Must be odd.
     * ``channels``: encoder feature width C and ConvLSTM state width C_h; 64 (lost
       in the text; 64 is what makes the complexity example of section 3.3
       consistent, see the module docstring).
@@ -453,7 +454,7 @@ class NLConvLSTM(ResidualFilter):
         """R for a padded clip (N, T, C, H, W)."""
         n, t = clip.shape[:2]
         centre = t // 2
-        if self.mode == "single":  # Table 1, "Encoder-Decoder with 1 frame"
+        if self.mode == "single":  # Table 2, "Encoder-Decoder with 1 frame"
             return self.tail(self.decoder(self.encoder(clip[:, centre])))
         feats = self.encoder(clip.flatten(0, 1)).unflatten(0, (n, t))
         h_fwd = self._run(self.fwd, feats[:, : centre + 1], self.flow_fwd)  # t-T .. t

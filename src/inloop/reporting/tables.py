@@ -16,7 +16,7 @@ so those stages only supply rows.
 * :func:`delta_table` -- NL-ConvLSTM Table 4 (and Table 2's metrics): delta PSNR /
   delta SSIM per sequence and QP, "Ave." per QP.
 * :func:`nlconvlstm_ablation_table` -- NL-ConvLSTM's ablation table (section 4.2,
-  "Tab. ablation"): mean delta PSNR / delta SSIM per Table-1 mode (Encoder-Decoder
+  "Tab. ablation"): mean delta PSNR / delta SSIM per Table-2 mode (Encoder-Decoder
   on 1 frame, ConvLSTM and NL-ConvLSTM on 7) and QP.
 * :func:`fluctuation_table` -- NL-ConvLSTM section 4.3: STD and PVD of the
   per-frame PSNR curve.
