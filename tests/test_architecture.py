@@ -32,7 +32,7 @@ LAYERS = [
     {"datasets", "training"},
     {"evaluation"},
     {"reporting"},
-    {"bench", "cli"},
+    {"bench", "rehearsal", "cli"},
 ]
 RANK = {name: i for i, layer in enumerate(LAYERS) for name in layer}
 

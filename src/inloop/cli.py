@@ -276,6 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .bench import register as register_bench
 
     register_bench(sub)
+    from .rehearsal import register as register_rehearse
+
+    register_rehearse(sub)
 
     p = sub.add_parser("check", help="say which codecs can run here (FFmpeg/libx265, HM, VTM, ECM)")
     p.add_argument("--params")

@@ -57,6 +57,9 @@ LOG = {  # each rule's log
     "evaluate_model": f"{LOGS}/eval/models/{{model}}/{{codec}}/{{cfg}}/{{dataset}}/{CLIP}/qp{{qp}}.log",
     "report": f"{LOGS}/report.log",
 }
+JOB_BENCH_DIR = f"{RESULTS}/benchmarks"  # Snakemake's per-job measurements (wall time, peak memory)
+JOB_BENCH = {rule: LOG[rule].replace(LOGS, f"{JOB_BENCH_DIR}/{rule}").replace(".log", ".tsv")
+             for rule in ("encode", "patches", "train", "evaluate_codec", "evaluate_model")}
 CACHE = f"{RESULTS}/cache"  # downloads ($INLOOP_CACHE overrides)
 CHECKPOINTS = f"{RESULTS}/checkpoints"
 MLFLOW_DB = f"{RESULTS}/mlflow.db"  # the default MLflow store (MLFLOW_TRACKING_URI overrides it)

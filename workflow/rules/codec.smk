@@ -11,6 +11,8 @@ rule encode:
         code=CODE["encode"],
     log:
         P.LOG["encode"],
+    benchmark:
+        P.JOB_BENCH["encode"]
     priority: _encode_priority
     threads: 1
     resources:

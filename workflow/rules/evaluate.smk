@@ -16,6 +16,8 @@ rule evaluate_codec:
         code=CODE["evaluate_codecs"],
     log:
         P.LOG["evaluate_codec"],
+    benchmark:
+        P.JOB_BENCH["evaluate_codec"]
     threads: 1
     resources:
         mem_mb=2000,
@@ -41,6 +43,8 @@ rule evaluate_model:
         enhanced=P.ENHANCED,
     log:
         P.LOG["evaluate_model"],
+    benchmark:
+        P.JOB_BENCH["evaluate_model"]
     threads: 1
     resources:
         mem_mb=4000,

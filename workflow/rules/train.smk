@@ -17,6 +17,8 @@ rule patches:
         code=CODE["patches"],
     log:
         P.LOG["patches"],
+    benchmark:
+        P.JOB_BENCH["patches"]
     priority: 1  # the trainings wait for it
     threads: 1
     resources:
@@ -46,6 +48,8 @@ rule train:
         init=lambda wc, input: ["--init-from", input.init] if input.init else [],
     log:
         P.LOG["train"],
+    benchmark:
+        P.JOB_BENCH["train"]
     priority: _train_priority
     # train.threads per training process; with train.gpus > 1 torchrun starts one process per GPU.
     threads: config["train"].get("threads", 2) * max(1, int(config["train"].get("gpus", 0) or 0))

@@ -178,7 +178,7 @@ def demo_clips(params: dict) -> list[Clip]:
 def clips(params: dict, dataset: str = "demo") -> list[Clip]:
     """The clips of ``dataset`` as the pipeline will find them after ``inloop datasets fetch``.
 
-    ``demo`` (from params) and ``jctvc-ctc`` (the registry's list) read nothing
+    ``demo`` (from params) and ``jctvc-ctc`` (the registry's list, until its manifest exists) read nothing
     but ``params``: safe to call from a Snakefile at parse time before any
     download. Every other dataset is listed by its manifest
     (``{datasets.out}/{dataset}/manifest.json``), so fetch it first.
@@ -188,13 +188,14 @@ def clips(params: dict, dataset: str = "demo") -> list[Clip]:
     from .registry import REGISTRY
 
     ds = REGISTRY.get(dataset)
-    if ds is not None and ds.sequences:
+    out = Path((params.get("datasets") or {}).get("out", paths.DATA))
+    manifest = out / dataset / "manifest.json"
+    if ds is not None and ds.sequences and not manifest.is_file():
         return [Clip(name=s.name, split="test", kind="video", fmt=YuvFormat(s.width, s.height, s.bitdepth, s.fps),
                      frames=s.frames, source=s.name, license=ds.license, cls=s.cls, origin=s.file)
                 for s in ds.sequences]
-    # Any other dataset: known once fetched and converted (its manifest is the list).
-    out = Path((params.get("datasets") or {}).get("out", paths.DATA))
-    manifest = out / dataset / "manifest.json"
+    # Any other dataset, and a listed one once checked (`inloop datasets check`, a rehearsal's data): its
+    # manifest is the list, so the sequences the user has are the ones tested (the report names the classes).
     if manifest.is_file():
         entries = json.loads(manifest.read_text()).get("clips", [])
         return [Clip(name=e["name"], split=e.get("split", "train"), kind=e.get("kind", "video"),

@@ -98,3 +98,67 @@ def write_shape(name: str, out_root: str | os.PathLike, scale: float = 1.0) -> P
         (out_dir / clip.filename).touch()
         entries.append(manifest_entry(clip, out_dir / clip.filename))
     return write_manifest(out_dir, name, entries, extra={"synthetic": True, "scale": scale})
+
+
+def rehearsal_items(name: str, per_split: int) -> list[tuple[str, str, str, int, int, float, int]]:
+    """The items a rehearsal keeps of a dataset at the paper's shape: ``per_split`` of each split, the
+    smallest frames first (then the paper's order), so a CPU can run them; every kept item has the paper's
+    own name, frame size and rate (the frame count is capped where the data are written)."""
+    items = _items(name)
+    kept = []
+    for split in dict.fromkeys(it[1] for it in items):
+        of_split = [(i, it) for i, it in enumerate(items) if it[1] == split]
+        of_split.sort(key=lambda p: (p[1][3] * p[1][4], p[0]))
+        kept += [it for _, it in of_split[:per_split]]
+    return kept
+
+
+def write_rehearsal(name: str, out_root: str | os.PathLike, images: list[str | os.PathLike], per_split: int = 1,
+                    frames: int = 2, first_image: int = 0, ffmpeg: str | None = None,
+                    matrix: str = "bt601", range_: str = "tv") -> tuple[Path, int]:
+    """A data root for a rehearsal of a paper config: the paper's dataset names, splits and frame sizes
+    (:func:`rehearsal_items`) with real pixels: each item is one photograph of ``images`` (a different one per
+    item, from ``first_image`` on, so no test item's content is in training) converted by FFmpeg to the item's
+    size (:func:`inloop.datasets.convert.to_yuv`, the pipeline's own conversion), and for videos a pan of
+    8 pixels per frame across it, ``min(frames, the paper's count)`` frames. Returns the manifest and the index
+    of the next unused image."""
+    import numpy as np
+
+    from ..codecs.ffmpeg import find_ffmpeg
+    from ..yuv import Frame, YuvReader, write_yuv
+    from .convert import plan_geometry, probe_size, to_yuv
+
+    ffmpeg = ffmpeg or find_ffmpeg()
+    ds = REGISTRY[name]
+    out_dir = Path(out_root) / name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    entries, k = [], first_image
+    for clip_name, split, kind, w, h, fps, paper_frames in rehearsal_items(name, per_split):
+        if k >= len(images):
+            raise DatasetError(f"a rehearsal of {name} needs more than {len(images)} distinct images")
+        src, k = Path(images[k]), k + 1
+        n = max(1, min(frames, paper_frames))
+        pan = 8 * (n - 1)
+        geom = plan_geometry(probe_size(ffmpeg, src), (w + pan, h), multiple=8)
+        ctc = {c.name: c.cls for c in CTC_SEQUENCES} if name == "jctvc-ctc" else {}
+        clip = Clip(clip_name, split, kind, YuvFormat(w, h, 8, fps), n, f"{name}:{clip_name}", ds.license,
+                    cls=ctc.get(clip_name) or ("image" if kind == "image" else "rehearsal"),
+                    origin=f"rehearsal: {src.name} at {w}x{h} (pan of {pan} pixels over {n} frames)")
+        wide = out_dir / f".{clip_name}.wide.yuv"
+        record = to_yuv(ffmpeg, src, wide, geom, fps=fps, image=True, matrix=matrix, range_=range_)
+        with YuvReader(wide, YuvFormat(geom.width, geom.height, 8, fps)) as r:
+            big = r[0]
+        wide.unlink()
+
+        def pans():
+            for i in range(n):
+                x = 8 * i
+                yield Frame(np.ascontiguousarray(big.y[:, x:x + w]), np.ascontiguousarray(big.u[:, x // 2:(x + w) // 2]),
+                            np.ascontiguousarray(big.v[:, x // 2:(x + w) // 2]))
+
+        path = out_dir / clip.filename
+        write_yuv(path, pans(), clip.fmt)
+        entries.append(manifest_entry(clip, path, record))
+    manifest = write_manifest(out_dir, name, entries, extra={"rehearsal": True, "per_split": per_split,
+                                                            "frames": frames})
+    return manifest, k

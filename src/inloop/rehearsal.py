@@ -1,0 +1,232 @@
+"""Rehearsals of the paper configs (issue #26): the run a researcher will spend GPU-days on, with only the
+counts capped, run end to end on a CPU before anyone does.
+
+``inloop rehearse config/paper-X.yaml [config/ablation.yaml] --dir D`` copies the workflow into ``D``, writes
+a data root with each of the config's datasets at the paper's names, splits and frame sizes and real pixels
+(:func:`inloop.datasets.shapes.write_rehearsal`: photographs converted by the pipeline's own FFmpeg step), an
+overlay config of caps (:func:`overlay`), and runs ``snakemake all`` over the paper config(s) and the overlay:
+the same rules, the networks at the papers' widths, the papers' tiling decisions, evaluation, claims matching
+and report. What the overlay changes, besides counts:
+
+* the codec: the papers' HM / ECM when their binaries are configured (``--codec config``), else x265 stands
+  in (``--codec x265``, the default), with the QPs x265 cannot code (above 51) left out;
+* the device: the CPU (``device: cpu``, ``gpus: 0``, bf16 only where the CPU has it natively, no
+  ``torch.compile``);
+
+and each of these is written into the report's deviations for the paper, next to its claims. Every rule's
+peak memory and time come from Snakemake's ``benchmark:`` files (``inloop.paths.JOB_BENCH``), summarised by
+:func:`job_resources`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from . import paths
+from .errors import InloopError
+from .params import _deep_merge, load_params, model_spec, normalize
+
+# The caps: a few items per split, a few frames per clip, a few training steps of small batches.
+CAPS = {"per_split": 1, "frames": 2, "steps": 2, "batch_size": 2, "patches_per_frame": 1,
+        "max_frames_per_source": 1, "qps": 4}
+X265_MAX_QP = 51
+WORKFLOW_ITEMS = ("Snakefile", "params.yaml", "config", "workflow", "envs")
+PAPERS = {"glfusion": "glfusion", "spilf": "spilf", "nlconvlstm": "nlconvlstm"}
+
+
+def merged_config(configs: list[str | os.PathLike], params_path: str | os.PathLike) -> dict:
+    """params.yaml with the configs merged over it, as Snakemake's ``--configfile`` merges them."""
+    merged = load_params(params_path)
+    for c in configs:
+        merged = _deep_merge(merged, yaml.safe_load(Path(c).read_text()) or {})
+    return normalize(merged)
+
+
+def _spread(values: list[int], n: int) -> list[int]:
+    """``n`` of ``values`` spread from the first to the last (all of them when there are no more)."""
+    if len(values) <= n:
+        return list(values)
+    return [values[round(i * (len(values) - 1) / (n - 1))] for i in range(n)] if n > 1 else [values[-1]]
+
+
+def paper_of(merged: dict) -> str:
+    """The paper a config reproduces, from its networks (the key of ``report.deviations``)."""
+    archs = {model_spec(merged, m)["arch"] for m in merged["train"]["models"]}
+    for arch in ("glfusion", "spilf", "nlconvlstm"):
+        if arch in archs:
+            return arch
+    raise InloopError(f"no paper network among train.models {merged['train']['models']}")
+
+
+def overlay(merged: dict, codec: str = "x265", caps: dict | None = None) -> dict:
+    """The caps over a merged paper config: the settings a rehearsal changes, nothing else."""
+    caps = {**CAPS, **(caps or {})}
+    steps = caps["steps"]
+    enc = merged["encode"]
+    codec = enc["codec"] if codec == "config" else codec
+    qps = [q for q in enc["qps"] if codec != "x265" or q <= X265_MAX_QP]
+    qps = _spread(sorted(qps), caps["qps"])
+    frames = clip_frames(merged, caps)
+    train_caps = {"steps": steps, "batch_size": caps["batch_size"], "patches_per_frame": caps["patches_per_frame"],
+                  "max_frames_per_source": caps["max_frames_per_source"], "checkpoint_every": steps,
+                  "val_every": steps, "log_every": 1}
+    models = {}
+    for m in merged["train"]["models"]:
+        spec = model_spec(merged, m)
+        block: dict = {"train": dict(train_caps)}
+        window = int(spec["kwargs"].get("frames", 1))  # a clip network's targets need T frames of a source
+        block["train"]["max_frames_per_source"] = max(caps["max_frames_per_source"], window)
+        own = (merged["models"].get(m) or {}).get("qps")
+        if own is not None:
+            block["qps"] = [q for q in own if q in qps] or qps[-1:]
+        if spec["arch"] == "spilf":  # both SPiLF stages, and the plateau watched every step
+            block["train"]["spilf"] = {"stage1_steps": max(1, steps // 2), "plateau_window": 1}
+        models[m] = block
+    over = {
+        "encode": {"codec": codec, "qps": qps, "frames": {c: frames for c in ("ai", "ldp", "ra")}},
+        "train": {**train_caps, "device": "cpu", "gpus": 0, "threads": 1, "compile": False, "amp_bf16": "auto",
+                  "channels_last": "auto"},
+        "evaluate": {"device": "cpu", "gpus": 0, "amp_bf16": "auto", "channels_last": "auto"},
+        "models": models,
+    }
+    paper = paper_of(merged)
+    note = (f"rehearsal: counts capped ({caps['per_split']} item(s) per split, the smallest frames of the paper's "
+            f"sizes, photographs standing in for the footage; at most {frames} frame(s) per clip; {steps} training "
+            f"steps of {caps['batch_size']}; QPs {qps}), on the CPU"
+            + (f"; {codec} stands in for the paper's {enc['codec']}" if codec != enc["codec"] else ""))
+    declared = list(((merged.get("report") or {}).get("deviations") or {}).get(paper) or [])
+    over["report"] = {"deviations": {paper: [note, *declared]}}
+    return over
+
+
+def clip_frames(merged: dict, caps: dict | None = None) -> int:
+    """Frames per clip: the cap, or more where the config needs them: a clip network's window (NL-ConvLSTM's
+    T = 7 frames around a target) and the frames the paper scores (Vimeo-90K's 4th)."""
+    caps = {**CAPS, **(caps or {})}
+    scored = (merged.get("evaluate") or {}).get("frames") or []
+    windows = [int(model_spec(merged, m)["kwargs"].get("frames", 1)) for m in merged["train"]["models"]]
+    return max([caps["frames"], *(f + 1 for f in scored), *windows])
+
+
+def datasets_of(merged: dict) -> list[str]:
+    """The datasets a config trains and tests on, in a stable order."""
+    pipe = merged.get("pipeline") or {}
+    names = [d for cfg in merged["train"]["configs"] for d in (pipe.get("train_datasets") or {}).get(cfg, [])]
+    return list(dict.fromkeys([*names, *(pipe.get("test_datasets") or [])]))
+
+
+def default_images() -> list[Path]:
+    """Photographs to rehearse with: scikit-image's (the test extra installs it)."""
+    try:
+        import skimage
+    except ImportError:
+        raise InloopError("a rehearsal needs photographs: pass --images, or install scikit-image "
+                          "(pip install -e '.[test]')") from None
+    folder = Path(skimage.__file__).parent / "data"
+    return sorted(p for p in folder.iterdir() if p.suffix in (".png", ".jpg"))
+
+
+def prepare(configs: list[str | os.PathLike], folder: str | os.PathLike, codec: str = "x265",
+            images: list[Path] | None = None, caps: dict | None = None, repo: str | os.PathLike | None = None) -> Path:
+    """Copy the workflow into ``folder`` (unless there already), write the rehearsal data (datasets not there yet)
+    and the overlay; returns the overlay's path (``rehearsal.yaml`` in ``folder``)."""
+    from .datasets.shapes import write_rehearsal
+
+    repo, folder = Path(repo or Path.cwd()), Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for item in WORKFLOW_ITEMS:
+        src, dst = repo / item, folder / item
+        if src.exists() and not dst.exists():
+            shutil.copytree(src, dst) if src.is_dir() else shutil.copy2(src, dst)
+    merged = merged_config([folder / Path(c) if not Path(c).is_absolute() else c for c in configs],
+                           folder / "params.yaml")
+    caps = {**CAPS, **(caps or {})}
+    data = folder / (merged.get("datasets") or {}).get("out", paths.DATA)
+    images = list(images or default_images())
+    used_file = data / ".rehearsal-images"
+    k = int(used_file.read_text()) if used_file.exists() else 0
+    for ds in datasets_of(merged):
+        if not (data / ds / "manifest.json").exists():
+            _, k = write_rehearsal(ds, data, images, caps["per_split"], clip_frames(merged, caps), k)
+    data.mkdir(parents=True, exist_ok=True)
+    used_file.write_text(str(k))
+    out = folder / "rehearsal.yaml"
+    out.write_text("# Written by `inloop rehearse`: the caps over " + ", ".join(map(str, configs)) + "\n"
+                   + yaml.safe_dump(overlay(merged, codec, caps), sort_keys=False))
+    return out
+
+
+def job_resources(folder: str | os.PathLike) -> dict:
+    """Per rule: jobs, peak resident memory (MB) and the longest job (s), from the benchmark files."""
+    import pandas as pd
+
+    out = {}
+    root = Path(folder) / paths.JOB_BENCH_DIR
+    for rule_dir in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
+        rows = [pd.read_csv(f, sep="\t") for f in rule_dir.rglob("*.tsv")]
+        if rows:
+            df = pd.concat(rows)
+            out[rule_dir.name] = {"jobs": len(rows), "max_rss_mb": float(df["max_rss"].max()),
+                                  "max_s": float(df["s"].max()), "total_s": float(df["s"].sum())}
+    return out
+
+
+def run(configs: list[str], folder: str | os.PathLike, cores: int = 2, codec: str = "x265",
+        images: list[Path] | None = None, caps: dict | None = None, repo: str | os.PathLike | None = None) -> dict:
+    """Prepare and run one rehearsal; returns rc, wall time, Snakemake's job counts and the per-rule resources."""
+    folder = Path(folder)
+    ov = prepare(configs, folder, codec, images, caps, repo)
+    cmd = [sys.executable, "-m", "snakemake", "--cores", str(cores), "all", "--configfile", *map(str, configs),
+           ov.name]
+    t0 = time.perf_counter()
+    with open(folder / "rehearsal.log", "w") as log:
+        proc = subprocess.run(cmd, cwd=folder, stdout=log, stderr=subprocess.STDOUT)
+    wall = time.perf_counter() - t0
+    text = (folder / "rehearsal.log").read_text(errors="replace")
+    result = {"configs": list(map(str, configs)), "codec": codec, "rc": proc.returncode, "wall_s": wall,
+              "jobs": _job_counts(text), "resources": job_resources(folder), "command": " ".join(cmd[1:])}
+    (folder / "rehearsal.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
+def _job_counts(log: str) -> dict:
+    """The first 'Job stats' table of a Snakemake log: rule -> jobs."""
+    import re
+
+    if "Job stats:" not in log:
+        return {}
+    table = log[log.index("Job stats:"):].split("\n\n")[0]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+
+
+def cmd_rehearse(args: argparse.Namespace) -> int:
+    images = [Path(p) for p in args.images] if args.images else None
+    r = run(args.configs, args.dir, args.cores, args.codec, images, repo=Path.cwd())
+    print(f"rehearsal of {' + '.join(args.configs)} in {args.dir}: rc {r['rc']}, {r['wall_s']:.0f} s, "
+          f"jobs {r['jobs']}")
+    for rule, v in r["resources"].items():
+        print(f"  {rule:16s} {v['jobs']:4d} jobs  peak {v['max_rss_mb']:8.0f} MB  longest {v['max_s']:7.1f} s")
+    if r["rc"]:
+        print(f"the run failed: see {Path(args.dir) / 'rehearsal.log'}", file=sys.stderr)
+    return 0 if r["rc"] == 0 else 1
+
+
+def register(sub) -> None:
+    p = sub.add_parser("rehearse", help="run a paper config end to end with its counts capped (CPU, x265 standing "
+                                         "in for HM/ECM unless --codec config)")
+    p.add_argument("configs", nargs="+", help="config files, as for snakemake --configfile (paper config first)")
+    p.add_argument("--dir", required=True, help="folder for the workflow copy, its data and results")
+    p.add_argument("--codec", default="x265", choices=("x265", "config"),
+                   help="x265 (default) stands in for HM/ECM; config: the config's own codec (binaries configured)")
+    p.add_argument("--cores", type=int, default=2)
+    p.add_argument("--images", nargs="+", help="photographs for the data (default: scikit-image's)")
+    p.set_defaults(func=cmd_rehearse)
