@@ -104,20 +104,27 @@ def test_compile_pays_after_its_extra_warmup_over_the_time_it_saves():
     assert changes(rows)[0]["break_even_calls"] is None
 
 
-def test_cli_writes_the_ceiling_the_paths_and_each_models_fraction(tmp_path):
+@pytest.mark.parametrize("amp", ["none", "bf16"])
+def test_cli_writes_the_ceiling_the_paths_and_each_models_fraction(tmp_path, amp):
+    """Both compute paths forced, whatever this CPU would pick (a CPU with native bf16 used to pick bf16 and fail
+    the fp32 expectation, issue #30): each row's fraction is of the ceiling of its own precision."""
     out, md = tmp_path / "b.json", tmp_path / "b.md"
     assert main(["bench", "--quick", "--models", "glfusion", "--sizes", "64x48", "--tile", "0", "--train",
-                 "--ceiling", "--paths", "--no-paths-compile", "--device", "cpu", "--threads", "1",
+                 "--ceiling", "--paths", "--no-paths-compile", "--device", "cpu", "--threads", "1", "--amp", amp,
                  "--note", "a shared machine", "--out", str(out), "--markdown", str(md)]) == 0
     res = json.loads(out.read_text())
     assert res["notes"] == ["a shared machine"]
     best = res["ceiling"]["best"]
+    dtype = "bf16" if amp == "bf16" else "fp32"
     for r in res["inference"] + res["training"]:
-        assert r["status"] == "ok" and r["of_conv_ceiling"] == pytest.approx(r["tflops"] / best["conv"]["fp32"])
-    assert res["settings"]["compute_path"] == {"inference": resolve("cpu", inference=True).record(),
-                                               "training": resolve("cpu").record()}
+        assert r["status"] == "ok" and r["ceiling_dtype"] == dtype
+        assert r["of_conv_ceiling"] == pytest.approx(r["tflops"] / best["conv"][dtype])
+    path = {"inference": resolve("cpu", amp == "bf16", "auto", inference=True).record(),
+            "training": resolve("cpu", amp == "bf16", "auto").record()}
+    assert res["settings"]["compute_path"] == path
     assert [r["channels_last"] for r in res["inference"] + res["training"]] == [
-        resolve("cpu", inference=True).channels_last, resolve("cpu").channels_last]
+        resolve("cpu", amp == "bf16", "auto", inference=True).channels_last,
+        resolve("cpu", amp == "bf16", "auto").channels_last]
     assert res["machine"]["cpu_bf16"].startswith("native" if cpu_bf16()["native"] else "not native")
     assert [p["model"] for p in res["paths"]] == ["glfusion"] and len(res["paths"][0]["training"]) == 4
     text = md.read_text()

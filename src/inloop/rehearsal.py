@@ -108,13 +108,14 @@ def overlay(merged: dict, codec: str = "x265", caps: dict | None = None) -> dict
     return over
 
 
-def clip_frames(merged: dict, caps: dict | None = None) -> int:
-    """Frames per clip: the cap, or more where the config needs them: a clip network's window (NL-ConvLSTM's
-    T = 7 frames around a target) and the frames the paper scores (Vimeo-90K's 4th)."""
+def clip_frames(merged: dict, caps: dict | None = None, split: str = "train") -> int:
+    """Frames per clip: the cap, or more where the config needs them: the frames the paper scores (Vimeo-90K's
+    4th) and, for training clips, a clip network's window (NL-ConvLSTM's T = 7 frames around each target; a
+    held-out clip shorter than T is filtered with its ends repeated, as every sequence's first frames are)."""
     caps = {**CAPS, **(caps or {})}
     scored = (merged.get("evaluate") or {}).get("frames") or []
     windows = [int(model_spec(merged, m)["kwargs"].get("frames", 1)) for m in merged["train"]["models"]]
-    return max([caps["frames"], *(f + 1 for f in scored), *windows])
+    return max([caps["frames"], *(f + 1 for f in scored), *(windows if split == "train" else [])])
 
 
 def datasets_of(merged: dict) -> list[str]:
@@ -156,7 +157,8 @@ def prepare(configs: list[str | os.PathLike], folder: str | os.PathLike, codec: 
     k = int(used_file.read_text()) if used_file.exists() else 0
     for ds in datasets_of(merged):
         if not (data / ds / "manifest.json").exists():
-            _, k = write_rehearsal(ds, data, images, caps["per_split"], clip_frames(merged, caps), k)
+            _, k = write_rehearsal(ds, data, images, caps["per_split"], clip_frames(merged, caps), k,
+                                  test_frames=clip_frames(merged, caps, "test"))
     data.mkdir(parents=True, exist_ok=True)
     used_file.write_text(str(k))
     out = folder / "rehearsal.yaml"

@@ -109,12 +109,17 @@ def cmd_bench(args) -> int:
         parse_size(s)
     ev = params.get("evaluate") or {}
     tile = args.tile if args.tile is not None else (32 if quick else int(ev.get("tile") or 256))
-    overlap = args.overlap if args.overlap is not None else (8 if quick else int(ev.get("overlap", 64)))
+    ev_overlap = ev.get("overlap", 64)  # `auto` (measured per trained network at evaluation): 64 for the timing
+    overlap = args.overlap if args.overlap is not None else (8 if quick else (64 if ev_overlap == "auto"
+                                                                             else int(ev_overlap)))
     repeats = args.repeats or (1 if quick else 5)
     warmup = args.warmup if args.warmup is not None else 1
     max_s = args.max_seconds or None
     amp = None if args.amp == "auto" else args.amp
-    path = cpu_path.resolve(device, "auto", "auto", inference=True)  # what `auto` takes here for inference
+    # the path the rows run: --amp / --channels-last where given, else what `auto` takes on this device
+    amp_setting = "auto" if amp is None else amp == "bf16"
+    cl_setting = "auto" if args.channels_last is None else args.channels_last
+    path = cpu_path.resolve(device, amp_setting, cl_setting, inference=True)
     ceiling = args.ceiling if args.ceiling is not None else not quick
     paths = args.paths if args.paths is not None else not quick
     entries = model_entries(args.models or MODELS_DEFAULT, preset, params)
@@ -126,7 +131,8 @@ def cmd_bench(args) -> int:
                      "warmup": warmup, "max_seconds": max_s, "amp": amp or ("bf16" if path.bf16 else "none"),
                      "channels_last": "auto" if args.channels_last is None else args.channels_last,
                      "compile": args.compile_mode or args.compile, "quick": quick,
-                     "compute_path": {"inference": path.record(), "training": cpu_path.resolve(device).record()}},
+                     "compute_path": {"inference": path.record(),
+                                      "training": cpu_path.resolve(device, amp_setting, cl_setting).record()}},
         "paper": PAPER_FIGURES, "targets_h100": {"inference_ms": {f"{k[0]}@{k[1]}": v for k, v in
                                                                   TARGETS["inference_ms"].items()},
                                                  "train_mfu": TARGETS["train_mfu"],

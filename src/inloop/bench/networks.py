@@ -169,7 +169,9 @@ def _defaults(device, arch: str, amp: str | None, channels_last: bool | None, wa
     from ..models.cpu_path import resolve
 
     device = resolve_device(str(device)) if not isinstance(device, torch.device) else device
-    path = resolve(device, "auto", "auto", inference=inference) if amp is None or channels_last is None else None
+    # channels_last `auto` follows the precision the row runs (a forced --amp included), as train/evaluate do
+    path = (resolve(device, "auto" if amp is None else amp == "bf16", "auto", inference=inference)
+            if amp is None or channels_last is None else None)
     amp = amp or ("bf16" if path.bf16 else "none")
     channels_last = path.channels_last if channels_last is None else channels_last
     return device, arch, amp, channels_last, (max(warmup, 3) if compile else warmup)

@@ -115,13 +115,13 @@ def rehearsal_items(name: str, per_split: int) -> list[tuple[str, str, str, int,
 
 def write_rehearsal(name: str, out_root: str | os.PathLike, images: list[str | os.PathLike], per_split: int = 1,
                     frames: int = 2, first_image: int = 0, ffmpeg: str | None = None,
-                    matrix: str = "bt601", range_: str = "tv") -> tuple[Path, int]:
+                    matrix: str = "bt601", range_: str = "tv", test_frames: int | None = None) -> tuple[Path, int]:
     """A data root for a rehearsal of a paper config: the paper's dataset names, splits and frame sizes
     (:func:`rehearsal_items`) with real pixels: each item is one photograph of ``images`` (a different one per
     item, from ``first_image`` on, so no test item's content is in training) converted by FFmpeg to the item's
     size (:func:`inloop.datasets.convert.to_yuv`, the pipeline's own conversion), and for videos a pan of
-    8 pixels per frame across it, ``min(frames, the paper's count)`` frames. Returns the manifest and the index
-    of the next unused image."""
+    8 pixels per frame across it, ``min(frames, the paper's count)`` frames (``test_frames`` for the test split,
+    when given). Returns the manifest and the index of the next unused image."""
     import numpy as np
 
     from ..codecs.ffmpeg import find_ffmpeg
@@ -137,7 +137,7 @@ def write_rehearsal(name: str, out_root: str | os.PathLike, images: list[str | o
         if k >= len(images):
             raise DatasetError(f"a rehearsal of {name} needs more than {len(images)} distinct images")
         src, k = Path(images[k]), k + 1
-        n = max(1, min(frames, paper_frames))
+        n = max(1, min(test_frames if split == "test" and test_frames else frames, paper_frames))
         pan = 8 * (n - 1)
         geom = plan_geometry(probe_size(ffmpeg, src), (w + pan, h), multiple=8)
         ctc = {c.name: c.cls for c in CTC_SEQUENCES} if name == "jctvc-ctc" else {}
