@@ -146,3 +146,17 @@ def test_enhance_file_records_the_tiling(city_yuv, tmp_path):
     assert whole["tiling"] is None
     assert tiled["tiling"]["tile"] == 32 and tiled["tiling"]["equals_whole_frame"]
     assert (tmp_path / "w_128x96_30fps_8bit_420.yuv").read_bytes() == (tmp_path / "t_128x96_30fps_8bit_420.yuv").read_bytes()
+
+
+def test_only_the_scored_frames_are_filtered(city_yuv, tmp_path):
+    """#26 item 6: Vimeo-90K is scored on the 4th frame of each clip (NL-ConvLSTM 4.1, evaluate.frames [3]); the
+    other six were filtered too (7x the GPU time of the paper's protocol). Now only the scored frame is filtered,
+    from its own window, and the rest are the decode unchanged."""
+    fmt = YuvFormat(128, 96)
+    out = tmp_path / "next_128x96_30fps_8bit_420.yuv"
+    timing = enhance_file(NextFrame(), city_yuv, out, fmt, planes=("y",), only=[3])
+    assert timing["frames"] == 1
+    with YuvReader(city_yuv, fmt) as src, YuvReader(out, fmt) as res:
+        for i in range(5):
+            want = src[4][0] if i == 3 else src[i][0]  # frame 3 filtered from its window (its next frame), others as decoded
+            assert np.array_equal(res[i][0], want), i

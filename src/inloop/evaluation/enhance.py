@@ -123,7 +123,7 @@ def apply_model(model: nn.Module, x: torch.Tensor, tile: int | None = None, over
 def enhance_file(model: nn.Module, decoded: str | os.PathLike, out: str | os.PathLike, fmt: YuvFormat,
                  planes: tuple[str, ...] = ("y",), device: str | torch.device = "cpu", tile: int | None = None,
                  overlap: int | str = "auto", multiple: int = 16, amp_bf16: bool | str = False,
-                 channels_last: bool | str = False) -> dict:
+                 channels_last: bool | str = False, only: list[int] | None = None) -> dict:
     """Filter the listed planes of every frame of ``decoded``; the other planes pass through.
 
     A multi-frame network (``model.frames`` = T > 1, NL-ConvLSTM) gets the T decoded
@@ -133,7 +133,9 @@ def enhance_file(model: nn.Module, decoded: str | os.PathLike, out: str | os.Pat
     (:func:`inloop.models.cpu_path.resolve`); the output is rounded from fp32 either way.
     ``overlap``: ``auto`` (the measured reach, :func:`tile_overlap`) or a number at least that; measured only
     when ``tile`` cuts the frame. Returns timing: seconds per frame (filtering only, device synchronised), the
-    path (``compute``) and ``tiling`` (null for whole frames).
+    path (``compute``) and ``tiling`` (null for whole frames). ``only``: the frame indices to filter (params
+    ``evaluate.frames``: NL-ConvLSTM 4.1 scores the 4th frame of each Vimeo-90K clip, so only it is filtered,
+    from its own window); the other frames are written as decoded. None: every frame.
     """
     from ..models.cpu_path import resolve
 
@@ -161,7 +163,11 @@ def enhance_file(model: nn.Module, decoded: str | os.PathLike, out: str | os.Pat
 
     def filtered(reader: YuvReader):
         n = len(reader)
+        wanted = None if only is None else {i % n for i in only}
         for i, frame in enumerate(tqdm(reader, desc=f"enhance {Path(decoded).name}", unit="frame", leave=False)):
+            if wanted is not None and i not in wanted:
+                yield frame
+                continue
             result = list(frame)
             t0 = time.perf_counter()
             for p in planes:

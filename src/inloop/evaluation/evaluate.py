@@ -127,11 +127,13 @@ def evaluate_point(original: str | os.PathLike, anchor_stats: str | os.PathLike,
             raise InloopError("an enhanced output path is needed with a model")
         model, payload = load_trained(model_path, device)
         timing = enhance_file(model, off["decoded"], enhanced_out, fmt, tuple(payload["planes"]), device, tile,
-                              overlap, multiple=getattr(model, "pad_multiple", 16), **(compute or {}))
+                              overlap, multiple=getattr(model, "pad_multiple", 16), only=eval_frames,
+                              **(compute or {}))
         ev_enh = select_frames(evaluate_sequence(original, enhanced_out, fmt, frames=n, **opts), eval_frames)
         enh = _summary(ev_enh, off)  # no extra bits: the rate of the filters-off bitstream
         result.update({
             "model": payload.get("instance", payload["name"]), "enhanced": enh, "seconds_per_frame": timing["seconds_per_frame"],
+            "frames_enhanced": timing["frames"],
             "delta": _delta(enh, result["decoded"]),
         })
         result["fluctuation"]["enhanced"] = ev_enh["fluctuation"].get("psnr_y")
