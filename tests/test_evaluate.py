@@ -24,8 +24,9 @@ def point(tmp_path_factory, codec_fixtures):
         stats[filters] = get_codec("x265").encode(EncodeJob(src, YuvFormat(128, 96), 5, 37, "ai", filters),
                                                   d / filters / "city_128x96_30fps_8bit_420" / "qp37.bin")
     model = build_model("dncnn", depth=3, channels=8)
-    torch.save({"name": "dncnn", "kwargs": {"depth": 3, "channels": 8}, "state_dict": model.state_dict(),
-                "bitdepth": 8, "planes": ["y"]}, d / "model.pt")
+    torch.save({"name": "dncnn", "instance": "dncnn", "kwargs": {"depth": 3, "channels": 8},
+                "state_dict": model.state_dict(), "bitdepth": 8, "planes": ["y"],
+                "describe": {"codec": "x265", "config": "ai", "qp": 37, "model": "dncnn"}}, d / "model.pt")
     return d, src, stats
 
 
@@ -134,3 +135,28 @@ def test_the_cli_runs_torch_on_the_jobs_threads_and_switching_never_loses_to_the
     frames_sw, frames_dec = r["switched"]["psnr_y_frames"], r["decoded"]["psnr_y_frames"]
     assert all(a >= b - 1e-9 for a, b in zip(frames_sw, frames_dec))
     assert r["delta_switched"]["psnr_y"] >= -1e-9  # per frame D(switched) <= D(decode): J(switched) <= J(off)
+
+
+def test_a_model_file_of_another_job_is_refused(point, tmp_path):
+    """#27 item 3: the QP-37 model copied to another QP's path, or another network's file at this model's path,
+    was evaluated and filed as this model; now the file's record is checked against the job, in one line."""
+    d, src, _ = point
+    on, off = d / "on/city_128x96_30fps_8bit_420/qp37.json", d / "off/city_128x96_30fps_8bit_420/qp37.json"
+    payload = torch.load(d / "model.pt", weights_only=True)
+    cases = {"qp": ({**payload, "describe": {**payload["describe"], "qp": 32}}, None, r"qp 32, the job's 37"),
+             "model": (payload, {"model": "glfusion"}, r"model 'dncnn', the job's 'glfusion'"),
+             "settings": (payload, {"model": "dncnn", "kwargs": {"depth": 5, "channels": 8}}, r"kwargs .*depth': 3"),
+             "no record": ({k: v for k, v in payload.items() if k != "describe"}, None, r"codec None, the job's 'x265'")}
+    for case, (pl, expect, match) in cases.items():
+        path = tmp_path / case.replace(" ", "-") / "model.pt"
+        path.parent.mkdir()
+        torch.save(pl, path)
+        out = tmp_path / f"{case}.json"
+        with pytest.raises(InloopError, match=rf"{path}: this model file does not belong to this job: .*{match}"):
+            evaluate_point(src, on, off, out, model_path=path, enhanced_out=tmp_path / "e_128x96_30fps_8bit_420.yuv",
+                           expect=expect)
+        assert not out.exists()
+    ok = evaluate_point(src, on, off, tmp_path / "ok.json", model_path=d / "model.pt",
+                        enhanced_out=tmp_path / "ok_128x96_30fps_8bit_420.yuv",
+                        expect={"model": "dncnn", "kwargs": {"depth": 3, "channels": 8}})
+    assert ok["model"] == "dncnn"

@@ -145,6 +145,16 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _expected_model(p: dict, name: str | None) -> dict | None:
+    """What ``--model-name`` (the rule's train.models entry) says the model file must hold: the entry and its
+    network settings from the run's params."""
+    if not name:
+        return None
+    from .params import model_spec, split_seed
+
+    return {"model": name, "kwargs": model_spec(p, split_seed(name)[0])["kwargs"]}
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluation.evaluate import evaluate_point
     from .params import get
@@ -175,7 +185,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                        device=ev.get("device", "cpu"), tile=ev.get("tile"), overlap=ev.get("overlap", "auto"),
                        metric_options=metric_options, baseline=args.baseline, lpips=lpips,
                        eval_frames=ev.get("frames"), switching=ev.get("switching"),
-                       compute={k: ev[k] for k in ("amp_bf16", "channels_last") if k in ev})
+                       compute={k: ev[k] for k in ("amp_bf16", "channels_last") if k in ev},
+                       expect=_expected_model(p, args.model_name))
     line = (f"{r['sequence']} {r['config']} QP {r['qp']}: anchor {r['anchor']['psnr']['y']:.3f} dB "
             f"@ {r['anchor']['kbps']:.1f} kbps, filters off {r['decoded']['psnr']['y']:.3f} dB "
             f"@ {r['decoded']['kbps']:.1f} kbps")
@@ -253,6 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--off-stats", required=True, help="stats JSON of the encode with filters off")
     p.add_argument("--out", required=True, help="evaluation JSON")
     p.add_argument("--model", help="trained model file")
+    p.add_argument("--model-name", help="the train.models entry the job evaluates: the model file must be its, "
+                   "with the run's network settings")
     p.add_argument("--enhanced", help="where to write the enhanced YUV (with --model)")
     p.add_argument("--dataset", default="")
     p.add_argument("--seq-class", default="")

@@ -59,7 +59,8 @@ rule evaluate_model:
         "../../envs/train.yaml"
     shell:
         "inloop evaluate --original {input.original:q} --anchor-stats {input.anchor:q} --off-stats {input.off:q}"
-        " --out {output.json:q} --dataset {wildcards.dataset:q} --model {input.model:q} --enhanced {output.enhanced:q}"
+        " --out {output.json:q} --dataset {wildcards.dataset:q} --model {input.model:q} --model-name {wildcards.model:q}"
+        " --enhanced {output.enhanced:q}"
         " {params.baseline:q} --threads {threads:q}"
         " > {log:q} 2>&1"
 

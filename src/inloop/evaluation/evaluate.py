@@ -55,13 +55,31 @@ def _delta(curve: dict, decoded: dict) -> dict:
             "ssim_y": (curve["ssim_y"] - decoded["ssim_y"]) if curve["ssim_y"] is not None else None}
 
 
+def check_model_file(path, payload: dict, point: dict, expect: dict | None = None) -> None:
+    """A model file is used only for the job it was trained for: its record (codec, configuration, QP, the
+    train.models entry, the network settings) against the point's stats and ``expect``; a copied or stale file
+    (the QP-37 model at the QP-32 path, a SPiLF model at a GL-Fusion path) is one line naming the file and the
+    mismatch."""
+    rec = payload.get("describe") or {}
+    want = {"codec": point["codec"], "config": point["config"], "qp": int(point["qp"])}
+    if expect:
+        want.update({k: expect[k] for k in ("model", "kwargs") if expect.get(k) is not None})
+    have = {"codec": rec.get("codec"), "config": rec.get("config"),
+            "qp": int(rec["qp"]) if str(rec.get("qp", "")).lstrip("-").isdigit() else rec.get("qp"),
+            "model": payload.get("instance", rec.get("model")), "kwargs": payload.get("kwargs")}
+    bad = [f"{k} {have[k]!r}, the job's {v!r}" for k, v in want.items() if have[k] != v]
+    if bad:
+        raise InloopError(f"{path}: this model file does not belong to this job: " + "; ".join(bad)
+                          + ". Delete it and let the train stage make the right one")
+
+
 def evaluate_point(original: str | os.PathLike, anchor_stats: str | os.PathLike, off_stats: str | os.PathLike,
                    out: str | os.PathLike, model_path: str | os.PathLike | None = None,
                    enhanced_out: str | os.PathLike | None = None, dataset: str = "", seq_class: str = "",
                    device: str = "cpu", tile: int | None = None, overlap: int | str = "auto",
                    metric_options: dict | None = None, baseline: str | os.PathLike | None = None,
                    lpips=None, eval_frames: list[int] | None = None, switching: dict | None = None,
-                   compute: dict | None = None) -> dict:
+                   compute: dict | None = None, expect: dict | None = None) -> dict:
     """Measure anchor, filters-off decode and (with a model) the enhanced decode; write ``out``.
 
     ``baseline``: the model-"none" evaluation of the same point; its anchor and
@@ -74,6 +92,8 @@ def evaluate_point(original: str | os.PathLike, anchor_stats: str | os.PathLike,
     reconstruction (:mod:`.switching`), its rate being the filters-off rate plus the flags' bits.
     ``compute``: params ``evaluate.amp_bf16`` / ``evaluate.channels_last`` for the network's inference
     (:func:`.enhance.enhance_file`; default fp32); the path taken is recorded as ``compute``.
+    ``expect``: what the job's model must be (``model``: the train.models entry, ``kwargs``: its network
+    settings); the model file's own record (:func:`check_model_file`) is checked against it and the point.
     """
 
     on, off = _stats(anchor_stats), _stats(off_stats)
@@ -126,6 +146,7 @@ def evaluate_point(original: str | os.PathLike, anchor_stats: str | os.PathLike,
         if enhanced_out is None:
             raise InloopError("an enhanced output path is needed with a model")
         model, payload = load_trained(model_path, device)
+        check_model_file(model_path, payload, off, expect)
         timing = enhance_file(model, off["decoded"], enhanced_out, fmt, tuple(payload["planes"]), device, tile,
                               overlap, multiple=getattr(model, "pad_multiple", 16), only=eval_frames,
                               **(compute or {}))
