@@ -62,3 +62,46 @@ def test_a_checkpoint_with_a_payload_is_refused_too(tmp_path):
     with pytest.raises(ModelFileError, match="checkpoint holds code"):
         torch_load(ck, "checkpoint")
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("train.models", ["../evil"], r"train.models.0: '../evil': a model name is lower-case letters"),
+    ("train.models", ["a/b"], r"train.models.0: 'a/b': a model name"),
+    ("datasets.out", "../../../elsewhere", r"datasets.out: '../../../elsewhere': must stay inside the project"),
+    ("datasets.out", "/tmp/elsewhere", r"datasets.out: '/tmp/elsewhere': must stay inside the project"),
+    ("datasets.cache", "results/../../x", r"datasets.cache: .*must stay inside the project"),
+])
+def test_names_and_paths_that_leave_the_project_are_refused(key, value, message, tmp_path):
+    """Item 6: `train.models: ["../evil"]` passed the check and was then ignored ("Nothing to be done", rc 0);
+    `datasets.out: ../../../elsewhere` would have written data outside the project. Both are refused, by the
+    params check and by Snakemake before any job, naming the key."""
+    import shutil
+
+    import yaml
+
+    from inloop.errors import ParamsError
+    from inloop.params import check_params, load_params, normalize
+
+    params = load_params(REPO / "params.yaml")
+    section, name = key.split(".")
+    params[section][name] = value
+    with pytest.raises(ParamsError, match=message):
+        check_params(normalize(params), "params.yaml")
+    for item in ("Snakefile", "params.yaml", "config", "workflow"):
+        src = REPO / item
+        shutil.copytree(src, tmp_path / item) if src.is_dir() else shutil.copy2(src, tmp_path / item)
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump({section: {name: value}}))
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "all", "--configfile", "bad.yaml", "--cores", "1"],
+                          cwd=tmp_path, capture_output=True, text=True)
+    said = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and ("must stay inside" in said or "a model name" in said), said[-2000:]
+
+
+def test_a_model_block_named_with_a_slash_is_refused():
+    from inloop.errors import ParamsError
+    from inloop.params import check_params, load_params, normalize
+
+    params = load_params(REPO / "params.yaml")
+    params["models"]["x/../y"] = {"arch": "dncnn"}
+    with pytest.raises(ParamsError, match=r"models: 'x/\.\./y': a model name"):
+        check_params(normalize(params), "params.yaml")

@@ -67,6 +67,10 @@ def _schema_error(err, prefix: str = "") -> str:
             key = f"{where}.{extra[0]}" if where else extra[0]
             known += [k for r in pattern for k in r.strip("^$").strip("()").split("|")]
             return f"{key}: unknown key; known: {', '.join(known)}"
+    if err.validator == "pattern" and err.schema.get("description"):  # the schema says what the pattern means
+        return f"{where}: {err.instance!r}: {err.schema['description']}"
+    if err.validator == "propertyNames" and (err.schema.get("propertyNames") or {}).get("description"):
+        return f"{where}.{err.instance!r}: {err.schema['propertyNames']['description']}"
     return f"{where or '(top level)'}: {err.message}"
 
 
