@@ -137,3 +137,21 @@ def test_internal_symlink_allowed(tmp_path):
     arc.write_bytes(buf.getvalue())
     out = safe_extract(arc, tmp_path / "x")
     assert (out / "d" / "alias.txt").read_bytes() == b"ok"
+
+
+def test_an_archive_that_expands_past_its_limit_is_refused(tmp_path):
+    """#27 item 11: a 200 KB zip filled 200 MB. Members that declare more than 100 times the archive (at least
+    64 MiB) are refused before anything is written; a limit can be given."""
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("zeros.bin", b"\0" * (80 * 2**20))
+    assert bomb.stat().st_size < 200_000
+    with pytest.raises(UnsafeArchiveError, match=r"bomb.zip: its members declare 83886080 bytes, more than the "
+                                                 r"67108864 allowed"):
+        safe_extract(bomb, tmp_path / "out")
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))
+    small = tmp_path / "small.tar"
+    small.write_bytes(tar_bytes({"a/b.txt": b"x" * 5000}, compress=False))
+    with pytest.raises(UnsafeArchiveError, match="more than the 1000 allowed"):
+        safe_extract(small, tmp_path / "small", max_bytes=1000)
+    assert (safe_extract(small, tmp_path / "small") / "a" / "b.txt").read_bytes() == b"x" * 5000

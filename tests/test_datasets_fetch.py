@@ -10,6 +10,7 @@ import io
 import json
 import logging
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -298,3 +299,28 @@ def test_cached_demo_media_are_checked_against_the_hash_recorded_at_extraction(t
     dest.write_bytes(b"something else")  # a changed cache must not become a test clip
     cached_media(wheel, "pkg/data/clip.mp4", dest, log=log.append)
     assert dest.read_bytes() == b"the real media bytes" and "changed since it was taken out" in log[0]
+
+
+def test_a_refused_archive_is_not_pinned_and_the_right_one_then_passes(server, tmp_path, monkeypatch, ffmpeg):
+    """#27 item 7: an archive refused for a `../x` member had its sha256 written to the lock first, so the next,
+    correct archive was refused as "does not match the sha256 recorded". Now a hash is pinned only once its
+    archive is accepted."""
+    from inloop.datasets.download import UnsafeArchiveError
+
+    (f,) = registry.REGISTRY["flickr2k"].files
+    _replace(monkeypatch, "flickr2k", files=(dataclasses.replace(f, md5=None, sha256=None),),
+             extra={**registry.REGISTRY["flickr2k"].extra, "counts": {"train": 3}})
+    lock = tmp_path / "lock.json"
+    params = {"datasets": {"lock": str(lock)}}
+    server.files["/mirror/Flickr2K.tar"] = tar_bytes({"../x": b"payload"}, compress=False)
+    with pytest.raises(UnsafeArchiveError, match=r"points outside the target"):
+        fetch_dataset("flickr2k", params, tmp_path / "data", cache=tmp_path / "cache", progress=False,
+                      log=lambda *_: None, url=server.url + "/mirror/Flickr2K.tar")
+    assert not lock.exists() or "flickr2k/Flickr2K.tar" not in json.loads(lock.read_text())["files"]
+    good = _flickr2k(ffmpeg, 3)
+    server.files["/mirror/Flickr2K.tar"] = good
+    shutil.rmtree(tmp_path / "cache", ignore_errors=True)  # the refused download is not kept either way
+    man = fetch_dataset("flickr2k", params, tmp_path / "data", cache=tmp_path / "cache", progress=False,
+                        log=lambda *_: None, url=server.url + "/mirror/Flickr2K.tar")
+    assert len(json.loads(man.read_text())["clips"]) == 3
+    assert json.loads(lock.read_text())["files"]["flickr2k/Flickr2K.tar"]["sha256"] == hashlib.sha256(good).hexdigest()

@@ -95,7 +95,7 @@ def check_models(params: dict, source: str = "params", names: list[str] | None =
     overrides are train settings of the schema (SPiLF's ``train.spilf`` block included)."""
     from .models.registry import MODELS, model_kwargs
 
-    train_schema = _schema()["properties"]["train"]
+    train_schema = {**_schema()["properties"]["train"], "$defs": _schema()["$defs"]}  # its $refs resolve
     for name in (params.get("train") or {}).get("models") or [] if names is None else names:
         try:
             spec = model_spec(params, name)

@@ -149,17 +149,40 @@ def check_archive(archive: str | os.PathLike) -> list[str]:
     return names
 
 
-def safe_extract(archive: str | os.PathLike, target: str | os.PathLike, members: list[str] | None = None) -> Path:
+# An archive of images or video expands by little (PNG, JPEG and y4m hardly compress further): one that declares
+# more than this many times its own size is refused before anything is written (a 200 KB zip filled 200 MB).
+MAX_EXPANSION = 100
+MIN_LIMIT_BYTES = 64 * 2**20
+
+
+def unpacked_size(archive: str | os.PathLike) -> int:
+    """The bytes an archive's members declare (zip: each member's uncompressed size; tar: each file's size)."""
+    archive = Path(archive)
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zf:
+            return sum(i.file_size for i in zf.infolist())
+    with tarfile.open(archive) as tf:
+        return sum(m.size for m in tf.getmembers() if m.isfile())
+
+
+def safe_extract(archive: str | os.PathLike, target: str | os.PathLike, members: list[str] | None = None,
+                 max_bytes: int | None = None) -> Path:
     """Extract ``archive`` (tar, tar.gz/bz2/xz, zip) into ``target`` after :func:`check_archive`.
 
     ``target`` appears only when extraction finished (temporary sibling folder,
     then rename); an existing ``target`` is returned as is. ``members`` limits
-    extraction to those names.
+    extraction to those names. ``max_bytes``: the most the members may declare (default
+    ``MAX_EXPANSION`` times the archive's size, at least 64 MiB); more is refused before extraction.
     """
     archive, target = Path(archive), Path(target)
     if target.is_dir():
         return target
     names = check_archive(archive)
+    limit = max_bytes if max_bytes is not None else max(MAX_EXPANSION * archive.stat().st_size, MIN_LIMIT_BYTES)
+    declared = unpacked_size(archive)
+    if declared > limit:
+        raise UnsafeArchiveError(f"{archive}: its members declare {declared} bytes, more than the {limit} allowed "
+                                 f"({MAX_EXPANSION} times the archive); refusing to extract")
     if members is not None:
         missing = sorted(set(members) - set(names))
         if missing:

@@ -298,14 +298,18 @@ def fetch_dataset(name: str, params: dict, out_root: str | os.PathLike = paths.D
             if source is not None and not source.is_file():
                 raise DatasetError(f"dataset {name}: --archive {source} is not a file")
             dest = source if source is not None else dl_dir / f.fname
-            got = fetch_file(url or f.url, dest, f.sha256, md5=f.md5, size=f.size, lock=lock, key=f"{name}/{f.fname}",
-                             progressbar=progress) if source is None else _check_local(source, f, lock, name)
+            pending = PendingLock(lock)  # a first download's sha256 is pinned once the file is accepted
+            got = fetch_file(url or f.url, dest, f.sha256, md5=f.md5, size=f.size, lock=pending,
+                             key=f"{name}/{f.fname}", progressbar=progress) \
+                if source is None else _check_local(source, f, pending, name)
             log(f"{name}: {f.fname} {'downloaded' if got.downloaded else 'present'}: {got.check}")
             if ds.media == "video":
                 entries.append(_convert_y4m(ffmpeg, got.path, out_dir, _safe_name(got.path.stem), f.split or "train",
                                             ds, "xiph", f.url, conv, multiple))
+                pending.commit()
                 continue
             folder = safe_extract(got.path, dl_dir / (f.fname.split(".")[0]))
+            pending.commit()
         if ds.media == "image":
             imgs = _image_items(ds, f, folder)
             check_count(ds, f.split or "train", len(imgs), folder)
@@ -316,7 +320,28 @@ def fetch_dataset(name: str, params: dict, out_root: str | os.PathLike = paths.D
     return write_manifest(out_dir, name, entries)
 
 
-def _check_local(path: Path, f: RemoteFile, lock: HashLock, name: str):
+class PendingLock:
+    """A :class:`HashLock` whose new records wait for :meth:`commit`: the sha256 of a first download (or a user's
+    copy) is pinned only once that file was accepted (its archive checked and extracted, its video converted).
+    A refused archive used to be pinned first, so the next, correct copy was refused as "does not match the
+    sha256 recorded" until the line was removed by hand."""
+
+    def __init__(self, lock: HashLock):
+        self.lock, self.path, self.pending = lock, lock.path, {}
+
+    def get(self, key: str) -> str | None:
+        return self.lock.get(key)
+
+    def record(self, key: str, *args, **kwargs) -> None:
+        self.pending[key] = (args, kwargs)
+
+    def commit(self) -> None:
+        for key, (args, kwargs) in self.pending.items():
+            self.lock.record(key, *args, **kwargs)
+        self.pending.clear()
+
+
+def _check_local(path: Path, f: RemoteFile, lock: HashLock | PendingLock, name: str):
     """A user's copy of a published file, checked as :func:`fetch_file` checks a download (never moved)."""
     if f.size is not None and path.stat().st_size != f.size:
         raise ChecksumError(f"{path}: {path.stat().st_size} bytes, {f.fname} as published has {f.size}")
