@@ -105,3 +105,33 @@ def test_a_model_block_named_with_a_slash_is_refused():
     params["models"]["x/../y"] = {"arch": "dncnn"}
     with pytest.raises(ParamsError, match=r"models: 'x/\.\./y': a model name"):
         check_params(normalize(params), "params.yaml")
+
+
+def test_json_out_is_strict_and_a_nan_is_named_not_averaged_away(tmp_path):
+    """Item 5: evaluation JSONs held bare `NaN` (`"pvd": NaN`: not JSON, JSON.parse fails), and a NaN delta at
+    one QP made ΔPSNR-Y's mean quietly one over the other three QPs. Now JSON has null, and the mean over QPs is
+    missing with a note naming the QP."""
+    import json
+    import math
+
+    import pandas as pd
+
+    from inloop.fsutil import write_json
+    from inloop.reporting.aggregate import bd_per_sequence
+
+    write_json(tmp_path / "x.json", {"pvd": float("nan"), "a": [1.0, float("inf")], "b": {"c": float("-inf")}})
+    text = (tmp_path / "x.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text, parse_constant=lambda c: pytest.fail(f"bare {c}")) == {"pvd": None, "a": [1.0, None],
+                                                                                   "b": {"c": None}}
+    rows = []
+    for qp, rate, delta in ((22, 4000, 0.20), (27, 2000, 0.25), (32, 1000, float("nan")), (37, 500, 0.30)):
+        psnr = 30 + 2 * math.log2(rate / 500)
+        rows.append({"model": "m", "codec": "x265", "config": "ai", "dataset": "d", "sequence": "s", "seq_class": "",
+                     "seed": 0, "qp": qp, "anchor_kbps": rate, "anchor_psnr_y": psnr + 0.1, "anchor_psnr_yuv": psnr,
+                     "decoded_kbps": rate, "decoded_psnr_y": psnr, "decoded_psnr_yuv": psnr,
+                     "enhanced_kbps": rate, "enhanced_psnr_y": psnr + (0 if math.isnan(delta) else delta),
+                     "enhanced_psnr_yuv": psnr, "delta_psnr_y": delta})
+    bd = bd_per_sequence(pd.DataFrame(rows), metrics=("y",))
+    row = bd[bd["comparison"] == "model_vs_off"].iloc[0]
+    assert math.isnan(row["delta_psnr_y_mean"]) and "ΔPSNR-Y missing at QP 32" in row["note"]

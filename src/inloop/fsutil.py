@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import secrets
 from pathlib import Path
@@ -51,11 +52,25 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[Any]:
             os.fsync(fh.fileno())
 
 
+def finite(data: Any) -> Any:
+    """``data`` with every NaN and infinity replaced by None (JSON's null): JSON has no NaN, and a bare ``NaN``
+    in a file breaks every strict reader (``JSON.parse``, jq)."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: finite(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [finite(v) for v in data]
+    if hasattr(data, "item") and getattr(data, "ndim", None) == 0:  # numpy scalars
+        return finite(data.item())
+    return data
+
+
 def write_json(path: str | os.PathLike, data: Any) -> None:
-    """Write ``data`` as indented JSON, atomically."""
+    """Write ``data`` as indented, strict JSON (non-finite numbers as null: :func:`finite`), atomically."""
+    text = json.dumps(finite(data), indent=2, sort_keys=False, default=str, allow_nan=False)
     with atomic_write(path, "w") as fh:
-        json.dump(data, fh, indent=2, sort_keys=False, default=str)
-        fh.write("\n")
+        fh.write(text + "\n")
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

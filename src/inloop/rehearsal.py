@@ -21,7 +21,6 @@ peak memory and time come from Snakemake's ``benchmark:`` files (``inloop.paths.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -33,6 +32,7 @@ import yaml
 
 from . import paths
 from .errors import InloopError
+from .fsutil import write_json
 from .params import _deep_merge, load_params, model_spec, normalize
 
 # The caps: a few items per split, a few frames per clip, a few training steps of small batches.
@@ -196,7 +196,7 @@ def run(configs: list[str], folder: str | os.PathLike, cores: int = 2, codec: st
     text = (folder / "rehearsal.log").read_text(errors="replace")
     result = {"configs": list(map(str, configs)), "codec": codec, "rc": proc.returncode, "wall_s": wall,
               "jobs": _job_counts(text), "resources": job_resources(folder), "command": " ".join(cmd[1:])}
-    (folder / "rehearsal.json").write_text(json.dumps(result, indent=1))
+    write_json(folder / "rehearsal.json", result)
     return result
 
 

@@ -245,11 +245,14 @@ def bd_per_sequence(df: pd.DataFrame, method: str = "cubic", metrics: tuple[str,
             rec = dict(zip(KEYS, key))
             rec["seq_class"] = g["seq_class"].iloc[0]
             qps = g["qp"].tolist()
-            dps, extra = None, {}
+            dps, extra, missing = None, {}, ""
             if comparison != "off_vs_anchor":
                 sw = comparison.startswith("switched")
                 vals = pd.to_numeric(g["delta_switched_psnr_y" if sw else "delta_psnr_y"], errors="coerce")
-                dps = float(vals.mean()) if vals.notna().any() else math.nan
+                # a QP without a value makes the mean over QPs missing, named: never a mean of the others
+                gaps = [int(q) for q, v in zip(qps, vals) if not math.isfinite(v)]
+                dps = float(vals.mean()) if not gaps else math.nan
+                missing = f"ΔPSNR-Y missing at QP {' '.join(map(str, gaps))}, so no mean over QPs" if gaps else ""
                 if sw:
                     extra = {k: float(pd.to_numeric(g[k], errors="coerce").mean())
                              for k in ("ctus_on_share", "flag_share_of_rate")}
@@ -264,7 +267,8 @@ def bd_per_sequence(df: pd.DataFrame, method: str = "cubic", metrics: tuple[str,
                     r, p, note = _bd(_points(g, ar, ap), _points(g, tr, tp), method)
                 out.append({**rec, "comparison": comparison, "metric": metric, "method": method,
                             "n_points": len(g), "qps": " ".join(map(str, qps)), "bd_rate_pct": r,
-                            "bd_psnr_db": p, "delta_psnr_y_mean": dps, **extra, "note": note})
+                            "bd_psnr_db": p, "delta_psnr_y_mean": dps, **extra,
+                            "note": "; ".join(x for x in (note, missing) if x) or None})
     res = pd.DataFrame(out)
     return sort_frame(res).reset_index(drop=True)
 
