@@ -135,3 +135,72 @@ def test_json_out_is_strict_and_a_nan_is_named_not_averaged_away(tmp_path):
     bd = bd_per_sequence(pd.DataFrame(rows), metrics=("y",))
     row = bd[bd["comparison"] == "model_vs_off"].iloc[0]
     assert math.isnan(row["delta_psnr_y_mean"]) and "ΔPSNR-Y missing at QP 32" in row["note"]
+
+
+def test_an_mlflow_server_that_does_not_answer_is_one_line_in_seconds(monkeypatch):
+    """Item 9: `MLFLOW_TRACKING_URI=http://127.0.0.1:9 inloop train` printed nothing for 200 s (MLflow's
+    default retries). The server's /health is asked first with a time limit; MLflow's retries are bounded."""
+    import socket
+    import time
+
+    from inloop.errors import InloopError
+    from inloop.training import tracking
+
+    for k in tracking.HTTP_LIMITS:
+        monkeypatch.delenv(k, raising=False)
+    t0 = time.perf_counter()
+    with pytest.raises(InloopError, match=r"MLflow server http://127.0.0.1:9 does not answer"):
+        tracking.Tracker("e", "r", uri="http://127.0.0.1:9")
+    assert time.perf_counter() - t0 < 10
+    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "2"
+    with socket.socket() as silent:  # accepts connections, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        uri = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        t0 = time.perf_counter()
+        with pytest.raises(InloopError, match=r"does not answer \(ReadTimeout within 1 s\)"):
+            tracking.check_server(uri, timeout=1)
+        assert time.perf_counter() - t0 < 5
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "9")  # the user's own setting is kept
+    with pytest.raises(InloopError):
+        tracking.check_server("http://127.0.0.1:9", timeout=1)
+    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "9"
+
+
+def _bomb() -> str:
+    """report.deviations.glfusion holding the classic chain: 9 levels of 9 aliases each (9**9 strings expanded)."""
+    levels = ["&l0 [" + ", ".join(['"lol"'] * 9) + "]"]
+    levels += [f"&l{i} [" + ", ".join([f"*l{i - 1}"] * 9) + "]" for i in range(1, 9)]
+    return "report:\n  deviations:\n    glfusion: [" + ", ".join(levels) + "]\n"
+
+
+BOMB = _bomb()
+
+
+def test_a_yaml_alias_bomb_is_refused_at_once(tmp_path):
+    """Item 9: an alias bomb under report.deviations ran for over a minute with no output and ended in a
+    MemoryError inside jsonschema. The params tree is counted first, in time bounded by the limit."""
+    import shutil
+    import time
+
+    import yaml
+
+    from inloop.errors import ParamsError
+    from inloop.params import load_params
+
+    (tmp_path / "bomb.yaml").write_text(BOMB)
+    bomb_params = tmp_path / "params.yaml"
+    bomb_params.write_text((REPO / "params.yaml").read_text() + "\n" + BOMB)
+    t0 = time.perf_counter()
+    with pytest.raises(ParamsError, match=r"expands to more than 200000 values \(YAML anchors and aliases"):
+        load_params(bomb_params)
+    assert time.perf_counter() - t0 < 10
+    (tmp_path / "wf").mkdir()
+    for item in ("Snakefile", "params.yaml", "config", "workflow"):
+        src = REPO / item
+        shutil.copytree(src, tmp_path / "wf" / item) if src.is_dir() else shutil.copy2(src, tmp_path / "wf" / item)
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "all", "--configfile", str(tmp_path / "bomb.yaml"),
+                           "--cores", "1"], cwd=tmp_path / "wf", capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "expands to more than" in proc.stdout + proc.stderr
+    assert time.perf_counter() - t0 < 60

@@ -74,6 +74,28 @@ def _schema_error(err, prefix: str = "") -> str:
     return f"{where or '(top level)'}: {err.message}"
 
 
+# The most values a params tree may hold once YAML aliases are expanded: params.yaml and a paper config hold a
+# few thousand; an alias bomb (a `billion laughs` under report.deviations) ran for minutes and ended in a
+# MemoryError inside jsonschema.
+MAX_VALUES = 200_000
+
+
+def check_size(params: Any, source: str = "params", limit: int = MAX_VALUES) -> None:
+    """Refuse a params tree that expands to more than ``limit`` values (counted as a walk would visit them,
+    aliases included), in time bounded by ``limit``."""
+    count, stack = 0, [params]
+    while stack:
+        node = stack.pop()
+        count += 1
+        if count > limit:
+            raise ParamsError(f"{source}: expands to more than {limit} values (YAML anchors and aliases repeating "
+                              "a block?); refusing to read it")
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, (list, tuple)):
+            stack.extend(node)
+
+
 def check_params(params: dict, source: str = "params", complete: bool = True, schema: dict | None = None,
                  prefix: str = "") -> dict:
     """Validate ``params`` against ``params.schema.yaml``; :class:`ParamsError` names ``source`` and the first bad
@@ -81,6 +103,7 @@ def check_params(params: dict, source: str = "params", complete: bool = True, sc
     may leave sections at their defaults) does not ask for the required sections. Returns ``params``."""
     import jsonschema
 
+    check_size(params, source)
     validator = jsonschema.Draft202012Validator(schema or _schema())
     errors = [e for e in validator.iter_errors(params) if complete or e.validator != "required"]
     if errors:

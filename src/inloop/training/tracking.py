@@ -33,6 +33,28 @@ def tracking_uri(results_dir: str | os.PathLike = paths.RESULTS) -> str:
     return f"sqlite:///{(Path(results_dir) / 'mlflow.db').resolve()}"
 
 
+# MLflow's HTTP client retries a silent server for minutes by default (7 retries with backoff: a training job
+# printed nothing for 200 s). Bounded here unless the user set them.
+HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+               "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+SERVER_CHECK_TIMEOUT_S = 5.0
+
+
+def check_server(uri: str, timeout: float = SERVER_CHECK_TIMEOUT_S) -> None:
+    """An ``mlflow server`` must answer its ``/health`` within ``timeout`` seconds before a job relies on it;
+    else one line naming the URI and what to do. Sets MLflow's HTTP retries and timeout to bounded values
+    (:data:`HTTP_LIMITS`) where the environment does not set them."""
+    import requests
+
+    for k, v in HTTP_LIMITS.items():
+        os.environ.setdefault(k, v)
+    try:
+        requests.get(uri.rstrip("/") + "/health", timeout=timeout)
+    except requests.RequestException as exc:
+        raise InloopError(f"MLflow server {uri} does not answer ({type(exc).__name__} within {timeout:g} s): start "
+                          "it, fix MLFLOW_TRACKING_URI, or unset it to use the local store") from None
+
+
 def git_commit(repo: str | os.PathLike = ".") -> str:
     """``<sha>`` or ``<sha>-dirty``; ``unknown`` outside a git checkout."""
     try:
@@ -63,6 +85,8 @@ class Tracker:
             return
         self.uri = uri or tracking_uri()
         self._lock = self._make_lock(self.uri)
+        if self.uri.startswith(("http://", "https://")):
+            check_server(self.uri)
         try:
             self._open(experiment, run_name, resume_run_id, artifact_root, key)
         except InloopError:
