@@ -160,3 +160,23 @@ def test_a_model_file_of_another_job_is_refused(point, tmp_path):
                         enhanced_out=tmp_path / "ok_128x96_30fps_8bit_420.yuv",
                         expect={"model": "dncnn", "kwargs": {"depth": 3, "channels": 8}})
     assert ok["model"] == "dncnn"
+
+
+def test_another_clip_as_the_original_is_refused(point, tmp_path):
+    """#27 item 11: `--original` was not checked against the stats, so another clip of the same size was scored as
+    this one. Its name must be the encode's source's, and the anchor's PSNR-Y against it the encode's own."""
+    import numpy as np
+
+    d, src, _ = point
+    on, off = d / "on/city_128x96_30fps_8bit_420/qp37.json", d / "off/city_128x96_30fps_8bit_420/qp37.json"
+    other = tmp_path / "other_128x96_30fps_8bit_420.yuv"
+    other.write_bytes(src.read_bytes())
+    with pytest.raises(InloopError, match=r"other_128x96_30fps_8bit_420.yuv: not the clip .* coded"):
+        evaluate_point(other, on, off, tmp_path / "x.json")
+    same_name = tmp_path / "same" / src.name
+    same_name.parent.mkdir()
+    data = np.frombuffer(src.read_bytes(), np.uint8)
+    same_name.write_bytes(np.roll(data, 128 * 8).tobytes())  # the same size, other pixels
+    with pytest.raises(InloopError, match=r"has PSNR-Y .* dB against it, the encode measured .*not the clip"):
+        evaluate_point(same_name, on, off, tmp_path / "y.json")
+    assert not (tmp_path / "x.json").exists() and not (tmp_path / "y.json").exists()

@@ -204,3 +204,46 @@ def test_a_yaml_alias_bomb_is_refused_at_once(tmp_path):
                            "--cores", "1"], cwd=tmp_path / "wf", capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "expands to more than" in proc.stdout + proc.stderr
     assert time.perf_counter() - t0 < 60
+
+
+@pytest.mark.parametrize("header,message", [
+    (b"YUV4MPEG2 W16 H16 F30:1 C420jpeg X\xff\xfe\n", r"bad y4m header .* \(not ASCII\)"),
+    (b"YUV4MPEG2 W16 H16 F30:1 It C420jpeg\n", r"interlaced y4m \(It\); deinterlace it first"),
+])
+def test_a_y4m_header_that_cannot_be_read_as_progressive_ascii_is_one_line(tmp_path, header, message):
+    """Item 10 (a non-ASCII byte: UnicodeDecodeError traceback) and item 11 (interlaced read as progressive)."""
+    from inloop.yuv import Y4mReader, YuvError
+
+    f = tmp_path / "clip.y4m"
+    f.write_bytes(header + (b"FRAME\n" + b"\x80" * 384) * 2)
+    with pytest.raises(YuvError, match=message):
+        Y4mReader(f)
+    proc = subprocess.run([sys.executable, "-c", f"from inloop.yuv import Y4mReader; Y4mReader({str(f)!r})"],
+                          capture_output=True, text=True)
+    assert "UnicodeDecodeError" not in proc.stderr
+
+
+def test_qps_outside_the_codecs_range_and_zero_frames_are_refused_up_front(tmp_path):
+    """Item 11: QP 52 or -1 with x265 passed the up-front check (the encode refused it later); `--frames 0`
+    meant all frames while -3 was refused."""
+    from inloop.cli import main
+    from inloop.errors import ParamsError
+    from inloop.params import check_models, load_params
+
+    params = load_params(REPO / "params.yaml")
+    for qps, bad in (([22, 52], 52), ([-1, 37], -1)):
+        params["encode"]["qps"] = qps
+        with pytest.raises(ParamsError, match=rf"encode.qps: QP {bad} is outside x265's range 0..51"):
+            check_models(params)
+    params["encode"]["qps"] = [22, 37]
+    params["models"]["spilf-arabica"]["qps"] = [37, 57]
+    with pytest.raises(ParamsError, match=r"models.spilf-arabica.qps: QP 57 is outside x265's range"):
+        check_models(params)
+    params["encode"]["codec"] = "ecm"  # ECM codes QP 57 (SPiLF's top QP)
+    check_models(params)
+    src = tmp_path / "c_16x16_30fps_8bit_420.yuv"
+    src.write_bytes(b"\x80" * 384 * 2)
+    for frames in ("0", "-3"):
+        assert main(["encode", "--codec", "x265", "--in", str(src), "--out", str(tmp_path / "x.bin"), "--qp", "37",
+                     "--config", "ai", "--filters", "off", "--frames", frames]) == 2
+    assert not (tmp_path / "x.bin").exists()

@@ -43,6 +43,8 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
     params = _params(args)
     fmt = _source_format(args)
+    if args.frames is not None and args.frames < 1:  # 0 used to mean "all" while -3 was refused
+        raise InloopError(f"--frames {args.frames}: give a positive number of frames, or leave it out for all")
     frames = args.frames or len(YuvReader(args.input, fmt))
     codec = get_codec(args.codec, params)
     job = EncodeJob(Path(args.input), fmt, frames, args.qp, args.config, args.filters)

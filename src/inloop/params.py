@@ -118,6 +118,7 @@ def check_models(params: dict, source: str = "params", names: list[str] | None =
     overrides are train settings of the schema (SPiLF's ``train.spilf`` block included)."""
     from .models.registry import MODELS, model_kwargs
 
+    _check_qps(params, source)
     train_schema = {**_schema()["properties"]["train"], "$defs": _schema()["$defs"]}  # its $refs resolve
     for name in (params.get("train") or {}).get("models") or [] if names is None else names:
         try:
@@ -134,6 +135,24 @@ def check_models(params: dict, source: str = "params", names: list[str] | None =
             _check_tile(params, name, spec)
         except ParamsError as exc:
             raise ParamsError(f"{source}: {exc}") from None
+
+
+def _check_qps(params: dict, source: str) -> None:
+    """encode.qps and every trained model's qps within the configured codec's range (x265 and HM 0..51,
+    VTM/ECM -12..63), before any job: QP 52 or -1 with x265 used to pass and fail in the encode."""
+    from .codecs import CODECS
+
+    enc = params.get("encode") or {}
+    codec = CODECS.get(enc.get("codec"))
+    if codec is None:
+        return
+    lo, hi = codec.qp_range
+    keyed = [("encode.qps", q) for q in enc.get("qps") or []]
+    for name in (params.get("train") or {}).get("models") or []:
+        keyed += [(f"models.{name}.qps", q) for q in ((params.get("models") or {}).get(name) or {}).get("qps") or []]
+    for key, qp in keyed:
+        if isinstance(qp, int) and not lo <= qp <= hi:
+            raise ParamsError(f"{source}: {key}: QP {qp} is outside {codec.name}'s range {lo}..{hi}")
 
 
 def _check_tile(params: dict, name: str, spec: dict) -> None:

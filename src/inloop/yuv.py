@@ -265,8 +265,15 @@ def read_y4m_header(path: str | os.PathLike) -> Y4mHeader:
     if not line.startswith(_Y4M_MAGIC) or not line.endswith(b"\n"):
         raise YuvError(f"{path}: not a YUV4MPEG2 file")
     params: dict[str, str] = {}
-    for tok in line[len(_Y4M_MAGIC) :].split():
-        params[chr(tok[0])] = tok[1:].decode("ascii")
+    try:
+        for tok in line[len(_Y4M_MAGIC) :].split():
+            params[chr(tok[0])] = tok[1:].decode("ascii")
+    except UnicodeDecodeError:
+        raise YuvError(f"{path}: bad y4m header {line[:80]!r} (not ASCII)") from None
+    # Interlaced material read as progressive would pair lines of two fields: refused (I: p or ? only).
+    if params.get("I", "p") not in ("p", "?"):
+        raise YuvError(f"{path}: interlaced y4m (I{params['I']}); deinterlace it first "
+                       "(ffmpeg -vf bwdif), the pipeline reads progressive frames")
     colorspace = params.get("C", "420jpeg")
     if colorspace not in _Y4M_COLORSPACES:
         raise YuvError(f"{path}: y4m colour space C{colorspace} is not 4:2:0 (supported: {sorted(_Y4M_COLORSPACES)})")

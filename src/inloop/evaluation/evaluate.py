@@ -14,6 +14,7 @@ and RA it is post-processing of each decoded frame (GL-Fusion IV.A).
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -53,6 +54,22 @@ def _delta(curve: dict, decoded: dict) -> dict:
     return {"psnr_y": curve["psnr"]["y"] - decoded["psnr"]["y"],
             "psnr_yuv": curve["psnr"]["yuv"] - decoded["psnr"]["yuv"],
             "ssim_y": (curve["ssim_y"] - decoded["ssim_y"]) if curve["ssim_y"] is not None else None}
+
+
+ORIGINAL_PSNR_TOLERANCE_DB = 0.01
+
+
+def check_original(original, stats: dict, stats_path, psnr_y: float) -> None:
+    """``--original`` must be the clip the encode coded: the same file name as the stats' ``source``, and the
+    anchor decode's PSNR-Y against it equal to the encode's own (another clip of the same size used to be
+    scored as this one)."""
+    source = stats.get("source")
+    if source and Path(source).name != Path(original).name:
+        raise InloopError(f"{original}: not the clip {stats_path} coded ({Path(source).name})")
+    want = ((stats.get("psnr") or {}).get("y"))
+    if want is not None and math.isfinite(psnr_y) and abs(psnr_y - want) > ORIGINAL_PSNR_TOLERANCE_DB:
+        raise InloopError(f"{original}: the decode of {stats_path} has PSNR-Y {psnr_y:.3f} dB against it, the encode "
+                          f"measured {want:.3f} dB against its source: not the clip that was coded (or it changed)")
 
 
 def check_model_file(path, payload: dict, point: dict, expect: dict | None = None) -> None:
@@ -128,7 +145,9 @@ def evaluate_point(original: str | os.PathLike, anchor_stats: str | os.PathLike,
             result["lpips"] = {k: base["lpips"][k] for k in ("anchor", "decoded")}
         result["fluctuation"]["decoded"] = base["fluctuation"]["decoded"]
     else:
-        ev_on = select_frames(evaluate_sequence(original, on["decoded"], fmt, frames=n, **opts), eval_frames)
+        whole_on = evaluate_sequence(original, on["decoded"], fmt, frames=n, **opts)
+        check_original(original, on, anchor_stats, whole_on["mean"]["psnr_y"])
+        ev_on = select_frames(whole_on, eval_frames)
         ev_off = (ev_on if off["decoded"] == on["decoded"] else
                   select_frames(evaluate_sequence(original, off["decoded"], fmt, frames=n, **opts), eval_frames))
         result.update({"anchor": _summary(ev_on, on), "decoded": _summary(ev_off, off), "notes": ev_off["notes"]})
