@@ -247,3 +247,23 @@ def test_qps_outside_the_codecs_range_and_zero_frames_are_refused_up_front(tmp_p
         assert main(["encode", "--codec", "x265", "--in", str(src), "--out", str(tmp_path / "x.bin"), "--qp", "37",
                      "--config", "ai", "--filters", "off", "--frames", frames]) == 2
     assert not (tmp_path / "x.bin").exists()
+
+
+@pytest.mark.parametrize("channels,message", [
+    (100_000_000, r"models.glfusion: glfusion cannot be built with \{'channels': 100000000\}"),
+    (20_000, r"models.glfusion: glfusion with \{'channels': 20000\} has .* parameters, more than 1e\+09"),
+])
+def test_a_network_too_large_to_build_is_refused_before_any_job(channels, message):
+    """Item 10: `models.glfusion.channels: 1e8` went to the train job, which tried to allocate 3.6e17 bytes.
+    Every network is built on the meta device (no memory) when the workflow starts, and its size checked."""
+    import time
+
+    from inloop.errors import ParamsError
+    from inloop.params import check_models, load_params
+
+    params = load_params(REPO / "params.yaml")
+    params["models"]["glfusion"]["channels"] = channels
+    t0 = time.perf_counter()
+    with pytest.raises(ParamsError, match=message):
+        check_models(params, "params.yaml")
+    assert time.perf_counter() - t0 < 30

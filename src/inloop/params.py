@@ -132,7 +132,8 @@ def check_models(params: dict, source: str = "params", names: list[str] | None =
                 raise ParamsError(f"models.{name}.{unknown[0]}: not a parameter of {spec['arch']}; accepted: "
                                   f"{', '.join(accepted)}")
             check_params(spec["train"], f"models.{name}.train (merged over train)", schema=train_schema)
-            _check_tile(params, name, spec)
+            net = _build_meta(name, spec)
+            _check_tile(params, name, net)
         except ParamsError as exc:
             raise ParamsError(f"{source}: {exc}") from None
 
@@ -155,21 +156,42 @@ def _check_qps(params: dict, source: str) -> None:
             raise ParamsError(f"{source}: {key}: QP {qp} is outside {codec.name}'s range {lo}..{hi}")
 
 
-def _check_tile(params: dict, name: str, spec: dict) -> None:
-    """``evaluate.tile`` against the network it will cut: a multiple of its padding multiple (NL-ConvLSTM's
-    pool, GL-Fusion's 2**hgf_depth), found before any job (the Yang config's tile 512 with pool 10 used to fail
-    in every evaluation of a frame over 512 pixels). The network is built on the meta device: no memory."""
-    import math
+# The most parameters a network may have (4 GB of fp32 weights): `channels: 100000000` tried to allocate
+# 3.6e17 bytes in the train job instead of being refused when the workflow started.
+MAX_PARAMETERS = 10**9
 
+
+def _build_meta(name: str, spec: dict):
+    """The network of ``models.<name>`` built on the meta device (shapes only, no memory): its settings'
+    values are checked by its constructor, and its size against :data:`MAX_PARAMETERS`, before any job."""
     import torch
 
     from .models.registry import build_model
 
+    try:
+        with torch.device("meta"):
+            net = build_model(spec["arch"], **spec["kwargs"])
+    except ParamsError:
+        raise
+    except (TypeError, ValueError, RuntimeError, OverflowError) as exc:
+        raise ParamsError(f"models.{name}: {spec['arch']} cannot be built with {spec['kwargs']} "
+                          f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+    n = sum(p.numel() for p in net.parameters())
+    if n > MAX_PARAMETERS:
+        raise ParamsError(f"models.{name}: {spec['arch']} with {spec['kwargs']} has {n:.3g} parameters, more than "
+                          f"{MAX_PARAMETERS:.0e} ({4 * n / 2**30:.3g} GiB of weights); check the sizes")
+    return net
+
+
+def _check_tile(params: dict, name: str, net) -> None:
+    """``evaluate.tile`` against the network it will cut: a multiple of its padding multiple (NL-ConvLSTM's
+    pool, GL-Fusion's 2**hgf_depth), found before any job (the Yang config's tile 512 with pool 10 used to fail
+    in every evaluation of a frame over 512 pixels)."""
+    import math
+
     tile = (params.get("evaluate") or {}).get("tile")
     if not tile:
         return
-    with torch.device("meta"):
-        net = build_model(spec["arch"], **spec["kwargs"])
     multiple = int(getattr(net, "pad_multiple", 1))
     if tile % multiple:
         fit = math.lcm(multiple, 16)
