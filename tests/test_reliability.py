@@ -267,3 +267,33 @@ def test_a_network_too_large_to_build_is_refused_before_any_job(channels, messag
     with pytest.raises(ParamsError, match=message):
         check_models(params, "params.yaml")
     assert time.perf_counter() - t0 < 30
+
+
+def test_a_full_disk_leaves_the_previous_report_whole(tmp_path):
+    """Item 8: a disk-full report was half old, half new (new tables beside the previous index.html and
+    metrics.json), and the one-line error named no file. The report is written into a new folder swapped in
+    whole; a failure keeps the previous one and names the folder."""
+    from inloop.reporting.aggregate import ReportError
+    from inloop.reporting.report import build_report
+
+    evals = tmp_path / "eval"
+    evals.mkdir()
+    full = tmp_path / "full"
+    full.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(full)], capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here (needs root and mount rights) to fill a disk")
+    try:
+        out = full / "report"
+        res = build_report(evals, None, out, {"report": {"benchmarks": []}})
+        assert res["index"] == out / "index.html"
+        before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+        assert Path("index.html") in before
+        free = os.statvfs(full)
+        (full / "filler").write_bytes(b"\0" * (free.f_bavail * free.f_frsize - 4096))
+        with pytest.raises(ReportError, match=rf"{out}: could not write the report .*the previous report is kept"):
+            build_report(evals, None, out, {"report": {"benchmarks": []}})
+        after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+        assert after == before
+        assert sorted(p.name for p in full.iterdir()) == ["filler", "report"]  # no partial folder left
+    finally:
+        subprocess.run(["umount", str(full)], check=True)

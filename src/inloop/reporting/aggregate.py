@@ -268,7 +268,7 @@ def bd_per_sequence(df: pd.DataFrame, method: str = "cubic", metrics: tuple[str,
                 out.append({**rec, "comparison": comparison, "metric": metric, "method": method,
                             "n_points": len(g), "qps": " ".join(map(str, qps)), "bd_rate_pct": r,
                             "bd_psnr_db": p, "delta_psnr_y_mean": dps, **extra,
-                            "note": "; ".join(x for x in (note, missing) if x) or None})
+                            "note": "; ".join(x for x in (note, missing) if x)})
     res = pd.DataFrame(out)
     return sort_frame(res).reset_index(drop=True)
 

@@ -21,9 +21,10 @@ import os
 from pathlib import Path
 
 from .. import paths
-from ..fsutil import atomic_write
+from ..fsutil import atomic_dir, atomic_write
 from ..lazy import lazy_import
 from ..names import CONFIGS
+from .aggregate import ReportError
 
 # pandas / matplotlib load when a report is built, not when `inloop` builds its parser.
 pd = lazy_import("pandas")
@@ -467,6 +468,33 @@ def render_index(out: Path, page: dict) -> tuple[str, list[Path]]:
 
 
 def build_report(eval_source, models_dir, out_dir, params: dict | None = None) -> dict:
+    """:func:`_build_report` into a new folder that replaces ``out_dir`` whole once everything is written
+    (:func:`inloop.fsutil.atomic_dir`): a failure (a full disk) leaves the previous report as it was, never
+    new tables beside an old index.html, and the one line names the folder. Returns the paths as under
+    ``out_dir``."""
+    out = Path(out_dir)
+    try:
+        with atomic_dir(out) as tmp:
+            res = _build_report(eval_source, models_dir, tmp, params)
+    except OSError as exc:
+        raise ReportError(f"{out}: could not write the report ({exc.strerror or exc}: {exc.filename or ''}); "
+                          "the previous report is kept as it was") from None
+    return _moved(res, tmp, out)
+
+
+def _moved(obj, old: Path, new: Path):
+    """``obj`` with every path under ``old`` (the folder it was written to) re-rooted under ``new``."""
+    if isinstance(obj, dict):
+        return {k: _moved(v, old, new) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_moved(v, old, new) for v in obj]
+    if isinstance(obj, (str, Path)) and str(obj).startswith(str(old)):
+        moved = str(new) + str(obj)[len(str(old)):]
+        return Path(moved) if isinstance(obj, Path) else moved
+    return obj
+
+
+def _build_report(eval_source, models_dir, out_dir, params: dict | None = None) -> dict:
     """Aggregate the evaluation JSONs and training histories; write tables, plots and ``index.html``.
 
     ``eval_source`` is the evaluation folder (``results/eval``) or a list of

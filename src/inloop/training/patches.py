@@ -33,7 +33,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..errors import InloopError
-from ..fsutil import write_json
+from ..fsutil import atomic_dir, write_json
 from ..yuv import PLANE_INDEX, YuvFormat, YuvReader, parse_yuv_name
 
 
@@ -155,32 +155,12 @@ def build_patch_store(sources: list[PatchSource], out_dir: str | os.PathLike, pa
 
 
 def _write_store(out_dir: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
-    """The whole store written beside ``out_dir`` and swapped in at once: a failure (a full disk, a kill)
-    leaves the previous store as it was, never new arrays under an old meta.json."""
-    import secrets
-    import shutil
-
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.with_name(f".{out_dir.name}.partial-{secrets.token_hex(4)}")
-    tmp.mkdir()
-    old = None
-    try:
+    """The whole store written beside ``out_dir`` and swapped in at once (:func:`inloop.fsutil.atomic_dir`): a
+    failure (a full disk, a kill) leaves the previous store as it was, never new arrays under an old meta.json."""
+    with atomic_dir(out_dir) as tmp:
         for split, arr in arrays.items():
             np.save(tmp / f"{split}.npy", arr)
         write_json(tmp / "meta.json", meta)
-        if out_dir.exists():
-            old = out_dir.with_name(f".{out_dir.name}.old-{secrets.token_hex(4)}")
-            os.replace(out_dir, old)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        if old is not None and not out_dir.exists():
-            os.replace(old, out_dir)  # put the previous store back
-            old = None
-        raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
 
 
 def open_patch_store(store: str | os.PathLike) -> tuple[dict, np.ndarray, np.ndarray]:
