@@ -125,6 +125,11 @@ def datasets_of(merged: dict) -> list[str]:
     return list(dict.fromkeys([*names, *(pipe.get("test_datasets") or [])]))
 
 
+# scikit-image's colour photographs (grey ones would code their chroma losslessly; drawings are not footage)
+PHOTOGRAPHS = ("astronaut.png", "chelsea.png", "coffee.png", "hubble_deep_field.jpg", "motorcycle_left.png",
+               "motorcycle_right.png", "retina.jpg", "rocket.jpg", "ihc.png")
+
+
 def default_images() -> list[Path]:
     """Photographs to rehearse with: scikit-image's (the test extra installs it)."""
     try:
@@ -133,7 +138,11 @@ def default_images() -> list[Path]:
         raise InloopError("a rehearsal needs photographs: pass --images, or install scikit-image "
                           "(pip install -e '.[test]')") from None
     folder = Path(skimage.__file__).parent / "data"
-    return sorted(p for p in folder.iterdir() if p.suffix in (".png", ".jpg"))
+    found = [folder / n for n in PHOTOGRAPHS if (folder / n).is_file()]
+    if len(found) < 5:
+        raise InloopError(f"{folder}: fewer than 5 of scikit-image's photographs ({', '.join(PHOTOGRAPHS)}); "
+                          "pass --images")
+    return found
 
 
 def prepare(configs: list[str | os.PathLike], folder: str | os.PathLike, codec: str = "x265",

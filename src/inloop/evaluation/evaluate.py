@@ -49,11 +49,19 @@ def _summary(ev: dict, stats: dict) -> dict:
     }
 
 
+def _minus(a, b):
+    """``a - b`` of two measurements, None where either is missing or not finite (a plane coded losslessly has
+    infinite PSNR, written to JSON as null: :func:`inloop.fsutil.finite`)."""
+    if a is None or b is None or not (math.isfinite(a) and math.isfinite(b)):
+        return None
+    return a - b
+
+
 def _delta(curve: dict, decoded: dict) -> dict:
     """A reconstruction's gain over the filters-off decode: Y- and YUV-PSNR, and SSIM-Y where measured."""
-    return {"psnr_y": curve["psnr"]["y"] - decoded["psnr"]["y"],
-            "psnr_yuv": curve["psnr"]["yuv"] - decoded["psnr"]["yuv"],
-            "ssim_y": (curve["ssim_y"] - decoded["ssim_y"]) if curve["ssim_y"] is not None else None}
+    return {"psnr_y": _minus(curve["psnr"]["y"], decoded["psnr"]["y"]),
+            "psnr_yuv": _minus(curve["psnr"]["yuv"], decoded["psnr"]["yuv"]),
+            "ssim_y": _minus(curve["ssim_y"], decoded["ssim_y"])}
 
 
 ORIGINAL_PSNR_TOLERANCE_DB = 0.01
