@@ -1,8 +1,8 @@
 """Rehearsals of the paper configs (issue #26): each paper config, and each ablation merged over its paper's,
 run end to end by ``inloop rehearse`` -- the same rules, the networks at the papers' widths, the papers' frame
 sizes (the smallest of each split), whole-frame evaluation, claims matching and report -- with the counts capped
-(one item per split, two frames per test clip, one training step of one patch, two QPs) so that all of them fit
-the suite's time budget on 2 cores. x265 stands in for HM/ECM here; with HM-16.9 / ECM-1.0 configured
+(one item per split, two frames per test clip, one training step of one patch, two QPs; an ablation's columns at
+one QP) so that all of them fit the suite's time budget on 2 cores. x265 stands in for HM/ECM here; with HM-16.9 / ECM-1.0 configured
 (INLOOP_HM_* / INLOOP_ECM_*) the same rehearsals run on them too. Wall times and per-rule peak memory of the
 full-count rehearsals: docs/paper-shapes.md."""
 
@@ -42,7 +42,8 @@ def _rehearse(configs: tuple[str, ...], codec: str, tmp_path_factory) -> tuple[d
         if len(configs) > 1 and (base, codec) not in _RUNS:
             _RUNS[(base, codec)] = (rehearsal.run([f"config/{base[0]}.yaml"], folder, 2, codec, caps=CI_CAPS,
                                                   repo=REPO), folder)
-        r = rehearsal.run([f"config/{c}.yaml" for c in configs], folder, 2, codec, caps=CI_CAPS, repo=REPO)
+        caps = CI_CAPS if len(configs) == 1 else {**CI_CAPS, "qps": 1}  # an ablation: its columns at one QP
+        r = rehearsal.run([f"config/{c}.yaml" for c in configs], folder, 2, codec, caps=caps, repo=REPO)
         _RUNS[key] = (r, folder)
     return _RUNS[key]
 
@@ -63,8 +64,13 @@ def _check(configs: tuple[str, ...], codec: str, r: dict, folder: Path) -> None:
     tests = [c for ds in merged["pipeline"]["test_datasets"]
              for c in json.loads((folder / "results/data" / ds / "manifest.json").read_text())["clips"]
              if c["split"] == "test"]
-    evals = sorted(folder.glob("results/eval/models/**/*.json"))
-    assert len(sorted(folder.glob("results/models/**/model.pt"))) == len(points)
+    codec_name = merged["encode"]["codec"]
+    models = {(m, cfg, qp) for m, cfg, qp in points}
+    have = {(p.parts[-5], p.parts[-3], int(p.parts[-2][2:])) for p in folder.glob("results/models/*/*/*/qp*/model.pt")
+            if p.parts[-4] == codec_name}
+    assert models <= have and (len(configs) > 1 or models == have)  # an ablation adds to its paper run's models
+    evals = [p for p in folder.glob("results/eval/models/**/*.json")
+             if (p.parts[-6], p.parts[-4], int(p.stem[2:])) in models and p.parts[-5] == codec_name]
     assert len(evals) == len(points) * len(tests)
     for f in evals:  # whole frames, as the papers evaluate; the compute path recorded
         ev = json.loads(f.read_text())
