@@ -37,7 +37,7 @@ from .params import _deep_merge, load_params, model_spec, normalize
 
 # The caps: a few items per split, a few frames per clip, a few training steps of small batches.
 CAPS = {"per_split": 1, "frames": 2, "steps": 2, "batch_size": 2, "patches_per_frame": 1,
-        "max_frames_per_source": 1, "qps": 4}
+        "max_frames_per_source": 1, "qps": 4, "max_pixels": None}
 X265_MAX_QP = 51
 WORKFLOW_ITEMS = ("Snakefile", "params.yaml", "config", "workflow", "envs")
 PAPERS = {"glfusion": "glfusion", "spilf": "spilf", "nlconvlstm": "nlconvlstm"}
@@ -91,21 +91,33 @@ def overlay(merged: dict, codec: str = "x265", caps: dict | None = None) -> dict
         if spec["arch"] == "spilf":  # both SPiLF stages, and the plateau watched every step
             block["train"]["spilf"] = {"stage1_steps": max(1, steps // 2), "plateau_window": 1}
         models[m] = block
+    mem = machine_mb()  # a job that asks for more than this machine has runs alone (Snakemake's --resources)
+    ev = merged.get("evaluate") or {}
     over = {
         "encode": {"codec": codec, "qps": qps, "frames": {c: frames for c in ("ai", "ldp", "ra")}},
         "train": {**train_caps, "device": "cpu", "gpus": 0, "threads": 1, "compile": False, "amp_bf16": "auto",
-                  "channels_last": "auto"},
-        "evaluate": {"device": "cpu", "gpus": 0, "amp_bf16": "auto", "channels_last": "auto"},
+                  "channels_last": "auto", "mem_mb": min(int(merged["train"].get("mem_mb", 4000)), mem)},
+        "evaluate": {"device": "cpu", "gpus": 0, "amp_bf16": "auto", "channels_last": "auto",
+                     "mem_mb": min(int(ev.get("mem_mb", 4000)), mem)},
         "models": models,
     }
     paper = paper_of(merged)
+    scaled = (f"; held-out frames scaled down to at most {caps['max_pixels']} pixels (a paper-size frame does not fit "
+              "this machine's time or memory)" if caps.get("max_pixels") else "")
     note = (f"rehearsal: counts capped ({caps['per_split']} item(s) per split, the smallest frames of the paper's "
             f"sizes, photographs standing in for the footage; at most {frames} frame(s) per clip; {steps} training "
-            f"steps of {caps['batch_size']}; QPs {qps}), on the CPU"
+            f"steps of {caps['batch_size']}; QPs {qps}{scaled}), on the CPU"
             + (f"; {codec} stands in for the paper's {enc['codec']}" if codec != enc["codec"] else ""))
     declared = list(((merged.get("report") or {}).get("deviations") or {}).get(paper) or [])
     over["report"] = {"deviations": {paper: [note, *declared]}}
     return over
+
+
+def machine_mb() -> int:
+    """The memory a rehearsal's jobs may share: 90 % of what this machine has available now, in MB."""
+    import psutil
+
+    return int(0.9 * psutil.virtual_memory().available / 2**20)
 
 
 def clip_frames(merged: dict, caps: dict | None = None, split: str = "train") -> int:
@@ -167,7 +179,7 @@ def prepare(configs: list[str | os.PathLike], folder: str | os.PathLike, codec: 
     for ds in datasets_of(merged):
         if not (data / ds / "manifest.json").exists():
             _, k = write_rehearsal(ds, data, images, caps["per_split"], clip_frames(merged, caps), k,
-                                  test_frames=clip_frames(merged, caps, "test"))
+                                  test_frames=clip_frames(merged, caps, "test"), max_pixels=caps.get("max_pixels"))
     data.mkdir(parents=True, exist_ok=True)
     used_file.write_text(str(k))
     out = folder / "rehearsal.yaml"
@@ -196,8 +208,8 @@ def run(configs: list[str], folder: str | os.PathLike, cores: int = 2, codec: st
     """Prepare and run one rehearsal; returns rc, wall time, Snakemake's job counts and the per-rule resources."""
     folder = Path(folder)
     ov = prepare(configs, folder, codec, images, caps, repo)
-    cmd = [sys.executable, "-m", "snakemake", "--cores", str(cores), "all", "--configfile", *map(str, configs),
-           ov.name]
+    cmd = [sys.executable, "-m", "snakemake", "--cores", str(cores), "--resources", f"mem_mb={machine_mb()}", "all",
+           "--configfile", *map(str, configs), ov.name]
     t0 = time.perf_counter()
     with open(folder / "rehearsal.log", "w") as log:
         proc = subprocess.run(cmd, cwd=folder, stdout=log, stderr=subprocess.STDOUT)

@@ -47,8 +47,8 @@ rule evaluate_model:
         P.JOB_BENCH["evaluate_model"]
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=config["evaluate"].get("mem_mb", 4000),
+        runtime=config["evaluate"].get("runtime_min", 30),
         gpu=config.get("evaluate", {}).get("gpus", 0),
     params:
         baseline=lambda wc, input: ["--baseline", input.baseline] if input.baseline else [],

@@ -115,13 +115,16 @@ def rehearsal_items(name: str, per_split: int) -> list[tuple[str, str, str, int,
 
 def write_rehearsal(name: str, out_root: str | os.PathLike, images: list[str | os.PathLike], per_split: int = 1,
                     frames: int = 2, first_image: int = 0, ffmpeg: str | None = None,
-                    matrix: str = "bt601", range_: str = "tv", test_frames: int | None = None) -> tuple[Path, int]:
+                    matrix: str = "bt601", range_: str = "tv", test_frames: int | None = None,
+                    max_pixels: int | None = None) -> tuple[Path, int]:
     """A data root for a rehearsal of a paper config: the paper's dataset names, splits and frame sizes
     (:func:`rehearsal_items`) with real pixels: each item is one photograph of ``images`` (a different one per
     item, from ``first_image`` on, so no test item's content is in training) converted by FFmpeg to the item's
     size (:func:`inloop.datasets.convert.to_yuv`, the pipeline's own conversion), and for videos a pan of
     8 pixels per frame across it, ``min(frames, the paper's count)`` frames (``test_frames`` for the test split,
-    when given). Returns the manifest and the index of the next unused image."""
+    when given). ``max_pixels``: held-out items larger than this are scaled down (aspect kept, multiples of 16),
+    for a test suite that cannot afford a paper-size frame; the manifest's origin says so. Returns the manifest
+    and the index of the next unused image."""
     import numpy as np
 
     from ..codecs.ffmpeg import find_ffmpeg
@@ -138,12 +141,17 @@ def write_rehearsal(name: str, out_root: str | os.PathLike, images: list[str | o
             raise DatasetError(f"a rehearsal of {name} needs more than {len(images)} distinct images")
         src, k = Path(images[k]), k + 1
         n = max(1, min(test_frames if split == "test" and test_frames else frames, paper_frames))
+        paper_size = f"{w}x{h}"
+        if split == "test" and max_pixels and w * h > max_pixels:
+            f = (max_pixels / (w * h)) ** 0.5
+            w, h = max(16, int(w * f) // 16 * 16), max(16, int(h * f) // 16 * 16)
         pan = 8 * (n - 1)
         geom = plan_geometry(probe_size(ffmpeg, src), (w + pan, h), multiple=8)
         ctc = {c.name: c.cls for c in CTC_SEQUENCES} if name == "jctvc-ctc" else {}
         clip = Clip(clip_name, split, kind, YuvFormat(w, h, 8, fps), n, f"{name}:{clip_name}", ds.license,
                     cls=ctc.get(clip_name) or ("image" if kind == "image" else "rehearsal"),
-                    origin=f"rehearsal: {src.name} at {w}x{h} (pan of {pan} pixels over {n} frames)")
+                    origin=f"rehearsal: {src.name} at {w}x{h} (pan of {pan} pixels over {n} frames)"
+                           + (f", scaled down from the paper's {paper_size}" if paper_size != f"{w}x{h}" else ""))
         wide = out_dir / f".{clip_name}.wide.yuv"
         record = to_yuv(ffmpeg, src, wide, geom, fps=fps, image=True, matrix=matrix, range_=range_)
         with YuvReader(wide, YuvFormat(geom.width, geom.height, 8, fps)) as r:
