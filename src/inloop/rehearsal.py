@@ -208,7 +208,7 @@ def run(configs: list[str], folder: str | os.PathLike, cores: int = 2, codec: st
     """Prepare and run one rehearsal; returns rc, wall time, Snakemake's job counts and the per-rule resources."""
     folder = Path(folder)
     ov = prepare(configs, folder, codec, images, caps, repo)
-    cmd = [sys.executable, "-m", "snakemake", "--cores", str(cores), "--resources", f"mem_mb={machine_mb()}", "all",
+    cmd = [sys.executable, "-m", "snakemake", "--cores", str(cores), "all", "--resources", f"mem_mb={machine_mb()}",
            "--configfile", *map(str, configs), ov.name]
     t0 = time.perf_counter()
     with open(folder / "rehearsal.log", "w") as log:
@@ -233,7 +233,13 @@ def _job_counts(log: str) -> dict:
 
 def cmd_rehearse(args: argparse.Namespace) -> int:
     images = [Path(p) for p in args.images] if args.images else None
-    r = run(args.configs, args.dir, args.cores, args.codec, images, repo=Path.cwd())
+    caps = {}
+    for item in args.cap or []:
+        key, _, value = item.partition("=")
+        if key not in CAPS or not value.strip().isdigit():
+            raise InloopError(f"--cap {item}: give KEY=N with KEY one of {', '.join(CAPS)}")
+        caps[key] = int(value)
+    r = run(args.configs, args.dir, args.cores, args.codec, images, caps=caps, repo=Path.cwd())
     print(f"rehearsal of {' + '.join(args.configs)} in {args.dir}: rc {r['rc']}, {r['wall_s']:.0f} s, "
           f"jobs {r['jobs']}")
     for rule, v in r["resources"].items():
@@ -252,4 +258,6 @@ def register(sub) -> None:
                    help="x265 (default) stands in for HM/ECM; config: the config's own codec (binaries configured)")
     p.add_argument("--cores", type=int, default=2)
     p.add_argument("--images", nargs="+", help="photographs for the data (default: scikit-image's)")
+    p.add_argument("--cap", action="append", metavar="KEY=N",
+                   help="change one cap (default " + ", ".join(f"{k}={v}" for k, v in CAPS.items()) + ")")
     p.set_defaults(func=cmd_rehearse)
