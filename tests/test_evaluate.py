@@ -1,6 +1,7 @@
 """The evaluate stage on real x265 encodes: anchor, filters-off decode, a network's output."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -180,3 +181,56 @@ def test_another_clip_as_the_original_is_refused(point, tmp_path):
     with pytest.raises(InloopError, match=r"has PSNR-Y .* dB against it, the encode measured .*not the clip"):
         evaluate_point(same_name, on, off, tmp_path / "y.json")
     assert not (tmp_path / "x.json").exists() and not (tmp_path / "y.json").exists()
+
+
+def test_damaged_intermediates_are_named_not_used(point, tmp_path):
+    """#27 item 4: a bitstream truncated to 10 bytes kept its old rate ("Nothing to be done"); an anchor stats JSON
+    cut in half was a JSONDecodeError traceback; a decode cut short went on. Each is one line naming the file
+    and how to rebuild it."""
+    import shutil
+
+    d, src, _ = point
+    enc = tmp_path / "enc"
+    shutil.copytree(d / "on", enc / "on")
+    shutil.copytree(d / "off", enc / "off")
+    for f in enc.rglob("*.json"):  # the copies describe their own files
+        st = json.loads(f.read_text())
+        st["bitstream"] = str(f.with_suffix(".bin"))
+        st["decoded"] = str(f.parent / Path(st["decoded"]).name)
+        f.write_text(json.dumps(st))
+    on, off = enc / "on/city_128x96_30fps_8bit_420/qp37.json", enc / "off/city_128x96_30fps_8bit_420/qp37.json"
+    evaluate_point(src, on, off, tmp_path / "ok.json")  # the copies pass
+    bin_off = off.with_suffix(".bin")
+    data = bin_off.read_bytes()
+    bin_off.write_bytes(data[:10])
+    with pytest.raises(InloopError, match=r"qp37.bin: 10 bytes where .*qp37.json recorded \d+: the bitstream changed"):
+        evaluate_point(src, on, off, tmp_path / "a.json")
+    bin_off.write_bytes(data)
+    dec = Path(json.loads(off.read_text())["decoded"])
+    frames = dec.read_bytes()
+    dec.write_bytes(frames[: len(frames) // 2])
+    with pytest.raises(InloopError, match=rf"{dec.name}: \d+ bytes where .*qp37.json describes 5 frames"):
+        evaluate_point(src, on, off, tmp_path / "b.json")
+    dec.write_bytes(frames)
+    text = on.read_text()
+    on.write_text(text[: len(text) // 2])
+    with pytest.raises(InloopError, match=rf"{on}: damaged encode stats \(JSONDecodeError\); delete .* run again"):
+        evaluate_point(src, on, off, tmp_path / "c.json")
+    assert not any((tmp_path / f"{k}.json").exists() for k in "abc")
+
+
+def test_an_edited_manifest_entry_is_named(tmp_path):
+    """#27 item 4: `inloop datasets verify` refused an edited manifest (width 999) without naming the file or
+    the clip."""
+    from inloop.datasets.download import DatasetError
+    from inloop.datasets.manifest import verify_manifest
+
+    yuv = tmp_path / "c_16x16_30fps_8bit_420.yuv"
+    yuv.write_bytes(b"\x80" * 384 * 2)
+    entry = {"name": "c", "path": yuv.name, "width": 16, "height": 16, "fps": 30, "frames": 2, "bitdepth": 8}
+    (tmp_path / "manifest.json").write_text(json.dumps({"dataset": "x", "clips": [entry]}))
+    assert verify_manifest(tmp_path / "manifest.json")
+    for edit, match in (({"width": 999}, r"manifest.json: clip 'c': "), ({"frames": 5}, r"c_16x16.*5 frames")):
+        (tmp_path / "manifest.json").write_text(json.dumps({"dataset": "x", "clips": [{**entry, **edit}]}))
+        with pytest.raises(DatasetError, match=match):
+            verify_manifest(tmp_path / "manifest.json")

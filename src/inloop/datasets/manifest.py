@@ -70,9 +70,13 @@ def verify_manifest(path: str | os.PathLike) -> list[dict]:
     if data is None:
         raise DatasetError(f"{path}: no manifest; run `inloop datasets fetch {path.parent.name}`")
     for e in data["clips"]:
-        f = path.parent / e["path"]
-        fmt = YuvFormat(e["width"], e["height"], e["bitdepth"], e["fps"])
-        want = fmt.frame_bytes * e["frames"]
+        try:
+            f = path.parent / e["path"]
+            fmt = YuvFormat(e["width"], e["height"], e["bitdepth"], e["fps"])
+            want = fmt.frame_bytes * int(e["frames"])
+        except Exception as exc:  # noqa: BLE001 - an edited entry: odd sizes, missing keys, wrong types
+            raise DatasetError(f"{path}: clip {e.get('name', '?')!r}: {type(exc).__name__}: "
+                               f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
         if not f.is_file():
             raise DatasetError(f"{path}: {f} is missing")
         if f.stat().st_size != want:

@@ -32,10 +32,30 @@ MODES = {
 
 
 def _stats(path: str | os.PathLike) -> dict:
+    """An encode's stats, checked against the files it describes: a damaged JSON, a bitstream whose size is not
+    the one recorded (a truncated .bin kept its old rate), or a decode of the wrong size is one line naming the
+    file and how to rebuild it (docs/reliability.md)."""
     path = Path(path)
+    rebuild = f"delete {path.parent} and run again to encode it anew"
     if not path.is_file():
         raise InloopError(f"encode stats {path} not found; run the encode stage first")
-    return json.loads(path.read_text())
+    try:
+        stats = json.loads(path.read_text())
+        bitstream, decoded = Path(stats["bitstream"]), Path(stats["decoded"])
+        want = int(stats["width"]) * int(stats["height"]) * 3 // 2 * (2 if int(stats["bitdepth"]) > 8 else 1) \
+            * int(stats["frames"])
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise InloopError(f"{path}: damaged encode stats ({type(exc).__name__}); {rebuild}") from None
+    if stats.get("file_bytes") is not None:
+        have = bitstream.stat().st_size if bitstream.is_file() else None
+        if have != stats["file_bytes"]:
+            raise InloopError(f"{bitstream}: {have if have is not None else 'no'} bytes where {path} recorded "
+                              f"{stats['file_bytes']}: the bitstream changed after it was measured; {rebuild}")
+    have = decoded.stat().st_size if decoded.is_file() else None
+    if have != want:
+        raise InloopError(f"{decoded}: {have if have is not None else 'no'} bytes where {path} describes "
+                          f"{stats['frames']} frames ({want} bytes); {rebuild}")
+    return stats
 
 
 def _summary(ev: dict, stats: dict) -> dict:
