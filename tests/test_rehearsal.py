@@ -78,6 +78,8 @@ def _check(configs: tuple[str, ...], codec: str, r: dict, folder: Path) -> None:
         ev = json.loads(f.read_text())
         assert ev["tiling"] is None and ev["compute"]["device"] == "cpu" and ev["codec"] == merged["encode"]["codec"]
         assert ev["width"] * ev["height"] == min(c["width"] * c["height"] for c in tests)
+        if ev["dataset"] == "jctvc-ctc":  # the CTC class reaches the report's class rows (GL-Fusion Tables II-VI)
+            assert ev["seq_class"] == tests[0]["class"] == "D"
     # every rule's peak memory and time measured
     res = r["resources"]
     assert {"encode", "patches", "train", "evaluate_codec", "evaluate_model"} <= set(res)

@@ -206,6 +206,12 @@ def demo_yuv(split=None, kind=None):
 
 
 # codec.smk
+def _ctc_class(wildcards):
+    """A held-out clip's CTC class (A-F) for the report's class rows (GL-Fusion Tables II-VI), else empty."""
+    cls = _clip(wildcards).cls
+    return cls if cls in ("A", "B", "C", "D", "E", "F") else ""
+
+
 def _clip(wildcards):
     """The clip an encode job's wildcards name."""
     stem = f"{wildcards.name}_{wildcards.geom}_420"
