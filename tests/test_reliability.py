@@ -297,3 +297,31 @@ def test_a_full_disk_leaves_the_previous_report_whole(tmp_path):
         assert sorted(p.name for p in full.iterdir()) == ["filler", "report"]  # no partial folder left
     finally:
         subprocess.run(["umount", str(full)], check=True)
+
+
+def test_an_evaluation_out_of_memory_is_one_line(tmp_path):
+    """Item 10: an evaluation under a memory limit ended in a MemoryError / "could not create a primitive"
+    traceback. Under a 1.5 GB address-space limit a 64-channel GL-Fusion on a 1920x1088 frame cannot run: one
+    line, exit 2, naming the params to change."""
+    script = (
+        "import resource, sys, torch\n"
+        "from inloop.cli import main\n"
+        "from inloop.models import build_model\n"
+        "torch.save({'name': 'glfusion', 'instance': 'glfusion', 'kwargs': {'channels': 64},\n"
+        "            'state_dict': build_model('glfusion', channels=64).state_dict(), 'bitdepth': 8, 'planes': ['y']},\n"
+        f"           {str(tmp_path / 'm.pt')!r})\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (int(2.5 * 2**30),) * 2)\n"
+        "x = torch.rand(1, 1, 1088, 1920)\n"
+        "from inloop.cli import main as _m\n"
+        "import inloop.cli as c\n"
+        "def boom(args):\n"
+        "    m = build_model('glfusion', channels=64).eval()\n"
+        "    with torch.no_grad():\n"
+        "        m(x)\n"
+        "    return 0\n"
+        "c.cmd_export = boom\n"
+        f"sys.exit(main(['export', {str(tmp_path / 'm.pt')!r}]))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and "out of memory" in proc.stderr and "evaluate.mem_mb" in proc.stderr

@@ -316,6 +316,17 @@ def main(argv: list[str] | None = None) -> int:
     except InloopError as exc:
         print(f"inloop {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except MemoryError:
+        print(f"inloop {args.command}: error: out of memory (Python MemoryError); give the job more memory "
+              "(train.mem_mb, evaluate.mem_mb) or, for whole frames, a GPU or evaluate.tile", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:  # torch's allocators: "could not create a primitive", "can't allocate memory"
+        text = str(exc)
+        if not any(m in text for m in ("could not create a primitive", "can't allocate memory", "out of memory")):
+            raise
+        print(f"inloop {args.command}: error: out of memory ({text.strip().splitlines()[0][:200]}); give the job more "
+              "memory (train.mem_mb, evaluate.mem_mb) or, for whole frames, a GPU or evaluate.tile", file=sys.stderr)
+        return 2
     except OSError as exc:  # an unwritable folder, a full disk: the message names the file
         if os.environ.get("INLOOP_DEBUG"):
             raise
