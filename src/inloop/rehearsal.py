@@ -67,8 +67,10 @@ def paper_of(merged: dict) -> str:
     raise InloopError(f"no paper network among train.models {merged['train']['models']}")
 
 
-def overlay(merged: dict, codec: str = "x265", caps: dict | None = None) -> dict:
-    """The caps over a merged paper config: the settings a rehearsal changes, nothing else."""
+def overlay(merged: dict, codec: str = "x265", caps: dict | None = None, cores: int = 2) -> dict:
+    """The caps over a merged paper config: the settings a rehearsal changes, nothing else. Memory asks are
+    clamped to this machine (a capped training needs little: a share of it per core; an evaluation keeps its
+    paper-size ask up to the whole machine, so the large ones run one at a time)."""
     caps = {**CAPS, **(caps or {})}
     steps = caps["steps"]
     enc = merged["encode"]
@@ -96,7 +98,7 @@ def overlay(merged: dict, codec: str = "x265", caps: dict | None = None) -> dict
     over = {
         "encode": {"codec": codec, "qps": qps, "frames": {c: frames for c in ("ai", "ldp", "ra")}},
         "train": {**train_caps, "device": "cpu", "gpus": 0, "threads": 1, "compile": False, "amp_bf16": "auto",
-                  "channels_last": "auto", "mem_mb": min(int(merged["train"].get("mem_mb", 4000)), mem)},
+                  "channels_last": "auto", "mem_mb": min(int(merged["train"].get("mem_mb", 4000)), mem // cores)},
         "evaluate": {"device": "cpu", "gpus": 0, "amp_bf16": "auto", "channels_last": "auto",
                      "mem_mb": min(int(ev.get("mem_mb", 4000)), mem)},
         "models": models,
@@ -158,7 +160,8 @@ def default_images() -> list[Path]:
 
 
 def prepare(configs: list[str | os.PathLike], folder: str | os.PathLike, codec: str = "x265",
-            images: list[Path] | None = None, caps: dict | None = None, repo: str | os.PathLike | None = None) -> Path:
+            images: list[Path] | None = None, caps: dict | None = None, repo: str | os.PathLike | None = None,
+            cores: int = 2) -> Path:
     """Copy the workflow into ``folder`` (unless there already), write the rehearsal data (datasets not there yet)
     and the overlay; returns the overlay's path (``rehearsal.yaml`` in ``folder``)."""
     from .datasets.shapes import write_rehearsal
@@ -184,7 +187,7 @@ def prepare(configs: list[str | os.PathLike], folder: str | os.PathLike, codec: 
     used_file.write_text(str(k))
     out = folder / "rehearsal.yaml"
     out.write_text("# Written by `inloop rehearse`: the caps over " + ", ".join(map(str, configs)) + "\n"
-                   + yaml.safe_dump(overlay(merged, codec, caps), sort_keys=False))
+                   + yaml.safe_dump(overlay(merged, codec, caps, cores), sort_keys=False))
     return out
 
 
@@ -207,7 +210,7 @@ def run(configs: list[str], folder: str | os.PathLike, cores: int = 2, codec: st
         images: list[Path] | None = None, caps: dict | None = None, repo: str | os.PathLike | None = None) -> dict:
     """Prepare and run one rehearsal; returns rc, wall time, Snakemake's job counts and the per-rule resources."""
     folder = Path(folder)
-    ov = prepare(configs, folder, codec, images, caps, repo)
+    ov = prepare(configs, folder, codec, images, caps, repo, cores)
     cmd = [sys.executable, "-m", "snakemake", "--cores", str(cores), "all", "--resources", f"mem_mb={machine_mb()}",
            "--configfile", *map(str, configs), ov.name]
     t0 = time.perf_counter()

@@ -14,7 +14,7 @@ rule evaluate_codec:
         json=P.EVAL_CODEC,
     params:
         code=CODE["evaluate_codecs"],
-        seq_class=lambda wc: _ctc_class(wc),
+        seq_class=lambda wc: ["--seq-class", _ctc_class(wc)] if _ctc_class(wc) else [],
     log:
         P.LOG["evaluate_codec"],
     benchmark:
@@ -27,7 +27,7 @@ rule evaluate_codec:
         "../../envs/train.yaml"
     shell:
         "inloop evaluate --original {input.original:q} --anchor-stats {input.anchor:q} --off-stats {input.off:q}"
-        " --out {output.json:q} --dataset {wildcards.dataset:q} --seq-class {params.seq_class:q} --threads {threads:q}"
+        " --out {output.json:q} --dataset {wildcards.dataset:q} {params.seq_class:q} --threads {threads:q}"
         " > {log:q} 2>&1"
 
 
@@ -54,7 +54,7 @@ rule evaluate_model:
         gpu=config.get("evaluate", {}).get("gpus", 0),
     params:
         baseline=lambda wc, input: ["--baseline", input.baseline] if input.baseline else [],
-        seq_class=lambda wc: _ctc_class(wc),
+        seq_class=lambda wc: ["--seq-class", _ctc_class(wc)] if _ctc_class(wc) else [],
         code=CODE["evaluate"],
         switching=config["evaluate"].get("switching"),  # a change re-evaluates (not on the command line)
         compute=[config["evaluate"].get(k, False) for k in ("amp_bf16", "channels_last")],  # the same
@@ -64,7 +64,7 @@ rule evaluate_model:
         "inloop evaluate --original {input.original:q} --anchor-stats {input.anchor:q} --off-stats {input.off:q}"
         " --out {output.json:q} --dataset {wildcards.dataset:q} --model {input.model:q} --model-name {wildcards.model:q}"
         " --enhanced {output.enhanced:q}"
-        " {params.baseline:q} --seq-class {params.seq_class:q} --threads {threads:q}"
+        " {params.baseline:q} {params.seq_class:q} --threads {threads:q}"
         " > {log:q} 2>&1"
 
 
