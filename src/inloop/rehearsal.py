@@ -145,13 +145,15 @@ PHOTOGRAPHS = ("astronaut.png", "chelsea.png", "coffee.png", "hubble_deep_field.
 
 
 def default_images() -> list[Path]:
-    """Photographs to rehearse with: scikit-image's (the test extra installs it)."""
-    try:
-        import skimage
-    except ImportError:
+    """Photographs to rehearse with: scikit-image's data files (the test extra installs the package; its files
+    are read, the package is never imported)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("skimage")
+    if spec is None or not spec.submodule_search_locations:
         raise InloopError("a rehearsal needs photographs: pass --images, or install scikit-image "
-                          "(pip install -e '.[test]')") from None
-    folder = Path(skimage.__file__).parent / "data"
+                          "(pip install -e '.[test]')")
+    folder = Path(list(spec.submodule_search_locations)[0]) / "data"
     found = [folder / n for n in PHOTOGRAPHS if (folder / n).is_file()]
     if len(found) < 5:
         raise InloopError(f"{folder}: fewer than 5 of scikit-image's photographs ({', '.join(PHOTOGRAPHS)}); "
