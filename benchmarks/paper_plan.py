@@ -51,7 +51,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
@@ -59,7 +58,7 @@ sys.path.insert(0, str(REPO / "src"))
 from inloop.bench import frame_macs, model_costs  # noqa: E402
 from inloop.datasets.shapes import write_shape  # noqa: E402
 from inloop.models import build_model  # noqa: E402
-from inloop.params import _deep_merge, model_spec  # noqa: E402
+from inloop.params import merge_configs, model_spec  # noqa: E402
 
 GLFUSION_DATA = ("div2k", "flickr2k", "xiph-derf", "jctvc-ctc")
 # plan name -> (config files merged over params.yaml in order, datasets whose shapes the DAG needs, base plan)
@@ -86,10 +85,7 @@ PLANES = {"y": 1.0, "u": 0.25, "v": 0.25}
 
 def merged_params(configs: tuple[str, ...] | list[str]) -> dict:
     """params.yaml with each ``config/<name>.yaml`` merged over it in order (as ``--configfile a b`` does)."""
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    for c in configs:
-        params = _deep_merge(params, yaml.safe_load((REPO / "config" / f"{c}.yaml").read_text()))
-    return params
+    return merge_configs([REPO / "config" / f"{c}.yaml" for c in configs], REPO / "params.yaml")
 
 
 def dry_run(plan_name: str, workdir: Path, scale: float = 1.0) -> tuple[dict, str, float]:

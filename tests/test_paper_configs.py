@@ -134,12 +134,9 @@ def test_no_demo_setting_left_undeclared_in_a_paper_config(config):
 
 
 def _merged(*configs: str) -> dict:
-    from inloop.params import _deep_merge, normalize
+    from inloop.params import merge_configs
 
-    merged = yaml.safe_load((REPO / "params.yaml").read_text())
-    for c in configs:
-        merged = _deep_merge(merged, yaml.safe_load((REPO / "config" / f"{c}.yaml").read_text()))
-    return normalize(merged)
+    return merge_configs([REPO / "config" / f"{c}.yaml" for c in configs], REPO / "params.yaml")
 
 
 @pytest.mark.parametrize("config", sorted(SHAPES))

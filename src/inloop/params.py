@@ -220,6 +220,22 @@ def cli_params(path: str | os.PathLike | None = None) -> dict:
     return {}
 
 
+def merge_configs(configs: list[str | os.PathLike], params_path: str | os.PathLike = DEFAULT_PARAMS) -> dict:
+    """``params_path`` with each config merged over it in order, as Snakemake's ``--configfile a b`` merges them
+    (mappings merged, anything else replaced), normalised; the one place this merge is spelled (apply_configs,
+    ``inloop rehearse``, the cost plan). A config that is not a YAML mapping is one line naming it."""
+    merged = load_params(params_path)
+    for c in configs:
+        try:
+            over = yaml.safe_load(Path(c).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ParamsError(f"{c}: cannot read it as YAML ({exc})") from None
+        if not isinstance(over, dict):
+            raise ParamsError(f"{c}: top level must be a mapping")
+        merged = _deep_merge(merged, over)
+    return normalize(merged)
+
+
 def apply_configs(configs: list[str | os.PathLike], params_path: str | os.PathLike = DEFAULT_PARAMS) -> list[str]:
     """Write ``configs`` into ``params_path`` as Snakemake's ``--configfile`` merges them (mappings merged,
     anything else replaced), keeping the file's comments and layout: the one way to run ``dvc repro`` (which
@@ -230,17 +246,9 @@ def apply_configs(configs: list[str | os.PathLike], params_path: str | os.PathLi
     from .fsutil import atomic_write
 
     path = Path(params_path)
-    merged = load_params(path)
-    for c in configs:
-        try:
-            over = yaml.safe_load(Path(c).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ParamsError(f"{c}: cannot read it as YAML ({exc})") from None
-        if not isinstance(over, dict):
-            raise ParamsError(f"{c}: top level must be a mapping")
-        merged = _deep_merge(merged, over)
+    merged = merge_configs(configs, path)
     source = f"{path} with {', '.join(map(str, configs))}"
-    check_params(normalize(merged), source)
+    check_params(merged, source)
     check_models(merged, source)
 
     rt = YAML()

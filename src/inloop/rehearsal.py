@@ -33,7 +33,7 @@ import yaml
 from . import paths
 from .errors import InloopError
 from .fsutil import write_json
-from .params import _deep_merge, load_params, model_spec, normalize
+from .params import merge_configs, model_spec
 
 # The caps: a few items per split, a few frames per clip, a few training steps of small batches.
 CAPS = {"per_split": 1, "frames": 2, "steps": 2, "batch_size": 2, "patches_per_frame": 1,
@@ -45,10 +45,7 @@ PAPERS = {"glfusion": "glfusion", "spilf": "spilf", "nlconvlstm": "nlconvlstm"}
 
 def merged_config(configs: list[str | os.PathLike], params_path: str | os.PathLike) -> dict:
     """params.yaml with the configs merged over it, as Snakemake's ``--configfile`` merges them."""
-    merged = load_params(params_path)
-    for c in configs:
-        merged = _deep_merge(merged, yaml.safe_load(Path(c).read_text()) or {})
-    return normalize(merged)
+    return merge_configs(configs, params_path)
 
 
 def _spread(values: list[int], n: int) -> list[int]:
