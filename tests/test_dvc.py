@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -312,3 +313,39 @@ def test_dvc_set_params_make_stale_only_the_stages_that_read_them(repo, env, key
         (repo / "params.yaml").write_text(saved)
     changed = {stage for stage, what in status.items() if "params.yaml" in json.dumps(what)}
     assert changed == stale, status
+
+
+@pytest.mark.slow
+def test_dvc_repro_during_a_snakemake_run_deletes_nothing_and_stops(repo, env):
+    """Issue #27 item 2: `dvc repro` started while a Snakemake run was going (in a clone without dvc.lock, so
+    every stage stale) removed `results/data` before its own Snakemake call stopped on the lock, and the running
+    training failed on the missing manifest. Now DVC deletes nothing (`persist: true`); the stage's Snakemake
+    call forces the stage's rules under Snakemake's lock, so it stops at once with results/ whole, and the
+    running Snakemake ends rc 0. (Last in this module: it retrains the tiny networks.)"""
+    watched = ["results/data", "results/encoded"]
+    before = digests(repo, watched)
+    lock = repo / "dvc.lock"
+    saved = lock.read_text()
+    lock.unlink()
+    locks = repo / ".snakemake" / "locks"
+    sm = subprocess.Popen(["snakemake", "--cores", "1", "all", "--forcerun", "patches"], cwd=repo, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for _ in range(600):
+            if sm.poll() is not None or (locks.is_dir() and any(locks.iterdir())):
+                break
+            time.sleep(0.1)
+        assert sm.poll() is None, "the Snakemake run ended before it took its lock:\n" + sm.stdout.read()[-3000:]
+        dvc = subprocess.run(["dvc", "repro"], cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+        running_when_dvc_ended = sm.poll() is None
+        log, _ = sm.communicate(timeout=900)
+    finally:
+        if sm.poll() is None:
+            sm.kill()
+        lock.write_text(saved)
+    said = dvc.stdout + dvc.stderr
+    assert running_when_dvc_ended, "the Snakemake run ended before dvc repro stopped: the test proved nothing"
+    assert dvc.returncode != 0 and "cannot be locked" in said, said[-3000:]
+    assert "Running stage 'data'" in said and "Running stage 'encode'" not in said
+    assert sm.returncode == 0, log[-3000:]
+    assert digests(repo, watched) == before

@@ -183,6 +183,21 @@ def test_another_clip_as_the_original_is_refused(point, tmp_path):
     assert not (tmp_path / "x.json").exists() and not (tmp_path / "y.json").exists()
 
 
+def _copied_encodes(d: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """A copy of the point's two encodes (stats JSONs describing their own copied files): anchor, filters off."""
+    import shutil
+
+    enc = tmp_path / "enc"
+    shutil.copytree(d / "on", enc / "on")
+    shutil.copytree(d / "off", enc / "off")
+    for f in enc.rglob("*.json"):
+        st = json.loads(f.read_text())
+        st["bitstream"] = str(f.with_suffix(".bin"))
+        st["decoded"] = str(f.parent / Path(st["decoded"]).name)
+        f.write_text(json.dumps(st))
+    return enc / "on/city_128x96_30fps_8bit_420/qp37.json", enc / "off/city_128x96_30fps_8bit_420/qp37.json"
+
+
 def test_damaged_intermediates_are_named_not_used(point, tmp_path):
     """#27 item 4: a bitstream truncated to 10 bytes kept its old rate ("Nothing to be done"); an anchor stats JSON
     cut in half was a JSONDecodeError traceback; a decode cut short went on. Each is one line naming the file
@@ -190,20 +205,15 @@ def test_damaged_intermediates_are_named_not_used(point, tmp_path):
     import shutil
 
     d, src, _ = point
-    enc = tmp_path / "enc"
-    shutil.copytree(d / "on", enc / "on")
-    shutil.copytree(d / "off", enc / "off")
-    for f in enc.rglob("*.json"):  # the copies describe their own files
-        st = json.loads(f.read_text())
-        st["bitstream"] = str(f.with_suffix(".bin"))
-        st["decoded"] = str(f.parent / Path(st["decoded"]).name)
-        f.write_text(json.dumps(st))
-    on, off = enc / "on/city_128x96_30fps_8bit_420/qp37.json", enc / "off/city_128x96_30fps_8bit_420/qp37.json"
+    on, off = _copied_encodes(d, tmp_path)
     evaluate_point(src, on, off, tmp_path / "ok.json")  # the copies pass
     bin_off = off.with_suffix(".bin")
     data = bin_off.read_bytes()
     bin_off.write_bytes(data[:10])
     with pytest.raises(InloopError, match=r"qp37.bin: 10 bytes where .*qp37.json recorded \d+: the bitstream changed"):
+        evaluate_point(src, on, off, tmp_path / "a.json")
+    bin_off.write_bytes(bytes([data[0] ^ 0xFF]) + data[1:])  # same size, other content
+    with pytest.raises(InloopError, match=r"qp37.bin: its sha256 is not the one .*qp37.json recorded"):
         evaluate_point(src, on, off, tmp_path / "a.json")
     bin_off.write_bytes(data)
     dec = Path(json.loads(off.read_text())["decoded"])
@@ -217,6 +227,36 @@ def test_damaged_intermediates_are_named_not_used(point, tmp_path):
     with pytest.raises(InloopError, match=rf"{on}: damaged encode stats \(JSONDecodeError\); delete .* run again"):
         evaluate_point(src, on, off, tmp_path / "c.json")
     assert not any((tmp_path / f"{k}.json").exists() for k in "abc")
+
+
+def test_a_damaged_decode_stops_the_patch_store_naming_it(point, tmp_path, capsys):
+    """#27 item 4: a training clip's decode cut short went into the patch store unnoticed (fewer frames, fewer
+    patches). The rule now passes each decode's encode stats (`inloop patches --stats`): the decode is checked
+    against them first, one line naming it, and the previous store stays whole."""
+    import yaml
+
+    from inloop.cli import main
+
+    d, src, _ = point
+    _, off = _copied_encodes(d, tmp_path)
+    dec = Path(json.loads(off.read_text())["decoded"])
+    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    params["train"].update(patch_size=32, val_sources=None)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    store = tmp_path / "store"
+    args = ["patches", "--original", str(src), "--decoded", str(dec), "--stats", str(off), "--out", str(store),
+            "--params", str(tmp_path / "params.yaml")]
+    assert main(args) == 0, capsys.readouterr().err
+    kept = (store / "train.npy").read_bytes()
+    frames = dec.read_bytes()
+    dec.write_bytes(frames[: len(frames) // 2])
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"{dec}: {len(frames) // 2} bytes where {off} describes 5 frames" in err, err
+    assert (store / "train.npy").read_bytes() == kept
+    dec.write_bytes(frames)
+    assert main([*args[:-5], str(off), str(off), *args[-4:]]) == 2  # two stats for one decode
+    assert "1 decoded files but 2 stats" in capsys.readouterr().err
 
 
 def test_an_edited_manifest_entry_is_named(tmp_path):

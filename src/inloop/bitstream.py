@@ -17,11 +17,13 @@ the evaluation both build on it.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import CodecError
+from .errors import CodecError, InloopError
 
 # NAL unit types (HEVC: H.265 Table 7-1; VVC: H.266 Table 5).
 HEVC_SEI = frozenset({39, 40})              # PREFIX_SEI_NUT, SUFFIX_SEI_NUT
@@ -100,6 +102,7 @@ def nal_bytes(path: str | os.PathLike, standard: str) -> dict:
         "sei_nal_units": len(sei),
         "sei_bytes": sum(len(u.data) for u in sei),
         "file_bytes": Path(path).stat().st_size,
+        "file_sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest(),
     }
 
 
@@ -118,7 +121,44 @@ def rate(bitstream_path: str | os.PathLike, standard: str, frames: int, fps: flo
     counts = nal_bytes(bitstream_path, standard)
     bits = 8 * counts["rate_bytes"]
     return {"bits": bits, "kbps": bits / (frames / fps) / 1000.0, "bpp": bits / (width * height * frames),
-            "file_bytes": counts["file_bytes"], "sei_bytes": counts["sei_bytes"]}
+            "file_bytes": counts["file_bytes"], "file_sha256": counts["file_sha256"], "sei_bytes": counts["sei_bytes"]}
+
+
+def read_stats(path: str | os.PathLike, decoded: str | os.PathLike | None = None) -> dict:
+    """An encode's stats JSON, checked against the files it describes before anyone uses them: a damaged JSON,
+    a bitstream whose size or sha256 is not the one recorded (a truncated .bin kept its old rate), a decode of
+    the wrong size (cut short), or, with ``decoded``, stats that describe another decode, are one line naming
+    the file and how to rebuild it (docs/reliability.md). The evaluation and the patch stores read encodes
+    through it."""
+    path = Path(path)
+    rebuild = f"delete {path.parent} and run again to encode it anew"
+    if not path.is_file():
+        raise InloopError(f"encode stats {path} not found; run the encode stage first")
+    try:
+        stats = json.loads(path.read_text())
+        bitstream, recorded = Path(stats["bitstream"]), Path(stats["decoded"])
+        want = int(stats["width"]) * int(stats["height"]) * 3 // 2 * (2 if int(stats["bitdepth"]) > 8 else 1) \
+            * int(stats["frames"])
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise InloopError(f"{path}: damaged encode stats ({type(exc).__name__}); {rebuild}") from None
+    if decoded is not None and recorded.name != Path(decoded).name:
+        raise InloopError(f"{path} describes the decode {recorded.name}, not {Path(decoded).name}: give each "
+                          "decode its own encode's stats")
+    if stats.get("file_bytes") is not None:
+        have = bitstream.stat().st_size if bitstream.is_file() else None
+        if have != stats["file_bytes"]:
+            raise InloopError(f"{bitstream}: {have if have is not None else 'no'} bytes where {path} recorded "
+                              f"{stats['file_bytes']}: the bitstream changed after it was measured; {rebuild}")
+    if stats.get("file_sha256") is not None and \
+            hashlib.sha256(bitstream.read_bytes()).hexdigest() != stats["file_sha256"]:
+        raise InloopError(f"{bitstream}: its sha256 is not the one {path} recorded: the bitstream changed after "
+                          f"it was measured; {rebuild}")
+    target = Path(decoded) if decoded is not None else recorded
+    have = target.stat().st_size if target.is_file() else None
+    if have != want:
+        raise InloopError(f"{target}: {have if have is not None else 'no'} bytes where {path} describes "
+                          f"{stats['frames']} frames ({want} bytes); {rebuild}")
+    return stats
 
 
 def reference_summary_bytes(units: list[NalUnit], standard: str, access_unit_starts: set[int]) -> int:

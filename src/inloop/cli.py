@@ -84,6 +84,13 @@ def cmd_patches(args: argparse.Namespace) -> int:
     from .training.patches import build_patch_store, sources_from_paths
 
     s = store_settings(model_spec(_params(args), args.model))
+    if args.stats is not None:
+        from .bitstream import read_stats
+
+        if len(args.stats) != len(args.decoded):
+            raise InloopError(f"{len(args.decoded)} decoded files but {len(args.stats)} stats: one each, same order")
+        for stats, decoded in zip(args.stats, args.decoded):
+            read_stats(stats, decoded)  # a decode cut short or changed after its encode: named, nothing cut
     meta = build_patch_store(
         sources_from_paths(args.original, args.decoded), args.out, patch_size=int(s["patch_size"]),
         patches_per_frame=int(s["patches_per_frame"]), planes=tuple(s["planes"]),
@@ -225,6 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("patches", help="cut (decoded, original) patch pairs into a patch store")
     p.add_argument("--original", nargs="+", required=True, help="original YUV files")
     p.add_argument("--decoded", nargs="+", required=True, help="their decodes with filters off, same order")
+    p.add_argument("--stats", nargs="+",
+                   help="each decode's encode stats JSON, same order: the decodes are checked against them")
     p.add_argument("--out", required=True, help="patch store directory")
     p.add_argument("--model", default="glfusion",
                    help="a train.models entry: its store settings (patch size, frames...) are used")

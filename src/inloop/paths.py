@@ -72,10 +72,10 @@ CHECKS = f"{RESULTS}/checks"  # the data stage's split check (beside, not in, th
 STAGE_CODE = {
     "data": ("datasets", "download.py", "yuv.py", "codecs/ffmpeg.py"),
     "encode": ("codecs", "bitstream.py", "yuv.py", "psnr.py"),
-    "patches": ("training/patches.py", "yuv.py"),
+    "patches": ("training/patches.py", "yuv.py", "bitstream.py"),
     "train": ("training", "models", "yuv.py", "download.py"),
-    "evaluate_codecs": ("evaluation", "models", "yuv.py", "psnr.py", "download.py"),
-    "evaluate": ("evaluation", "models", "yuv.py", "psnr.py", "download.py"),
+    "evaluate_codecs": ("evaluation", "models", "yuv.py", "psnr.py", "download.py", "bitstream.py"),
+    "evaluate": ("evaluation", "models", "yuv.py", "psnr.py", "download.py", "bitstream.py"),
     "report": ("reporting", "evaluation", "yuv.py", "psnr.py"),
 }
 

@@ -240,6 +240,7 @@ def _patch_inputs(wildcards):
     return {
         "originals": [original(ds, c) for ds, c in cl],
         "decoded": [decoded(ds, c, wildcards.cfg, NET_IN, wildcards.qp) for ds, c in cl],
+        "stats": [encoded(ds, c, wildcards.cfg, NET_IN, wildcards.qp, "stats") for ds, c in cl],
         "splits": SPLITS_CHECK,
     }
 

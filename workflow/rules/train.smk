@@ -27,7 +27,8 @@ rule patches:
     conda:
         "../../envs/train.yaml"
     shell:
-        "inloop patches --original {input.originals:q} --decoded {input.decoded:q} --out {params.store:q}"
+        "inloop patches --original {input.originals:q} --decoded {input.decoded:q} --stats {input.stats:q}"
+        " --out {params.store:q}"
         " --model {params.model:q} > {log:q} 2>&1"
 
 

@@ -18,6 +18,7 @@ import math
 import os
 from pathlib import Path
 
+from ..bitstream import read_stats
 from ..errors import InloopError
 from ..fsutil import write_json
 from ..yuv import YuvFormat
@@ -29,33 +30,6 @@ MODES = {
     "ldp": "post-processing (LDP/RA, as GL-Fusion IV.A)",
     "ra": "post-processing (LDP/RA, as GL-Fusion IV.A)",
 }
-
-
-def _stats(path: str | os.PathLike) -> dict:
-    """An encode's stats, checked against the files it describes: a damaged JSON, a bitstream whose size is not
-    the one recorded (a truncated .bin kept its old rate), or a decode of the wrong size is one line naming the
-    file and how to rebuild it (docs/reliability.md)."""
-    path = Path(path)
-    rebuild = f"delete {path.parent} and run again to encode it anew"
-    if not path.is_file():
-        raise InloopError(f"encode stats {path} not found; run the encode stage first")
-    try:
-        stats = json.loads(path.read_text())
-        bitstream, decoded = Path(stats["bitstream"]), Path(stats["decoded"])
-        want = int(stats["width"]) * int(stats["height"]) * 3 // 2 * (2 if int(stats["bitdepth"]) > 8 else 1) \
-            * int(stats["frames"])
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise InloopError(f"{path}: damaged encode stats ({type(exc).__name__}); {rebuild}") from None
-    if stats.get("file_bytes") is not None:
-        have = bitstream.stat().st_size if bitstream.is_file() else None
-        if have != stats["file_bytes"]:
-            raise InloopError(f"{bitstream}: {have if have is not None else 'no'} bytes where {path} recorded "
-                              f"{stats['file_bytes']}: the bitstream changed after it was measured; {rebuild}")
-    have = decoded.stat().st_size if decoded.is_file() else None
-    if have != want:
-        raise InloopError(f"{decoded}: {have if have is not None else 'no'} bytes where {path} describes "
-                          f"{stats['frames']} frames ({want} bytes); {rebuild}")
-    return stats
 
 
 def _summary(ev: dict, stats: dict) -> dict:
@@ -141,7 +115,7 @@ def evaluate_point(original: str | os.PathLike, anchor_stats: str | os.PathLike,
     settings); the model file's own record (:func:`check_model_file`) is checked against it and the point.
     """
 
-    on, off = _stats(anchor_stats), _stats(off_stats)
+    on, off = read_stats(anchor_stats), read_stats(off_stats)
     for key in ("codec", "config", "qp", "frames", "width", "height"):
         if on[key] != off[key]:
             raise InloopError(f"{anchor_stats} and {off_stats} differ in {key}: {on[key]} vs {off[key]}")
