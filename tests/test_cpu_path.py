@@ -281,3 +281,20 @@ def test_the_users_allocator_settings_are_left_alone():
         assert resolve("cpu", False, False).record()["allocator"] == "glibc defaults (INLOOP_MALLOC=default)"
     finally:
         cpu_path._allocator = before
+
+
+def test_bf16_on_cuda_only_where_the_gpu_runs_it_natively():
+    """Issue #28 item 10: bf16 was assumed on any CUDA device; a V100 (7.0) or T4 (7.5) node emulated it or failed.
+    `auto` now means bf16 from compute capability 8.0 (A100, H100), fp32 below; `true` on an older GPU is refused
+    in one line naming the key."""
+    from inloop.errors import InloopError
+    from inloop.models.cpu_path import resolve
+
+    keys = ("train.amp_bf16", "train.channels_last")
+    assert resolve("cuda", "auto", "auto", keys=keys, cuda_capability=(9, 0)).precision == "bf16"
+    assert resolve("cuda", "auto", "auto", keys=keys, cuda_capability=(8, 0)).precision == "bf16"
+    v100 = resolve("cuda", "auto", "auto", keys=keys, cuda_capability=(7, 0))
+    assert v100.precision == "fp32" and "not native (compute capability 7.0)" in v100.reason
+    assert resolve("cuda", False, "auto", keys=keys, cuda_capability=(9, 0)).precision == "fp32"
+    with pytest.raises(InloopError, match=r"train.amp_bf16=true but cuda has no native bf16 \(compute capability 7.5"):
+        resolve("cuda", True, "auto", keys=keys, cuda_capability=(7, 5))

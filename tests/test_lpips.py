@@ -357,3 +357,33 @@ def test_forward_equals_the_reference_lpips_code(real_lpips, codec_fixtures, mon
     finally:
         for name in [m for m in sys.modules if m == "lpips" or m.startswith("lpips.")]:
             del sys.modules[name]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="shows the fault only where CUDA is absent (a CPU node)")
+def test_the_codecs_own_evaluation_runs_lpips_on_the_cpu_whatever_evaluate_device_says(real_lpips, codec_fixtures,
+                                                                                        tmp_path):
+    """Issue #28 item 1: rule evaluate_codec asks no GPU (the SLURM profile sends it to the CPU partition), but it
+    loaded LPIPS on `evaluate.device`, `cuda` in the paper configs: every codec-only evaluation failed on a CPU
+    node. Without a model, `inloop evaluate` runs on the CPU."""
+    import shutil
+
+    import yaml
+
+    from inloop.codecs import EncodeJob, get_codec
+
+    src = tmp_path / "city_128x96_30fps_8bit_420.yuv"
+    shutil.copyfile(codec_fixtures / "city_128x96_5f.yuv", src)
+    stats = {f: tmp_path / f / "qp37.json" for f in ("on", "off")}
+    for f in stats:
+        get_codec("x265").encode(EncodeJob(src, YuvFormat(128, 96), 5, 37, "ai", f), tmp_path / f / "qp37.bin")
+    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    params["evaluate"]["device"] = "cuda"
+    params["metrics"]["lpips"] = real_lpips["metrics"]["lpips"]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    proc = subprocess.run([sys.executable, "-m", "inloop.cli", "evaluate", "--original", str(src),
+                           "--anchor-stats", str(stats["on"]), "--off-stats", str(stats["off"]),
+                           "--out", str(tmp_path / "ev.json"), "--params", str(tmp_path / "params.yaml")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    ev = json.loads((tmp_path / "ev.json").read_text())
+    assert 0 < ev["lpips"]["decoded"] < 1 and 0 < ev["lpips"]["anchor"] < 1

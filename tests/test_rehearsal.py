@@ -141,7 +141,10 @@ def test_the_overlay_caps_counts_and_says_so():
     dev = over["report"]["deviations"]["spilf"]
     assert dev[0].startswith("rehearsal: counts capped") and "x265 stands in for the paper's ecm" in dev[0]
     assert dev[1:] == merged["report"]["deviations"]["spilf"]  # the config's own deviations kept
-    assert "encode" not in over or set(over) == {"encode", "train", "evaluate", "models", "report"}
+    assert set(over) == {"encode", "train", "evaluate", "resources", "models", "report"}
+    mem = rehearsal.machine_mb()  # what each job asks is capped at this machine's memory, one thread each
+    assert all(job["threads"] == 1 and job["mem_mb"] <= mem for job in over["resources"].values())
+    assert set(over["resources"]) == set(merged["resources"])
     yang = rehearsal.merged_config([REPO / "config/paper-nlconvlstm-yang.yaml"], REPO / "params.yaml")
     assert rehearsal.clip_frames(yang, CI_CAPS) == 7 and rehearsal.clip_frames(yang, CI_CAPS, "test") == 2
     vimeo = rehearsal.merged_config([REPO / "config/paper-nlconvlstm-vimeo.yaml"], REPO / "params.yaml")

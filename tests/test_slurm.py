@@ -30,8 +30,9 @@ CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 PROFILE = "workflow/profiles/slurm"
 CONFIG = ["config/tiny.yaml", "slurm-test.yaml"]
-# Training asks for one GPU (a fake one) and trains on the CPU: deterministic, so both runs agree.
-TEST_CONFIG = "train:\n  gpus: 1\n  device: cpu\n"
+# Training and the networks' evaluations ask for one GPU (a fake one) and run on the CPU: deterministic, so both
+# runs agree.
+TEST_CONFIG = "train:\n  gpus: 1\n  device: cpu\nevaluate:\n  gpus: 1\n"
 # Quick status checks for a test whose jobs last seconds (the profile's are for real clusters);
 # the cluster's MinJobAge (3600 s) stays far above them, so squeue sees every finished job.
 FAST_STATUS = ["--slurm-init-seconds-before-status-checks", "2", "--seconds-between-status-checks", "2"]
@@ -124,7 +125,7 @@ def runs(cluster, tmp_path_factory):
     log_slurm, t_slurm = _run([SNAKEMAKE, "--profile", PROFILE, "all", "--configfile", *CONFIG,
                                *FAST_STATUS, "--slurm-keep-successful-logs"], slurm, env, 1800)
     print(f"local run {t_local:.0f} s, SLURM run {t_slurm:.0f} s")
-    return {"local": local, "slurm": slurm, "log": log_slurm}
+    return {"local": local, "slurm": slurm, "log": log_slurm, "local_log": log_local}
 
 
 def _job_stats(log):
@@ -190,7 +191,7 @@ def test_every_job_goes_through_sbatch_with_its_rules_resources(runs):
         assert job["NumCPUs"] == str(threads), what
         gpus = int(res.get("gpu", 0))
         tres = job.get("TresPerJob", "")  # e.g. gres:gpu:1 (Slurm 22.05) or gres/gpu:1
-        if rule == "train":
+        if rule in ("train", "evaluate_model"):  # evaluate_model went to the CPU partition (issue #28 item 2)
             assert gpus == 1 and re.search(r"gpu:1$", tres) and job["Partition"] == "gpu", f"{what}: {tres}"
         else:
             assert gpus == 0 and "gpu" not in tres and job["Partition"] == "cpu", f"{what}: {tres}"
@@ -207,6 +208,27 @@ def _strip(value):
 def _csv_rows(path):
     with open(path, newline="") as f:
         return [{k: v for k, v in row.items() if k not in VOLATILE} for row in csv.DictReader(f)]
+
+
+def _most_at_once(log, rules=None):
+    """The most jobs (of ``rules``, or any) that a local run's log shows running at the same time."""
+    running, most = set(), 0
+    for m in re.finditer(r"^(?:local)?rule (\w+):\n(?:    .*\n)*?    jobid: (\d+)$|^Finished jobid: (\d+)", log, re.M):
+        if m.group(3):
+            running.discard(m.group(3))
+        elif rules is None or m.group(1) in rules:
+            running.add(m.group(2))
+            most = max(most, len(running))
+    return most
+
+
+def test_a_local_run_puts_one_gpu_job_at_a_time_on_a_gpu(runs):
+    """Issue #28 item 12: a local run had no `gpu` limit, so Snakemake started as many GPU jobs as there were cores,
+    all on one GPU. Now a local run may use as many GPUs as nvidia-smi lists (at least one): here the local run with
+    --cores 2 ran two jobs at once, but never two of those that ask a GPU (train, evaluate_model)."""
+    log = runs["local_log"]
+    assert _most_at_once(log) >= 2, "the local run never ran two jobs at once: the test shows nothing"
+    assert _most_at_once(log, {"train", "evaluate_model"}) == 1
 
 
 def test_results_equal_the_local_run(runs):

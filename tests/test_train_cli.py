@@ -81,22 +81,57 @@ def test_bad_model_param_names_the_key(workdir, tmp_path):
     assert r.returncode == 2 and "models.glfusion.fusion" in r.stderr
 
 
-def test_ddp_training_with_torchrun_on_cpu(workdir, tmp_path):
-    """Two processes under torchrun (gloo on CPU): the DDP code path a multi-GPU node uses."""
+def _torchrun(workdir, tmp_path, out, ckpt, steps, processes=2):
     p = yaml.safe_load((workdir / "params.yaml").read_text())
-    p["train"].update(steps=20, device="cpu", checkpoint_dir=str(tmp_path / "ckpt"))
+    p["train"].update(steps=steps, checkpoint_every=10, device="cpu", checkpoint_dir=str(ckpt))
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(p))
-    cmd = train_cmd(workdir, tmp_path / "ddp.pt") + ["--no-mlflow"]
+    cmd = train_cmd(workdir, out) + ["--no-mlflow"]
     cmd[cmd.index("--params") + 1] = str(tmp_path / "params.yaml")
+    torchrun = str(Path(sys.executable).with_name("torchrun"))
+    r = subprocess.run([torchrun, "--standalone", "--nproc_per_node", str(processes), "-m", "inloop.cli", *cmd[1:]],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    return r
+
+
+def test_ddp_training_with_torchrun_on_cpu_resumes_each_ranks_own_batches(workdir, tmp_path):
+    """Two processes under torchrun (gloo on CPU): the DDP code path a multi-GPU node uses. A run stopped at its
+    checkpoint and resumed ends with the weights of an uninterrupted run: each rank gets back its own batch
+    stream (only rank 0's was saved and every rank loaded it, so after a resume both ranks trained on the same
+    batches: issue #28 item 5). train.batch_size is the global batch: each of 2 processes draws half (item 6)."""
+    r = _torchrun(workdir, tmp_path, tmp_path / "ddp.pt", tmp_path / "ckpt-a", 20)
+    assert r.stdout.count("20 steps") == 1  # one report, from rank 0
+    report = json.loads((tmp_path / "ddp.json").read_text())
+    assert report["result"]["steps"] == 20 and report["result"]["samples_per_s"] > 0
+    assert report["result"]["processes"] == 2 and report["result"]["batch_per_process"] == 2  # batch_size 4
+    _torchrun(workdir, tmp_path, tmp_path / "half.pt", tmp_path / "ckpt-b", 10)  # stops at its step-10 checkpoint
+    again = _torchrun(workdir, tmp_path, tmp_path / "resumed.pt", tmp_path / "ckpt-b", 20)
+    assert "resuming" in again.stdout and "from step 10" in again.stdout
+    whole = torch.load(tmp_path / "ddp.pt", weights_only=True)["state_dict"]
+    resumed = torch.load(tmp_path / "resumed.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(whole[k], resumed[k]) for k in whole)
+
+
+def test_the_process_count_is_part_of_the_checkpoint_and_the_batch_must_divide(workdir, tmp_path, monkeypatch):
+    """Issue #28 item 6: `gpus` was a job key outside the checkpoint's identity, so a job resumed across GPU counts
+    (streams it cannot continue); and the global batch became batch_size x processes at the same learning rate."""
+    from inloop.training.run import default_checkpoint
+
+    args = (workdir / "store", "glfusion", {"channels": 4}, {"steps": 20, "lr": 2e-3},
+            {"codec": "x265", "config": "ai", "qp": 37})
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    one = default_checkpoint(*args)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert default_checkpoint(*args) != one
+    p = yaml.safe_load((workdir / "params.yaml").read_text())
+    p["train"].update(batch_size=3, checkpoint_dir=str(tmp_path / "ckpt"))
+    (tmp_path / "p3.yaml").write_text(yaml.safe_dump(p))
+    cmd = train_cmd(workdir, tmp_path / "m.pt") + ["--no-mlflow"]
+    cmd[cmd.index("--params") + 1] = str(tmp_path / "p3.yaml")
     torchrun = str(Path(sys.executable).with_name("torchrun"))
     r = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", "-m", "inloop.cli", *cmd[1:]],
                        capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
-    assert r.stdout.count("20 steps") == 1  # one report, from rank 0
-    report = json.loads((tmp_path / "ddp.json").read_text())
-    assert report["result"]["steps"] == 20
-    # samples/s counts both ranks' batches
-    assert report["result"]["samples_per_s"] > 0
+    assert r.returncode != 0 and "train.batch_size=3 is the global batch" in r.stderr, r.stderr[-2000:]
 
 
 def test_a_forced_rerun_trains_again_and_a_lost_mlflow_run_starts_a_new_one(workdir, tmp_path):

@@ -1,6 +1,7 @@
 """Patch stores, the shared trainer (resume, determinism, NaN stop) and MLflow tracking."""
 
 import math
+import os
 import multiprocessing as mp
 
 import numpy as np
@@ -72,6 +73,36 @@ def test_a_failed_rebuild_leaves_the_previous_store_whole(tmp_path, two_sources)
     np.save(good / "train.npy", np.full((meta["counts"]["train"], 2, 1, 32, 32), np.nan, np.float32))
     with pytest.raises(InloopError, match="train.npy holds float32 samples, a 8-bit store holds uint8"):
         open_patch_store(good)
+
+
+def test_the_store_is_written_in_place_not_held_in_memory(tmp_path):
+    """Issue #28 item 3: the store was built by concatenating every chunk in memory (peak twice the store: 2 x 3.7 GB
+    for NL-ConvLSTM's at the paper's scale, SLURM kills the job). Now each split is written through a memory map;
+    numpy's allocations (traced by tracemalloc) stay far below the store's size, and the store is the same."""
+    import tracemalloc
+
+    from inloop.yuv import YuvFormat
+
+    rng = np.random.default_rng(0)
+    fmt = YuvFormat(256, 256)
+    orig, dec = tmp_path / "a_256x256_30fps_8bit_420.yuv", tmp_path / "d" / "a_256x256_30fps_8bit_420.yuv"
+    dec.parent.mkdir()
+    frames = rng.integers(0, 256, (40, fmt.frame_bytes), dtype=np.uint8)
+    orig.write_bytes(frames.tobytes())
+    dec.write_bytes(np.clip(frames.astype(int) + rng.integers(-3, 4, frames.shape), 0, 255).astype(np.uint8).tobytes())
+    sources = sources_from_paths([str(orig)], [str(dec)])
+    tracemalloc.start()
+    try:
+        meta = build_patch_store(sources, tmp_path / "s", patch_size=64, patches_per_frame=64, planes=("y", "u"),
+                                 val_fraction=0, seed=5)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    size = (tmp_path / "s" / "train.npy").stat().st_size
+    assert meta["counts"] == {"train": 40 * 64 * 2, "val": 0} and size > 40e6
+    assert peak < size / 8, f"peak {peak / 1e6:.1f} MB of numpy allocations for a {size / 1e6:.1f} MB store"
+    _, train, _ = open_patch_store(tmp_path / "s")
+    assert train[-1].any() and train[:, 1].std() > 50  # filled to the last row, not zeros
 
 
 def test_clip_store_holds_windows_of_consecutive_decoded_frames(tmp_path, two_sources):
@@ -265,3 +296,18 @@ def test_mlflow_sqlite_store_survives_jobs_that_start_together(tmp_path):
         assert sorted(m.step for m in hist) == list(range(1, 21))
     exp = client.get_experiment_by_name("concurrency")
     assert exp.artifact_location.startswith("file://") and "mlartifacts" in exp.artifact_location
+
+
+def test_deterministic_mode_sets_up_cublas_and_the_fast_mode_lets_cudnn_tune(monkeypatch):
+    """Issue #28 item 9: `deterministic: true` on CUDA left cuBLAS non-deterministic (no CUBLAS_WORKSPACE_CONFIG
+    before it starts), so it was slower and still not bit-exact; `false` did not turn cuDNN's autotuning on."""
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    try:
+        seed_everything(0, deterministic=False)
+        assert torch.backends.cudnn.benchmark and not torch.are_deterministic_algorithms_enabled()
+        assert "CUBLAS_WORKSPACE_CONFIG" not in os.environ
+        seed_everything(0, deterministic=True)
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+        assert not torch.backends.cudnn.benchmark and torch.are_deterministic_algorithms_enabled()
+    finally:
+        seed_everything(0, deterministic=True)

@@ -173,7 +173,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     p = _params(args)
-    ev = get(p, "evaluate", {}) or {}
+    ev = dict(get(p, "evaluate", {}) or {})
+    if not args.model:  # the codec's own evaluation (rule evaluate_codec) has no network and asks no GPU: LPIPS
+        ev["device"] = "cpu"  # and the metrics run on the CPU, whatever evaluate.device says (issue #28 item 1)
     metrics = get(p, "metrics", {}) or {}
     data = get(p, "datasets", {}) or {}
     if "rgb_matrix" in metrics:

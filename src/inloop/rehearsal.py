@@ -97,7 +97,9 @@ def overlay(merged: dict, codec: str = "x265", caps: dict | None = None, cores: 
         "train": {**train_caps, "device": "cpu", "gpus": 0, "threads": 1, "compile": False, "amp_bf16": "auto",
                   "channels_last": "auto", "mem_mb": min(int(merged["train"].get("mem_mb", 4000)), mem // cores)},
         "evaluate": {"device": "cpu", "gpus": 0, "amp_bf16": "auto", "channels_last": "auto",
-                     "mem_mb": min(int(ev.get("mem_mb", 4000)), mem)},
+                     "mem_mb": min(int(ev.get("mem_mb", 4000)), mem), "threads": 1},
+        "resources": {rule: {**job, "threads": 1, "mem_mb": min(int(job["mem_mb"]), mem)}
+                      for rule, job in (merged.get("resources") or {}).items()},
         "models": models,
     }
     paper = paper_of(merged)

@@ -14,10 +14,10 @@ rule encode:
     benchmark:
         P.JOB_BENCH["encode"]
     priority: _encode_priority
-    threads: 1
+    threads: RES["encode"]["threads"]
     resources:
-        mem_mb=1000,
-        runtime=30,
+        mem_mb=RES["encode"]["mem_mb"],
+        runtime=RES["encode"]["runtime_min"],
     conda:
         "../../envs/codec.yaml"
     shell:

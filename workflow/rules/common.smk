@@ -29,6 +29,30 @@ if workflow.local_exec and workflow.global_resources["_cores"].value not in (Non
               f"CPUs oversubscribes them; --cores {USABLE_CPUS} (or --cores all) runs as fast with less "
               "contention", file=sys.stderr)
 
+# A local run shares this machine's GPUs: without a limit Snakemake started as many GPU jobs (train.gpus,
+# evaluate.gpus) as there are cores, all on one GPU (issue #28 item 12). Unless --resources gpu=N says otherwise,
+# the limit is the GPUs nvidia-smi lists (at least 1: on a machine without one, the jobs that ask a GPU run on
+# the CPU one at a time). Cluster executors are not limited here: each job asks its scheduler for its GPUs.
+def _visible_gpus() -> int:
+    """The GPUs this process may use, without importing torch: CUDA_VISIBLE_DEVICES if set, else nvidia-smi -L."""
+    import shutil
+    import subprocess
+
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip() not in ("", "-1")])
+    if shutil.which("nvidia-smi") is None:
+        return 0
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    return sum(line.startswith("GPU ") for line in out.splitlines())
+
+
+if workflow.local_exec and "gpu" not in workflow.global_resources:
+    workflow.register_resource("gpu", max(1, _visible_gpus()))
+
 
 # Where each stage writes, and the package code behind each stage: inloop.paths, the one place.
 import inloop.paths as P
@@ -36,6 +60,7 @@ import inloop.paths as P
 # Hashes of the package code behind each stage, given to its rules as a param: Snakemake
 # reruns a job whose params changed, so a code change reruns that stage and what follows.
 CODE = {stage: inloop.params.source_hash(*files) for stage, files in P.STAGE_CODE.items()}
+RES = config["resources"]  # what a job of each rule asks (params.yaml resources; train.* and evaluate.* for theirs)
 
 
 wildcard_constraints:

@@ -65,10 +65,10 @@ rule check_splits:
         splits=TRAIN_SPLITS,
     log:
         P.LOG["check_splits"],
-    threads: 1
+    threads: RES["check_splits"]["threads"]
     resources:
-        mem_mb=1000,
-        runtime=60,
+        mem_mb=RES["check_splits"]["mem_mb"],
+        runtime=RES["check_splits"]["runtime_min"],
     conda:
         "../../envs/codec.yaml"
     shell:

@@ -19,10 +19,10 @@ rule evaluate_codec:
         P.LOG["evaluate_codec"],
     benchmark:
         P.JOB_BENCH["evaluate_codec"]
-    threads: 1
+    threads: RES["evaluate_codec"]["threads"]
     resources:
-        mem_mb=2000,
-        runtime=20,
+        mem_mb=RES["evaluate_codec"]["mem_mb"],
+        runtime=RES["evaluate_codec"]["runtime_min"],
     conda:
         "../../envs/train.yaml"
     shell:
@@ -47,7 +47,7 @@ rule evaluate_model:
         P.LOG["evaluate_model"],
     benchmark:
         P.JOB_BENCH["evaluate_model"]
-    threads: 1
+    threads: config["evaluate"].get("threads", 1)
     resources:
         mem_mb=config["evaluate"].get("mem_mb", 4000),
         runtime=config["evaluate"].get("runtime_min", 30),

@@ -17,10 +17,10 @@ rule report:
         code=CODE["report"],
     log:
         P.LOG["report"],
-    threads: 1
+    threads: RES["report"]["threads"]
     resources:
-        mem_mb=2000,
-        runtime=20,
+        mem_mb=RES["report"]["mem_mb"],
+        runtime=RES["report"]["runtime_min"],
     conda:
         "../../envs/report.yaml"
     shell:

@@ -20,10 +20,10 @@ rule patches:
     benchmark:
         P.JOB_BENCH["patches"]
     priority: 1  # the trainings wait for it
-    threads: 1
+    threads: RES["patches"]["threads"]
     resources:
-        mem_mb=2000,
-        runtime=20,
+        mem_mb=RES["patches"]["mem_mb"],
+        runtime=RES["patches"]["runtime_min"],
     conda:
         "../../envs/train.yaml"
     shell:

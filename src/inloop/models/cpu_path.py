@@ -184,20 +184,35 @@ class ComputePath:
         return module_or_tensor.to(memory_format=torch.channels_last)
 
 
+NATIVE_BF16_CUDA = (8, 0)  # Ampere (A100) and later run bf16 in their tensor cores; V100 (7.0) and T4 (7.5) do not
+
+
 def resolve(device, amp_bf16: bool | str = "auto", channels_last: bool | str = "auto", cpuinfo: str | None = None,
-            keys: tuple[str, str] = ("amp_bf16", "channels_last"), inference: bool = False) -> ComputePath:
+            keys: tuple[str, str] = ("amp_bf16", "channels_last"), inference: bool = False,
+            cuda_capability: tuple[int, int] | None = None) -> ComputePath:
     """The compute path of ``device`` under the two settings (see the module docstring), for a
     training step or (``inference``) no-grad inference.
 
-    ``cpuinfo``: a ``/proc/cpuinfo`` text to decide for (default: this machine's); ``keys``: the
-    params keys named in errors.
+    ``cpuinfo``: a ``/proc/cpuinfo`` text to decide for (default: this machine's); ``cuda_capability``: a GPU's
+    compute capability to decide for (default: the device's own); ``keys``: the params keys named in errors.
     """
     amp = check_setting(keys[0], amp_bf16)
     cl = check_setting(keys[1], channels_last)
     kind = torch.device(device).type
     if kind == "cuda":
-        return ComputePath(str(device), "bf16" if amp else "fp32", bool(cl),
-                           f"CUDA: {keys[0]}={str(amp).lower()}, {keys[1]}={str(cl).lower()}", "n/a")
+        # bf16 only where the GPU runs it natively (issue #28 item 10: it was assumed on any CUDA device, and a
+        # V100 or T4 node emulated it slowly or failed).
+        cap = tuple(cuda_capability or torch.cuda.get_device_capability(torch.device(device)))
+        native = cap >= NATIVE_BF16_CUDA
+        what = f"{'native' if native else 'not native'} (compute capability {cap[0]}.{cap[1]})"
+        if amp is True and not native:
+            raise InloopError(f"{keys[0]}=true but {device} has no native bf16 (compute capability {cap[0]}.{cap[1]}; "
+                              f"bf16 needs {NATIVE_BF16_CUDA[0]}.{NATIVE_BF16_CUDA[1]} or later): set {keys[0]} to "
+                              "auto (fp32 on this GPU) or false")
+        bf16 = amp is True or (amp == "auto" and native)
+        return ComputePath(str(device), "bf16" if bf16 else "fp32", bool(cl),
+                           f"CUDA, bf16 {what}: {keys[0]}={str(amp).lower()} -> {'bf16 autocast' if bf16 else 'fp32'}, "
+                           f"{keys[1]}={str(cl).lower()}", what)
     if kind != "cpu":
         return ComputePath(str(device), "fp32", False, f"{kind}: fp32, contiguous", "n/a")
     info = cpu_bf16(cpuinfo)

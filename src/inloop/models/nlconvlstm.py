@@ -388,6 +388,11 @@ class NLConvLSTM(ResidualFilter):
             raise ParamsError(f"temperature: expected a number >= 0 (eq. (4)'s tau; 0 = the earlier squared-distance "
                               f"similarity), got {temperature!r}")
         self.register_buffer("temperature", torch.tensor(float(temperature)))
+        # The buffer travels in the model file (0 for files written before tau); the forward reads this float copy,
+        # refreshed once when a state is loaded: float(buffer) on a GPU was a host sync in each of the six warps of
+        # every forward (issue #28 item 8).
+        self._tau = float(temperature)
+        self.register_load_state_dict_post_hook(NLConvLSTM._refresh_tau)
         self.frames, self.channels, self.pool, self.topk, self.exact = frames, channels, pool, topk, exact
         self.in_channels = in_channels
         # Padding to the block grid is needed only by the approximate warp.
@@ -425,9 +430,13 @@ class NLConvLSTM(ResidualFilter):
     def last_conv(self) -> nn.Conv2d:
         return self.tail
 
+    @staticmethod
+    def _refresh_tau(module: "NLConvLSTM", incompatible_keys) -> None:
+        module._tau = float(module.temperature)
+
     def warp(self, query: torch.Tensor, ref: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         """NLWarp of eq. (3): ``state`` of frame t-1 -> frame t, weights from features ``ref`` -> ``query``."""
-        tau = float(self.temperature)
+        tau = self._tau
         if self.exact:
             return exact_nonlocal_warp(query, ref, state, tau)
         return approx_nonlocal_warp(query, ref, state, self.pool, self.topk, temperature=tau)

@@ -67,11 +67,13 @@ class PatchSampler:
         idx = np.sort(self.rng.choice(n, self.batch_size, replace=n < self.batch_size))
         codes = torch.from_numpy(self.rng.integers(0, 8, self.batch_size))
         raw = torch.from_numpy(np.ascontiguousarray(self.array[idx]).astype(np.int32, copy=False))
+        # Both copies asynchronous (pinned on CUDA): the augmentation codes were a blocking copy every step
+        # (issue #28 item 8).
         pin = self.device.type == "cuda"
-        raw = (raw.pin_memory() if pin else raw).to(self.device, non_blocking=pin)
+        raw = (raw.pin_memory() if pin else raw).to(self.device, non_blocking=True)
         x = to_unit(raw, self.bitdepth)
         if self.augment:
-            x = dihedral(x, codes.to(self.device))
+            x = dihedral(x, (codes.pin_memory() if pin else codes).to(self.device, non_blocking=True))
         return split_sample(x)
 
 

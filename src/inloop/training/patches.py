@@ -121,46 +121,54 @@ def build_patch_store(sources: list[PatchSource], out_dir: str | os.PathLike, pa
     bitdepth = depths.pop()
     dtype = np.uint8 if bitdepth == 8 else np.uint16
     val_names = split_by_source([s.name for s in sources], val_fraction, val_sources)
-    rng = np.random.default_rng(seed)
-    chunks: dict[str, list[np.ndarray]] = {"train": [], "val": []}
-    used: dict[str, list[dict]] = {"train": [], "val": []}
-    for src in tqdm(sources, desc="patches", unit="source", leave=False):
+    # The rows of each split are known before any pixel is read (frames, planes, plane sizes), so each array is
+    # written in place through a memory map: the peak memory is one window of frames, not the store (issue #28
+    # item 3: the chunks were concatenated in memory, twice the store, 2 x 3.7 GB for NL-ConvLSTM's).
+    plan, rows = [], {"train": 0, "val": 0}
+    for src in sources:
         split = "val" if src.name in val_names else "train"
         with YuvReader(src.original, src.fmt) as orig, YuvReader(src.decoded, src.fmt) as dec:
             n = len(dec) if max_frames is None else min(len(dec), max_frames)
             if len(orig) < n:
                 raise InloopError(f"{src.original} has {len(orig)} frames, its decode {src.decoded} has {len(dec)}")
-            count = 0
-            for i in range(half, n - half):
-                fo, window = orig[i], [dec[j] for j in range(i - half, i + half + 1)]
-                for p in planes:
-                    k = PLANE_INDEX[p]
-                    stack = np.stack([np.asarray(f[k]) for f in window])
-                    patches = _patches_of_plane(np.asarray(fo[k]), stack, patch_size, patches_per_frame, rng)
-                    chunks[split].append(patches.astype(dtype, copy=False))
-                    count += len(patches)
-        used[split].append({"name": src.name, "original": str(src.original), "decoded": str(src.decoded),
-                            "frames": n, "patches": count})
-    arrays = {split: (np.concatenate(chunks[split]) if chunks[split]
-                      else np.empty((0, frames + 1, 1, patch_size, patch_size), dtype)) for split in ("train", "val")}
-    counts = {split: int(len(a)) for split, a in arrays.items()}
-    if counts["train"] == 0:
+        shapes = {"y": (src.fmt.height, src.fmt.width), "u": src.fmt.chroma_shape, "v": src.fmt.chroma_shape}
+        per_frame = sum(patches_per_frame for p in planes if min(shapes[p]) >= patch_size)
+        count = max(0, n - 2 * half) * per_frame
+        plan.append((src, split, n, count))
+        rows[split] += count
+    if rows["train"] == 0:
         raise InloopError(f"no training patches: every source is smaller than patch_size={patch_size}, "
                           f"shorter than frames={frames}, or went to validation "
                           "(train.patch_size, train.val_fraction)")
+    rng = np.random.default_rng(seed)
+    used: dict[str, list[dict]] = {"train": [], "val": []}
     meta = {"patch_size": patch_size, "frames": frames, "bitdepth": bitdepth, "planes": list(planes), "seed": seed,
-            "patches_per_frame": patches_per_frame, "counts": counts, "sources": used}
-    _write_store(Path(out_dir), arrays, meta)
-    return meta
-
-
-def _write_store(out_dir: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
-    """The whole store written beside ``out_dir`` and swapped in at once (:func:`inloop.fsutil.atomic_dir`): a
-    failure (a full disk, a kill) leaves the previous store as it was, never new arrays under an old meta.json."""
-    with atomic_dir(out_dir) as tmp:
-        for split, arr in arrays.items():
-            np.save(tmp / f"{split}.npy", arr)
+            "patches_per_frame": patches_per_frame, "counts": rows, "sources": used}
+    with atomic_dir(out_dir) as tmp:  # the whole store swapped in at once: a failure leaves the previous one
+        arrays = {split: np.lib.format.open_memmap(tmp / f"{split}.npy", mode="w+", dtype=dtype,
+                                                   shape=(rows[split], frames + 1, 1, patch_size, patch_size))
+                  for split in ("train", "val")}
+        at = {"train": 0, "val": 0}
+        for src, split, n, count in tqdm(plan, desc="patches", unit="source", leave=False):
+            first = at[split]
+            with YuvReader(src.original, src.fmt) as orig, YuvReader(src.decoded, src.fmt) as dec:
+                for i in range(half, n - half):
+                    fo, window = orig[i], [dec[j] for j in range(i - half, i + half + 1)]
+                    for p in planes:
+                        k = PLANE_INDEX[p]
+                        stack = np.stack([np.asarray(f[k]) for f in window])
+                        patches = _patches_of_plane(np.asarray(fo[k]), stack, patch_size, patches_per_frame, rng)
+                        arrays[split][at[split]:at[split] + len(patches)] = patches
+                        at[split] += len(patches)
+            if at[split] - first != count:  # the plan and the cut disagree: a bug, never a short store
+                raise InloopError(f"{src.decoded}: {at[split] - first} patches cut where {count} were planned")
+            used[split].append({"name": src.name, "original": str(src.original), "decoded": str(src.decoded),
+                                "frames": n, "patches": count})
+        for arr in arrays.values():
+            arr.flush()
+        del arrays
         write_json(tmp / "meta.json", meta)
+    return meta
 
 
 def open_patch_store(store: str | os.PathLike) -> tuple[dict, np.ndarray, np.ndarray]:

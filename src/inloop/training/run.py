@@ -92,7 +92,11 @@ def train_model(store: str | os.PathLike, out: str | os.PathLike, model_name: st
     if int(meta.get("frames", 1)) != frames:
         raise InloopError(f"{store} holds {meta.get('frames', 1)}-frame samples but {name} ({model_name}) takes "
                           f"{frames} frame(s): models.{name}.frames and the store disagree; rebuild the store")
-    sampler = PatchSampler(train, cfg.batch_size, meta["bitdepth"], device, seed=cfg.seed, rank=rank,
+    world = world_size()
+    if cfg.batch_size % world:  # train.batch_size is the global batch, whatever the GPU count (issue #28 item 6)
+        raise InloopError(f"train.batch_size={cfg.batch_size} is the global batch (the papers' batch): it must divide "
+                          f"evenly among the {world} processes of train.gpus={world}")
+    sampler = PatchSampler(train, cfg.batch_size // world, meta["bitdepth"], device, seed=cfg.seed, rank=rank,
                            augment=bool(train_params.get("augment", True)))
     describe = {**describe, "arch": model_name, "model_kwargs": model_kwargs, "store": str(store)}
     resuming = checkpoint.is_file()
@@ -105,9 +109,13 @@ def train_model(store: str | os.PathLike, out: str | os.PathLike, model_name: st
         torch.distributed.barrier()
     resuming = checkpoint.is_file()
     scale = train_params.get("residual_scale", 1.0)
-    if not resuming:
+    model.to(device)
+    if not resuming and rank == 0:
+        # Rank 0 only, on the training device: DDP broadcasts rank 0's weights and buffers to the other ranks
+        # when it wraps the model, so their own initialisation (LSUV on the CPU on every rank, up to 12 forward
+        # passes of ~4 TFLOP each at the paper width) was thrown away (issue #28 item 13).
         # The batch comes from its own stream so the sampler's is untouched.
-        init_sampler = PatchSampler(train, min(len(train), 2 * cfg.batch_size), meta["bitdepth"], "cpu",
+        init_sampler = PatchSampler(train, min(len(train), 2 * cfg.batch_size), meta["bitdepth"], device,
                                     seed=cfg.seed + 10_000)
         x, y = init_sampler.next()
         if init_from is not None:
@@ -118,7 +126,6 @@ def train_model(store: str | os.PathLike, out: str | os.PathLike, model_name: st
             # distortion) or "zero" (R = 0: the untrained filter is the identity).
             last = train_params.get("init_last", "distortion")
             lsuv_init(model, x, y if last == "distortion" else None, residual_std=0.0)
-    model.to(device)
     compute = train_path(cfg, device)  # bf16 / channels_last where the device runs them natively
     compute.layout(model)
     if world_size() > 1:
@@ -267,9 +274,11 @@ def default_checkpoint(store, model_name: str, model_kwargs: dict, train_params:
     resumable = _RESUMABLE_KEYS
     if train_params.get("lr_schedule", "constant") != "constant":
         resumable = resumable - {"steps"}  # the schedule spans ``steps``: another length is another run
+    # The process count is part of the computation (each rank draws its own batches; issue #28 item 6): a job
+    # on another GPU count starts afresh instead of resuming streams it cannot continue.
     key = {"model": model_name, "kwargs": model_kwargs, "store": store_fingerprint(store),
            "train": {k: v for k, v in train_params.items() if k not in resumable and k not in JOB_KEYS},
-           "code": TRAINING_CODE}
+           "code": TRAINING_CODE, "processes": world_size()}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
     root = Path(train_params.get("checkpoint_dir", paths.CHECKPOINTS))
     return root / str(describe.get("model", model_name)) / str(describe.get("codec")) / str(describe.get("config")) / \

@@ -451,7 +451,7 @@ class SPiLFTask:
 
         self.schedule.observe(l1.detach())
         losses["total"] = total
-        losses["stage"] = torch.tensor(float(stage), device=l1.device)
+        losses["stage"] = l1.new_full((), float(stage))  # a fill on the device, not a host copy (#28 item 8)
         return {k: v.detach() for k, v in losses.items()}
 
     def _sync_discriminator(self) -> None:

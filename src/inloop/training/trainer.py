@@ -87,12 +87,20 @@ def train_path(cfg: TrainConfig, device: torch.device) -> ComputePath:
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
+    """Seed every generator. ``deterministic``: deterministic kernels where they exist (bit-exact on the CPU; on
+    CUDA cuBLAS is made deterministic too, through CUBLAS_WORKSPACE_CONFIG set before it starts, but bilinear
+    upsampling's backward has no deterministic CUDA kernel, so a GPU run is close, not bit-exact); otherwise
+    cuDNN picks its fastest kernels (``cudnn.benchmark``), as the paper configs do on GPUs (issue #28 item 9)."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
     if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
+    else:
+        torch.use_deterministic_algorithms(False)
+        torch.backends.cudnn.benchmark = True
 
 
 LR_SCHEDULES = ("constant", "cosine")
@@ -209,15 +217,31 @@ class Trainer:
                 self.compute.layout(m)
 
     # ---------------------------------------------------------------- checkpoints
-    def state(self) -> dict:
+    def _streams(self) -> dict:
+        """This rank's random streams: its batch sampler's, torch's CPU generator and its own GPU's generator."""
+        return {"sampler": self.sampler.state(), "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None}
+
+    def _all_streams(self) -> list[dict]:
+        """Every rank's streams, in rank order (a collective: every rank calls it). Only rank 0's were saved and
+        every rank loaded them, so after a resume all ranks drew the same batches; and the GPU states of every
+        visible device were saved, which a job seeing fewer could not load (issue #28 items 4-5)."""
+        mine = self._streams()
+        if self.world == 1:
+            return [mine]
+        import torch.distributed as dist
+
+        every: list = [None] * self.world
+        dist.all_gather_object(every, mine)
+        return every
+
+    def state(self, streams: list[dict] | None = None) -> dict:
         return {
             "step": self.step,
             "modules": {k: _unwrap(m).state_dict() for k, m in self.task.modules().items()},
             "optimizers": {k: o.state_dict() for k, o in self.task.optimizers().items()},
             "schedulers": {k: s.state_dict() for k, s in getattr(self.task, "schedulers", dict)().items()},
-            "sampler": self.sampler.state(),
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "ranks": streams if streams is not None else [self._streams()],
             "run_id": getattr(self.tracker, "run_id", None),
             "history": self.history,
             "describe": self.describe,
@@ -225,18 +249,22 @@ class Trainer:
         }
 
     def save_checkpoint(self) -> None:
+        streams = self._all_streams()  # every rank takes part; rank 0 writes
         if self.rank != 0:
             return
         for k, m in self.task.modules().items():
             if not all(torch.isfinite(p).all() for p in m.parameters()):
                 raise TrainingError(f"non-finite weights in {k} at step {self.step}; "
                                     f"last good checkpoint kept at {self.checkpoint}")
-        torch_save(self.state(), self.checkpoint, "checkpoint")
+        torch_save(self.state(streams), self.checkpoint, "checkpoint")
 
     def load_checkpoint(self) -> bool:
         if not self.checkpoint.is_file():
             return False
-        ck = torch_load(self.checkpoint, "checkpoint", map_location=self.device)
+        # Read onto the CPU: load_state_dict moves weights and Adam's moments to their parameters' device but keeps
+        # Adam's `step` counters where they were read, and on a GPU each one cost a host sync per parameter per
+        # step after any resume (map_location=<device>, issue #28 item 7).
+        ck = torch_load(self.checkpoint, "checkpoint", map_location="cpu")
         if ck.get("describe", {}) != self.describe:
             raise TrainingError(
                 f"checkpoint {self.checkpoint} was made for {ck.get('describe')}, not {self.describe}; "
@@ -247,10 +275,15 @@ class Trainer:
             o.load_state_dict(ck["optimizers"][k])
         for k, s in getattr(self.task, "schedulers", dict)().items():
             s.load_state_dict(ck["schedulers"][k])
-        self.sampler.load_state(ck["sampler"])
-        torch.set_rng_state(ck["torch_rng"].cpu())
-        if ck.get("cuda_rng") is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all([s.cpu() for s in ck["cuda_rng"]])
+        ranks = ck.get("ranks") or []
+        if len(ranks) != self.world:
+            raise TrainingError(f"checkpoint {self.checkpoint} holds the random streams of {len(ranks)} process(es), "
+                                f"this job runs {self.world}: delete it to start again")
+        mine = ranks[self.rank]
+        self.sampler.load_state(mine["sampler"])
+        torch.set_rng_state(mine["torch_rng"])
+        if mine.get("cuda_rng") is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(mine["cuda_rng"], self.device)
         self.step = ck["step"]
         self.history = ck.get("history", [])
         self.resumed_run_id = ck.get("run_id")
@@ -316,7 +349,9 @@ class Trainer:
             "steps_this_run": steps_run,
             "resumed_from": start_step,
             "time_s": elapsed,
-            "samples_per_s": steps_run * cfg.batch_size * self.world / elapsed if elapsed > 0 else 0.0,
+            "samples_per_s": steps_run * cfg.batch_size / elapsed if elapsed > 0 else 0.0,  # the global batch
+            "processes": self.world,
+            "batch_per_process": cfg.batch_size // self.world,
             **last_val,
         }
 
