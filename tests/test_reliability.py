@@ -325,3 +325,37 @@ def test_an_evaluation_out_of_memory_is_one_line(tmp_path):
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr and "out of memory" in proc.stderr and "evaluate.mem_mb" in proc.stderr
+
+
+def test_lpips_on_a_clip_too_small_for_alexnet_is_named_not_a_traceback(tmp_path):
+    """#27 item 10: LPIPS on a 4098x16 clip ended in a RuntimeError inside AlexNet (its second pooling had nothing
+    left). Below LPIPS_MIN_SIDE on either side the metric is recorded as unavailable with the reason; the other
+    metrics are computed."""
+    import numpy as np
+
+    from inloop.evaluation.metrics import LPIPS_MIN_SIDE, evaluate_sequence
+    from inloop.models.lpips import LPIPS
+    from inloop.yuv import YuvFormat
+
+    torch.manual_seed(0)
+    metric = LPIPS().eval()
+    rng = np.random.default_rng(0)
+    for w, h, available in ((4098, 16, False), (64, LPIPS_MIN_SIDE + 1, True)):
+        fmt = YuvFormat(w, h)
+        a, b = tmp_path / f"a_{w}x{h}.yuv", tmp_path / f"b_{w}x{h}.yuv"
+        data = rng.integers(0, 256, 2 * fmt.frame_bytes, dtype=np.uint8)
+        a.write_bytes(data.tobytes())
+        b.write_bytes(np.clip(data.astype(int) + 5, 0, 255).astype(np.uint8).tobytes())
+        with pytest.warns(RuntimeWarning) if not available else _nothing():
+            ev = evaluate_sequence(a, b, fmt, lpips=metric)
+        assert ev["mean"]["psnr_y"] > 0
+        if available:
+            assert 0 < ev["mean"]["lpips"] < 1
+        else:
+            assert ev["mean"]["lpips"] is None and "4098x16 is too small for LPIPS-Alex" in ev["notes"]["lpips"]
+
+
+def _nothing():
+    import contextlib
+
+    return contextlib.nullcontext()

@@ -79,6 +79,11 @@ class MetricsError(InloopError, ValueError):
     """Inputs a metric cannot be computed on (bad shapes, bad option)."""
 
 
+# LPIPS-Alex's smallest input side: conv1 (11, stride 4) and two 3x3 stride-2 poolings leave nothing below it (a
+# 4098x16 clip ended in a RuntimeError traceback inside AlexNet: issue #27 item 10).
+LPIPS_MIN_SIDE = 31
+
+
 # --------------------------------------------------------------------------- fluctuation
 
 
@@ -339,6 +344,10 @@ def evaluate_sequence(
         if rgb or lpips is not None:
             notes["rgb"] = {"matrix": rgb_matrix, "full_range": rgb_full_range, "quantize_8bit": rgb_quantize,
                             "chroma_upsampling": "nearest"}
+        if lpips is not None and min(H, W) < LPIPS_MIN_SIDE:  # AlexNet's second pooling has nothing left to pool
+            lpips, lpips_unavailable = None, (f"LPIPS unavailable for {test_path}: {W}x{H} is too small for "
+                                              f"LPIPS-Alex (both sides must be at least {LPIPS_MIN_SIDE} pixels)")
+            warnings.warn(lpips_unavailable, RuntimeWarning, stacklevel=2)
         if lpips_unavailable:
             notes["lpips"] = lpips_unavailable
         elif lpips is not None:
