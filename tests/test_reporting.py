@@ -197,9 +197,10 @@ def test_class_and_average_rows():
 
     t = glfusion_table(s)
     assert list(t["Sequence"]) == ["PeopleOnStreet", "Traffic", "Kimono", "Class A", "Class B", "Average",
-                                   "Average: 95% bootstrap interval"]
-    lo, hi = map(float, t.iloc[-1]["m AI BD-rate (%)"].strip("[]").split(","))
-    assert -12.0 <= lo < -25.0 / 3 < hi <= -3.0
+                                   "Average: 95% t interval over the clips"]
+    cell = t.iloc[-1]["m AI BD-rate (%)"]
+    lo, hi = map(float, cell.split("]")[0].strip("[").split(","))
+    assert lo < -12.0 and -3.0 < hi and cell.endswith("(n = 3)")  # t over 3 clips: wider than their range
 
 
 # --------------------------------------------------------------------------- tables and report
@@ -215,7 +216,7 @@ def test_tables_written_and_parse(report, agg):
     gl = t["glfusion_table6_x265_demo"]
     rows = _read_csv(gl["csv"])
     assert [r["Sequence"] for r in rows] == ["city_128x96_30fps_8bit_420", "short3qp", "Average",
-                                             "Average: 95% bootstrap interval"]
+                                             "Average: 95% t interval over the clips"]
     assert not any(rows[-1][k] for k in rows[-1] if k != "Sequence")  # one valid clip: no interval
     rows = rows[:-1]
     avg = rows[-1]
@@ -228,7 +229,7 @@ def test_tables_written_and_parse(report, agg):
     assert all(ln.count("|") == lines[0].count("|") for ln in lines)
     # the 3-QP curve has no value in any column: the CSV has its row, the Markdown names it below the table
     assert len(lines) == 2 + len(rows) - 1 and not any("short3qp" in ln for ln in lines)
-    assert "- rows with no value left out: short3qp, Average: 95% bootstrap interval (the CSV has them)" in md
+    assert "- rows with no value left out: short3qp, Average: 95% t interval over the clips (the CSV has them)" in md
     assert [c.strip() for c in lines[0].strip("|").split("|")] == list(rows[0])
     assert lines[1].startswith("|:-") and lines[1].endswith("-:|")  # label left, numbers right
     assert [c.strip() for c in lines[-1].strip("|").split("|")][1:4] == [f"{float(avg[c]):.2f}" for c in list(avg)[1:4]]

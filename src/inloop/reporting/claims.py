@@ -280,7 +280,7 @@ def _unmatched(t: dict, have: Iterable[tuple]) -> dict:
     note = (f"no result of the claim's codec / dataset / configuration ({need}) in this run; "
             f"model '{t['model']}' has results only for: {', '.join(found)}" if found else
             f"model '{t['model']}' not evaluated in this run (the claim's codec / dataset / configuration: {need})")
-    return {**t, "reproduced": math.nan, "difference": math.nan, "95% CI low": math.nan, "95% CI high": math.nan,
+    return {**t, "reproduced": math.nan, "difference": math.nan, "CI low": math.nan, "CI high": math.nan, "interval": "",
             "claim inside": "n/a", "note": note, "_unmatched": True}
 
 
@@ -323,17 +323,18 @@ def _spilf_rows(spilf_rows: Iterable[dict], paper: str) -> list[dict]:
     return rows
 
 
-def _mean_and_interval(g: pd.DataFrame, vals: pd.Series, average: bool, bootstrap: dict | None):
-    """Mean of ``vals`` and, for an average over clips, its bootstrap interval over clips x seeds (a clip's
-    value: its mean over seeds)."""
-    from .aggregate import BOOTSTRAP, bootstrap_interval
+def _mean_and_interval(g: pd.DataFrame, vals: pd.Series, average: bool, interval: dict | None):
+    """Mean of ``vals`` and, for an average over clips, its interval over clips x seeds (a clip's value: its mean
+    over seeds; :func:`inloop.reporting.aggregate.mean_interval`) and the interval's method, n and level."""
+    from .aggregate import INTERVAL, mean_interval
 
     lo = hi = math.nan
+    method = "a single value: no interval"
     if average:
         seeds = g["seed"] if "seed" in g else pd.Series("", index=g.index)
         m = vals.groupby([g["sequence"], seeds]).mean().unstack()
-        lo, hi = bootstrap_interval(m.to_numpy(dtype=float), **{**BOOTSTRAP, **(bootstrap or {})})
-    return float(vals.mean()), lo, hi
+        lo, hi, method = mean_interval(m.to_numpy(dtype=float), **{**INTERVAL, **(interval or {})})
+    return float(vals.mean()), lo, hi, method
 
 
 def _inside(claimed, lo, hi) -> str:
@@ -347,7 +348,7 @@ def _setup_mask(p: pd.DataFrame, t: dict) -> pd.Series:
             & (p["qp"] == t["qp"]))
 
 
-def _delta_rows(pts: pd.DataFrame, paper: str, have: dict, bootstrap: dict | None) -> list[dict]:
+def _delta_rows(pts: pd.DataFrame, paper: str, have: dict, interval: dict | None) -> list[dict]:
     """Delta claims (NL-ConvLSTM Tables 2 and 4) next to the mean ``delta`` of the model's points of the claim's
     codec, dataset, configuration and QP (one sequence, or all of them for an average)."""
     rows = []
@@ -361,15 +362,15 @@ def _delta_rows(pts: pd.DataFrame, paper: str, have: dict, bootstrap: dict | Non
             continue
         scale = 100.0 if t["what"] == "delta_ssim_y" else 1.0
         vals = pd.to_numeric(g[t["what"]], errors="coerce") * scale
-        rep, lo, hi = _mean_and_interval(g, vals, t["row_key"] == "average", bootstrap)
+        rep, lo, hi, method = _mean_and_interval(g, vals, t["row_key"] == "average", interval)
         rows.append({**t, "reproduced": rep, "difference": rep - t["claimed"] if t["claimed"] is not None else math.nan,
-                     "95% CI low": lo, "95% CI high": hi, "claim inside": _inside(t["claimed"], lo, hi),
+                     "CI low": lo, "CI high": hi, "interval": method, "claim inside": _inside(t["claimed"], lo, hi),
                      "note": f"QP {t['qp']}, mean over {g['sequence'].nunique()} sequence(s)"})
     return rows
 
 
 def _absolute_rows(points: pd.DataFrame, pts: pd.DataFrame, paper: str, have: dict,
-                   bootstrap: dict | None) -> list[dict]:
+                   interval: dict | None) -> list[dict]:
     """PSNR / SSIM claims (NL-ConvLSTM Table 3) next to the mean over the clips of the claim's codec, dataset,
     configuration and QP: the model's enhanced frames, or for ``none`` the compressed frames the network takes
     (the filters-off decode; the codec-only evaluations where the run has them)."""
@@ -389,9 +390,9 @@ def _absolute_rows(points: pd.DataFrame, pts: pd.DataFrame, paper: str, have: di
                 rows.append(_unmatched(t, have[t["model"]]))
             continue
         g, vals = g[vals.notna()], vals[vals.notna()]
-        rep, lo, hi = _mean_and_interval(g, vals, True, bootstrap)
+        rep, lo, hi, method = _mean_and_interval(g, vals, True, interval)
         rows.append({**t, "reproduced": rep, "difference": rep - t["claimed"] if t["claimed"] is not None else math.nan,
-                     "95% CI low": lo, "95% CI high": hi, "claim inside": _inside(t["claimed"], lo, hi),
+                     "CI low": lo, "CI high": hi, "interval": method, "claim inside": _inside(t["claimed"], lo, hi),
                      "note": f"QP {t['qp']}: {what}, the frames evaluate.frames scores, mean over "
                              f"{g['sequence'].nunique()} clip(s)"})
     return rows
@@ -399,7 +400,7 @@ def _absolute_rows(points: pd.DataFrame, pts: pd.DataFrame, paper: str, have: di
 
 def compare(summary: pd.DataFrame, points: pd.DataFrame | None = None, repro: dict | None = None,
             papers: Iterable[str] = PAPERS, spilf_rows: Iterable[dict] | None = None,
-            bootstrap: dict | None = None) -> pd.DataFrame:
+            interval: dict | None = None) -> pd.DataFrame:
     """Claimed | reproduced | difference | what differs, for every claim that matches a reproduced row.
 
     Every claim is matched only with results of its table's codec and dataset (:func:`table_setup`) and its
@@ -413,9 +414,10 @@ def compare(summary: pd.DataFrame, points: pd.DataFrame | None = None, repro: di
     with its own: where the run has the claim's model only in other setups, the claim's average gets a row
     with reproduced NaN whose note names the setups the run has. Headline claims (each registry's
     ``headline``) are listed even when the model has no results, with reproduced NaN and the reason.
-    ``difference`` is reproduced minus claimed, in the claim's unit. Averages carry their 95% bootstrap
-    interval over the clips (and seeds) and whether the claimed figure lies inside it (``claim inside``:
-    yes / no / n/a).
+    ``difference`` is reproduced minus claimed, in the claim's unit. Averages carry their interval over the
+    clips (and seeds) (``CI low``, ``CI high``; ``interval``: method, n and level, params
+    ``report.interval.level``) and whether the claimed figure lies inside it (``claim inside``: yes / no, and
+    n/a where there is no interval: one clip, one seed).
     """
     repro = dict(repro or {})
     rows: list[dict] = []
@@ -447,14 +449,15 @@ def compare(summary: pd.DataFrame, points: pd.DataFrame | None = None, repro: di
                 lo, hi = getattr(h, "bd_rate_pct_ci_low", math.nan), getattr(h, "bd_rate_pct_ci_high", math.nan)
                 rows.append({**t, "reproduced": rep,
                              "difference": (rep - t["claimed"]) if t["claimed"] is not None and pd.notna(rep) else math.nan,
-                             "95% CI low": lo, "95% CI high": hi, "claim inside": _inside(t["claimed"], lo, hi),
+                             "CI low": lo, "CI high": hi, "interval": getattr(h, "ci_method", ""),
+                             "claim inside": _inside(t["claimed"], lo, hi),
                              "note": h.note})
             if not hits and t["row_key"] == "average" and (
                     t["model"] in have_bd or (t["table"], t["row_key"], t["model"]) in headline):
                 rows.append(_unmatched(t, have_bd.get(t["model"], ())))
         rows += _spilf_rows(spilf_rows, paper)
-        rows += _delta_rows(pts, paper, have_pts, bootstrap)
-        rows += _absolute_rows(points, pts, paper, have_pts, bootstrap)
+        rows += _delta_rows(pts, paper, have_pts, interval)
+        rows += _absolute_rows(points, pts, paper, have_pts, interval)
     if not rows:
         return pd.DataFrame(columns=["paper", "table", "row", "column", "config", "model", "codec", "dataset", "unit",
                                      "claimed", "reproduced", "difference", "what differs in the setup", "note"])
@@ -473,7 +476,7 @@ def compare(summary: pd.DataFrame, points: pd.DataFrame | None = None, repro: di
         "nothing to compare: no result of the claim's codec, dataset and configuration (see note)" if u
         else diffs[(a, b, c)] for a, b, c, u in zip(out["paper"], out["codec"], out["dataset"], unmatched)]
     cols = ["paper", "table", "row", "column", "config", "qp", "model", "codec", "dataset", "unit", "claimed", "reproduced",
-            "difference", "95% CI low", "95% CI high", "claim inside", "what differs in the setup", "note"]
+            "difference", "CI low", "CI high", "interval", "claim inside", "what differs in the setup", "note"]
     return out[[c for c in cols if c in out.columns]]
 
 

@@ -182,8 +182,9 @@ def _switching_tables(put, s, p, dataset, tag) -> list[dict]:
     bt = tables.switching_bd_table(s)
     if not bt.empty:
         out.append(put(bt, f"switching_bd_{tag}", f"CTU-switched filtering: average BD-rate (%), Y — {ds}",
-                       notes + ["everywhere: the network on every pixel (the papers' setting); 95% CI: bootstrap "
-                                "interval over the held-out clips (and seeds)"]))
+                       notes + ["everywhere: the network on every pixel (the papers' setting); "
+                                f"{tables.level_pct(s)} CI: Student-t interval of the mean over the held-out clips "
+                                "(and seeds), n next to it"]))
     qt = tables.switching_qp_table(p)
     if not qt.empty:
         out.append(put(qt, f"switching_qp_{tag}", f"CTU-switched filtering per QP — {ds}",
@@ -288,7 +289,7 @@ def _shaped_tables(put, points, summary, params, method: str) -> tuple[list[dict
     return shaped, spilf_rows
 
 
-def _claims(put, papers, summary, points, repro, spilf_rows, bootstrap=None) -> dict:
+def _claims(put, papers, summary, points, repro, spilf_rows, interval=None) -> dict:
     """Each paper's claimed tables as transcribed (``claims/``) and the claimed-vs-reproduced comparison."""
     from . import claims as claims_mod
 
@@ -301,11 +302,12 @@ def _claims(put, papers, summary, points, repro, spilf_rows, bootstrap=None) -> 
                 [t[k] for k in ("config_note", "note", "unit", "columns_note", "caption_note") if t.get(k)]
             claimed.append((paper, put(claims_mod.claim_table(paper, tname), f"{paper}_table{tname}",
                                        f"{d['title'][:60]}… — Table {tname}: {cap}", tn, digits=3, where="claims")))
-    comparison = claims_mod.compare(summary, points, repro, papers, spilf_rows=spilf_rows, bootstrap=bootstrap)
+    comparison = claims_mod.compare(summary, points, repro, papers, spilf_rows=spilf_rows, interval=interval)
     info = put(comparison, "comparison", "Claimed vs reproduced",
                ["difference = reproduced − claimed, in the claim's unit",
-                "95% CI: bootstrap interval of an average over the held-out clips (and seeds, train.seeds); "
-                "'claim inside' says whether the paper's figure lies in it (n/a: one clip or no interval)",
+                "CI low / high: the interval of an average over the held-out clips (and seeds, train.seeds); "
+                "'interval' names its method, n and level (report.interval.level); 'claim inside' says whether "
+                "the paper's figure lies in it (n/a: one clip and one seed, no interval)",
                 "BD-rate claims are luma BD-rate against the codec with its filters on",
                 "each claim is read only against results of its table's codec, dataset and configuration (and QP); "
                 "where the run has the model only in another setup, the row says so and names what the run has"],
@@ -373,9 +375,9 @@ def _figures(points, bd, summary, hist, params, pdir: Path) -> dict:
 
 
 def _headline(summary) -> pd.DataFrame:
-    """Average luma BD-rate per codec, dataset, comparison and model; per configuration the value and its 95%
-    bootstrap interval over the clips (and seeds)."""
-    from .tables import ci_text
+    """Average luma BD-rate per codec, dataset, comparison and model; per configuration the value and its
+    interval over the clips (and seeds), at params report.interval.level."""
+    from .tables import ci_text, level_pct
 
     if summary.empty:
         return pd.DataFrame()
@@ -385,8 +387,8 @@ def _headline(summary) -> pd.DataFrame:
         row = rows.setdefault((r.codec, r.dataset, r.comparison, r.model),
                               {"codec": r.codec, "dataset": r.dataset, "comparison": r.comparison, "model": r.model})
         row[r.config.upper()] = r.bd_rate_pct
-        row[f"{r.config.upper()} 95% CI"] = ci_text(r)
-    cols = [c for cfg in CONFIGS for c in (cfg.upper(), f"{cfg.upper()} 95% CI")]
+        row[f"{r.config.upper()} {level_pct(summary)} CI"] = ci_text(r)
+    cols = [c for cfg in CONFIGS for c in (cfg.upper(), f"{cfg.upper()} {level_pct(summary)} CI")]
     out = pd.DataFrame(list(rows.values()))
     return out[["codec", "dataset", "comparison", "model"] + [c for c in cols if c in out.columns]]
 
@@ -522,8 +524,8 @@ def _build_report(eval_source, models_dir, out_dir, params: dict | None = None) 
     papers = _get(params, "report.papers", list(claims_mod.PAPERS))
     bench_listed = bench_mod.listed_files(params)
     bench_results = {f: bench_mod.load_bench(f) for f in bench_mod.existing_files(params)}  # fail before writing
-    bootstrap = _get(params, "report.bootstrap", None)
-    agg = aggregate(eval_source, method, bootstrap)
+    interval = _get(params, "report.interval", None)
+    agg = aggregate(eval_source, method, interval)
     points, bd, summary = agg["points"], agg["bd"], agg["summary"]
     hist = load_histories(models_dir)
     writer = _Tables(out)
@@ -534,7 +536,7 @@ def _build_report(eval_source, models_dir, out_dir, params: dict | None = None) 
     repro = _repro_info(points, hist, params) if not points.empty else {}
     long_tables = _long_tables(put, points, bd, summary, method)
     shaped, spilf_rows = _shaped_tables(put, points, summary, params, method)
-    claims = _claims(put, papers, summary, points, repro, spilf_rows, bootstrap)
+    claims = _claims(put, papers, summary, points, repro, spilf_rows, interval)
     bench = _bench(put, bench_results, bench_listed)
     if not bench_results:
         notes.append(f"no benchmark file ({', '.join(bench_listed) or 'params report.benchmarks is empty'}): "

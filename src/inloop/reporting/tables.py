@@ -172,21 +172,34 @@ def _row_order(summary: pd.DataFrame) -> list[tuple[str, str, str]]:
     classes = sorted(set(summary.loc[summary["level"] == "class", "seq_class"]))
     out += [("class", f"Class {c}", c) for c in classes]
     out.append(("average", "Average", ""))
-    out.append(("ci", CI_ROW, ""))
+    out.append(("ci", ci_row_label(summary), ""))
     return out
 
 
-CI_ROW = "Average: 95% bootstrap interval"
+def level_pct(summary: pd.DataFrame | None = None) -> str:
+    """The level of the summary's intervals as a label (params report.interval.level), e.g. ``95%``."""
+    from .aggregate import INTERVAL
+
+    levels = summary["ci_level"].dropna().unique() if summary is not None and "ci_level" in summary else []
+    return f"{100 * float(levels[0] if len(levels) else INTERVAL['level']):g}%"
+
+
+def ci_row_label(summary: pd.DataFrame | None = None) -> str:
+    """The label of a table's interval row: its level and method (each cell adds its n)."""
+    return f"Average: {level_pct(summary)} t interval over the clips"
 
 
 def ci_text(r, col: str = "bd_rate_pct", digits: int = 2) -> str | float:
-    """``[low, high]`` of an "Average" summary row's bootstrap interval (aggregate.bootstrap_interval), or NaN."""
+    """``[low, high] (n = clips[ x seeds])`` of an "Average" summary row's interval (aggregate.mean_interval), or
+    NaN where it has none."""
     if r is None:
         return math.nan
     lo, hi = getattr(r, f"{col}_ci_low", math.nan), getattr(r, f"{col}_ci_high", math.nan)
     if pd.isna(lo) or pd.isna(hi):
         return math.nan
-    return f"[{lo:.{digits}f}, {hi:.{digits}f}]"
+    n = int(getattr(r, "n_sequences", 0) or 0)
+    seeds = int(getattr(r, "n_seeds", 1) or 1)
+    return f"[{lo:.{digits}f}, {hi:.{digits}f}] (n = {n}{f' x {seeds} seeds' if seeds > 1 else ''})"
 
 
 def _cell_value(look: dict, key: tuple, col: str):
@@ -263,7 +276,7 @@ def ablation_table(summary: pd.DataFrame, config: str, comparison: str = "model_
 
 
 def switching_bd_table(summary: pd.DataFrame, metric: str = "y") -> pd.DataFrame:
-    """Per model and configuration: BD-rate (with its 95% interval) against the anchor and against the
+    """Per model and configuration: BD-rate (with its interval) against the anchor and against the
     filters-off decode, the network applied everywhere and CTU-switched, with the share of CTUs switched on
     and the flags' share of the rate (means over clips and QPs)."""
     s = summary[(summary["metric"] == metric) & (summary["level"] == "average")]
@@ -278,7 +291,7 @@ def switching_bd_table(summary: pd.DataFrame, metric: str = "y") -> pd.DataFrame
                             ("model_vs_off", "everywhere vs filters off"), ("switched_vs_off", "switched vs filters off")):
             r = look.get((m, c, comp))
             row[f"BD-rate {label} (%)"] = r.bd_rate_pct if r is not None else math.nan
-            row[f"BD-rate {label} 95% CI"] = ci_text(r) if r is not None else math.nan
+            row[f"BD-rate {label} {level_pct(summary)} CI"] = ci_text(r) if r is not None else math.nan
         r = look.get((m, c, "switched_vs_off"))
         row["CTUs on (%)"] = 100 * r.ctus_on_share if r is not None else math.nan
         row["flag bits (% of rate)"] = 100 * r.flag_share_of_rate if r is not None else math.nan
