@@ -172,3 +172,37 @@ def test_evaluation_with_every_flag_forced_on_equals_the_unswitched_result_plus_
     sw = chosen["switched"]["switching"]
     assert sw["per_frame"][0]["mode"] == "switched" and sw["ctus_on_share"] == 0.5  # left CTU on, right CTU off
     assert chosen["delta_switched"]["psnr_y"] > 0
+
+
+def test_a_decoder_rebuilds_the_scored_reconstruction_from_the_stored_flags(tmp_path):
+    """Issue #29 item 5: the flag maps were not stored, so no decoder could replay the switching. Each switched
+    evaluation now stores every frame's CTU map; from the decode, the network's output and those flags alone
+    (no original), `replay` builds a reconstruction equal to the one that was scored (same PSNR, to the bit)."""
+    from inloop.evaluation.evaluate import _switched
+    from inloop.evaluation.metrics import evaluate_sequence
+    from inloop.evaluation.switching import replay, unpack_flags
+    from inloop.yuv import YuvReader
+
+    orig, fmt, _ = _point(tmp_path, "ai", frames=2)
+    off = json.loads((tmp_path / "off" / "qp37.json").read_text())
+    rng = np.random.default_rng(5)
+    frames = []
+    with YuvReader(off["decoded"], fmt) as dec, YuvReader(orig, fmt) as org:
+        for i in range(2):  # a 'network' better than the decode in some places and worse in others
+            d, o = dec[i], org[i]
+            pick = rng.random(d.y.shape) < 0.5
+            y = np.where(pick, o.y, np.clip(d.y.astype(int) + 12, 0, 255)).astype(np.uint8)
+            frames.append(Frame(y, d.u, d.v))
+    enh = tmp_path / "enh_128x64_30fps_8bit_420.yuv"
+    write_yuv(enh, frames, fmt)
+    opts = {"ssim_y": False, "ms_ssim_y": False}
+    ev_off = evaluate_sequence(orig, off["decoded"], fmt, **opts)
+    result = {"decoded": {"psnr": {"y": ev_off["mean"]["psnr_y"], "yuv": ev_off["mean"]["psnr_yuv"]}, "ssim_y": None}}
+    scored = _switched(orig, off, enh, fmt, 2, opts, None, result, {"ctu": 16})["switched"]
+    stored = json.loads(json.dumps(scored["switching"]))  # as the evaluation JSON holds it
+    maps = [unpack_flags(f["flags"]) for f in stored["per_frame"]]
+    assert [f["ctus_on"] for f in stored["per_frame"]] == [int(m.sum()) if m is not None else 0 for m in maps]
+    assert any(m is not None and 0 < m.sum() < m.size for m in maps)  # a real mix of on and off CTUs
+    replay(off["decoded"], enh, stored["per_frame"], fmt, stored["ctu"], tmp_path / "r_128x64_30fps_8bit_420.yuv")
+    again = evaluate_sequence(orig, tmp_path / "r_128x64_30fps_8bit_420.yuv", fmt, **opts)
+    assert again["mean"]["psnr_y"] == scored["psnr"]["y"] and again["mean"]["psnr_yuv"] == scored["psnr"]["yuv"]

@@ -213,7 +213,8 @@ def _switched(original, off: dict, enhanced: str | os.PathLike, fmt: YuvFormat, 
         "ctus_on_share": info["ctus_on"] / info["ctus"] if info["ctus"] else None,
         "frames_on": info["frames_on"], "frames": n, "mode": SWITCHED_MODES[off["config"]],
         "lambda": "HM-16.9 slice lambda (TEncSlice::initEncSlice) for each picture's QP and GOP position",
-        "per_frame": [{k: f[k] for k in ("mode", "bits", "ctus_on", "lambda")} for f in info["per_frame"]],
+        # the CTU maps as signalled: a decoder rebuilds the scored reconstruction from them (switching.replay)
+        "per_frame": [{k: f[k] for k in ("mode", "bits", "ctus_on", "lambda", "flags")} for f in info["per_frame"]],
     }
     if "lpips" in opts:
         s["lpips"] = ev["mean"]["lpips"]

@@ -182,6 +182,38 @@ def apply_flags(decoded: Frame, filtered: Frame, flags: np.ndarray | None, ctu: 
     return Frame(*planes)
 
 
+def pack_flags(flags: np.ndarray | None) -> dict | None:
+    """A CTU map as stored in the evaluation JSON: its shape and its bits (raster order, packed, base64)."""
+    if flags is None:
+        return None
+    import base64
+
+    return {"rows": int(flags.shape[0]), "cols": int(flags.shape[1]),
+            "bits": base64.b64encode(np.packbits(flags.astype(bool).ravel())).decode("ascii")}
+
+
+def unpack_flags(packed: dict | None) -> np.ndarray | None:
+    """The CTU map of :func:`pack_flags` (None: the frame flag is off)."""
+    if packed is None:
+        return None
+    import base64
+
+    n = int(packed["rows"]) * int(packed["cols"])
+    bits = np.unpackbits(np.frombuffer(base64.b64decode(packed["bits"]), dtype=np.uint8))[:n]
+    return bits.astype(bool).reshape(int(packed["rows"]), int(packed["cols"]))
+
+
+def replay(decoded: str | os.PathLike, filtered: str | os.PathLike, per_frame: list[dict], fmt: YuvFormat,
+           ctu: int, out: str | os.PathLike) -> None:
+    """What a decoder builds from the signalled flags alone (no original): each frame's decode, with the network's
+    samples in the CTUs whose stored flag is set (``per_frame[i]["flags"]``, :func:`pack_flags`)."""
+    with YuvReader(decoded, fmt) as dec, YuvReader(filtered, fmt) as fil:
+        if not (len(dec) == len(fil) == len(per_frame)):
+            raise InloopError(f"{decoded} has {len(dec)} frames, {filtered} {len(fil)}, the flags {len(per_frame)}")
+        write_yuv(out, (apply_flags(dec[i], fil[i], unpack_flags(f["flags"]), ctu) for i, f in enumerate(per_frame)),
+                  fmt)
+
+
 def switch_sequence(original: str | os.PathLike, decoded: str | os.PathLike, filtered: str | os.PathLike,
                     out: str | os.PathLike, fmt: YuvFormat, config: str, qp: float, codec: str,
                     pictures: list[dict] | None = None, ctu: int | None = None, force: str | None = None) -> dict:
@@ -218,5 +250,5 @@ def switch_sequence(original: str | os.PathLike, decoded: str | os.PathLike, fil
         "ctus_on": sum(d.ctus_on for d in decisions),
         "frames_on": sum(d.mode != "off" for d in decisions),
         "per_frame": [{"mode": d.mode, "bits": d.bits, "ctus_on": d.ctus_on, "lambda": d.lam,
-                       "cost": d.cost, "candidates": d.candidates} for d in decisions],
+                       "cost": d.cost, "candidates": d.candidates, "flags": pack_flags(d.flags)} for d in decisions],
     }
