@@ -27,16 +27,15 @@ I slices, the GOP entry's ``QPfactor`` of HM's cfg for P/B slices (LDP GOP 4: 0.
 frames at GOP depth > 0. Applied to another codec's pictures (x265 on the demo) it is HM's lambda
 for the same QP and picture position, not that encoder's own (a named deviation).
 
-The flags' bits are what an adaptive binary arithmetic coder spends: one context per frame
-(reset at each frame, as CABAC resets its contexts per slice), whose probability is the
-Krichevsky-Trofimov estimate ``p(1) = (n1 + 1/2) / (n + 1)`` of the flags coded so far; a flag
-costs ``-log2 p``. This ideal adaptive code is within ``log2(n)/2 + 1`` bits of the map's empirical
-entropy (Krichevsky and Trofimov, IEEE Trans. IT 1981): an all-on or all-off map of N CTUs costs about
-``log2(N)/2 + 1`` bits. It is optimistic where it matters: a CABAC context with a fixed initial state and
-finite adaptation speed (Marpe, Schwarz and Wiegand, TCSVT 2003; VVC's two-rate estimator) agrees within a
-few per cent on balanced maps but pays several times more on nearly-all-on maps (issue #29's simulation:
-28 CTUs all on, 3.2 bits here against 13.2 for HEVC's state machine and 17.4 for VVC's estimator), so the
-flags' share of the rate reported here is a lower bound (a CABAC-style model: not built yet).
+The flags' bits are what a CABAC-style coder spends (issue #29 item 4), modelled on how VVC codes its ALF CTU
+flags (``alf_ctb_flag``): three contexts, the context of a CTU chosen by its left and above CTUs' flags
+(``ctxInc = left + above``), each holding VVC's two-rate probability estimate (two estimates updated with window
+shifts 4 and 7, their mean the probability: H.266 9.3.4.3.2), all reset at each frame (slice) at p = 0.5, and a
+flag costing ``-log2 p`` of its context's current probability (the arithmetic coder's cost to within its
+rounding). VVC's own initial values per context (``initValue``, ``shiftIdx``) are not modelled: p = 0.5 and
+shifts (4, 7) for every context. An earlier version charged the Krichevsky-Trofimov estimate of one context,
+which pays ``log2(N)/2 + 1`` bits for an all-on map of N CTUs, 3 to 10 times less than a CABAC context (the
+reference simulations of HEVC's state machine and VVC's estimator: tests/test_switching.py, docs/results.md).
 
 An off CTU takes the filters-off decode: there the codec's own deblocking and SAO are not applied, where a
 codec with its filters on would keep them, so switching chooses between the network and no in-loop filter at
@@ -104,15 +103,48 @@ def hm_lambda(config: str, poc: int, qp: float, slice_type: str = "I") -> float:
     return lam
 
 
+FLAG_SHIFTS = (4, 7)  # VVC's two-rate estimator: each estimate moves 1/2^shift of the way to each coded bin
+FLAG_P1 = 0.5  # every context's probability of a 1 at the start of a frame
+
+
+class FlagContexts:
+    """The three adaptive contexts of one frame's CTU flags (ctxInc = left flag + above flag, as VVC's
+    alf_ctb_flag), each a pair of probability estimates with :data:`FLAG_SHIFTS`."""
+
+    def __init__(self):
+        self.p = [[FLAG_P1, FLAG_P1] for _ in range(3)]
+
+    def p1(self, ctx: int) -> float:
+        a, b = self.p[ctx]
+        return (a + b) / 2.0
+
+    def cost(self, ctx: int, bit: bool) -> float:
+        p1 = self.p1(ctx)
+        return -math.log2(p1 if bit else 1.0 - p1)
+
+    def update(self, ctx: int, bit: bool) -> None:
+        est = self.p[ctx]
+        for k, shift in enumerate(FLAG_SHIFTS):
+            est[k] += (float(bit) - est[k]) / (1 << shift)
+
+
+def flag_context(flags: np.ndarray, r: int, c: int) -> int:
+    """ctxInc of the CTU at row ``r``, column ``c``: its left and above neighbours' flags (0 outside the frame)."""
+    return int(c > 0 and flags[r, c - 1]) + int(r > 0 and flags[r - 1, c])
+
+
 def flag_bits(flags) -> float:
-    """Bits of a binary flag sequence under one adaptive context (Krichevsky-Trofimov estimate)."""
-    n1 = n = 0
+    """Bits of a CTU flag map (rows x cols in raster order; a 1-D sequence is one row) under :class:`FlagContexts`
+    reset at its start."""
+    m = np.asarray(flags, dtype=bool)
+    m = m.reshape(1, -1) if m.ndim < 2 else m
+    ctx = FlagContexts()
     bits = 0.0
-    for f in flags:
-        p1 = (n1 + 0.5) / (n + 1.0)
-        bits -= math.log2(p1 if f else 1.0 - p1)
-        n1 += bool(f)
-        n += 1
+    for r in range(m.shape[0]):
+        for c in range(m.shape[1]):
+            k = flag_context(m, r, c)
+            bits += ctx.cost(k, m[r, c])
+            ctx.update(k, m[r, c])
     return bits
 
 
@@ -153,23 +185,22 @@ def decide(ssd_off: np.ndarray, ssd_on: np.ndarray, lam: float, force: str | Non
     """The cheapest signalling of a frame from its per-CTU SSDs without / with the filter.
 
     ``force``: ``"on"`` (every CTU filtered, flags still paid) or ``"off"`` (filter off) instead of choosing."""
-    n = ssd_off.size
     all_on = np.ones(ssd_off.shape, dtype=bool)
     cands = {
         "off": FrameDecision("off", None, FRAME_FLAG_BITS, float(ssd_off.sum()), 0.0, lam),
-        "on": FrameDecision("on", all_on, FRAME_FLAG_BITS + flag_bits([1] * n), float(ssd_on.sum()), 0.0, lam),
+        "on": FrameDecision("on", all_on, FRAME_FLAG_BITS + flag_bits(all_on), float(ssd_on.sum()), 0.0, lam),
     }
-    flags = np.zeros(n, dtype=bool)
-    n1 = 0
-    off_flat, on_flat = ssd_off.ravel(), ssd_on.ravel()
-    for i in range(n):
-        p1 = (n1 + 0.5) / (i + 1.0)
-        j_on = on_flat[i] - lam * math.log2(p1)
-        j_off = off_flat[i] - lam * math.log2(1.0 - p1)
-        flags[i] = j_on < j_off
-        n1 += int(flags[i])
-    flags = flags.reshape(ssd_off.shape)
-    cands["switched"] = FrameDecision("switched", flags, FRAME_FLAG_BITS + flag_bits(flags.ravel()),
+    # CTU by CTU in raster order, each with its context's current probability (what the coder will charge)
+    flags = np.zeros(ssd_off.shape, dtype=bool)
+    ctx = FlagContexts()
+    for r in range(flags.shape[0]):
+        for c in range(flags.shape[1]):
+            k = flag_context(flags, r, c)
+            j_on = ssd_on[r, c] + lam * ctx.cost(k, True)
+            j_off = ssd_off[r, c] + lam * ctx.cost(k, False)
+            flags[r, c] = j_on < j_off
+            ctx.update(k, flags[r, c])
+    cands["switched"] = FrameDecision("switched", flags, FRAME_FLAG_BITS + flag_bits(flags),
                                       float(np.where(flags, ssd_on, ssd_off).sum()), 0.0, lam)
     for c in cands.values():
         c.cost = c.distortion + lam * c.bits

@@ -177,9 +177,10 @@ def _switching_tables(put, s, p, dataset, tag) -> list[dict]:
     modes = "; ".join(f"{c.upper()}: {m}" for c, m in SWITCHED_MODES.items() if c in set(p["config"]))
     notes = ["switched: per frame an enable flag and one flag per CTU, each CTU taking the network's or the "
              "decoded samples by D + lambda R (HM-16.9's slice lambda for the picture's QP and GOP position); the "
-             "flags' bits, as an ideal adaptive binary coder (Krichevsky-Trofimov) spends them, are added to the rate "
-             "(a lower bound: a CABAC context pays more on nearly-all-on maps); an off CTU takes the filters-off "
-             "decode, without the codec's deblocking and SAO, where a codec would keep them",
+             "flags' bits, as a CABAC-style coder spends them (three contexts by the left and above CTUs' flags, "
+             "as VVC codes alf_ctb_flag, each with VVC's two-rate probability estimate), are added to the rate; an "
+             "off CTU takes the filters-off decode, without the codec's deblocking and SAO, where a codec would "
+             "keep them",
              f"what a switched frame is: {modes}"]
     bt = tables.switching_bd_table(s)
     if not bt.empty:
