@@ -274,3 +274,24 @@ def test_a_job_killed_before_its_first_checkpoint_leaves_no_run_running(workdir,
     exp = client.get_run(killed_run).info.experiment_id
     status = {r.info.run_id: r.info.status for r in client.search_runs([exp])}
     assert status.pop(killed_run) == "KILLED" and list(status.values()) == ["FINISHED"]
+
+
+def test_a_training_log_file_has_one_line_per_interval_and_per_validation(workdir, tmp_path):
+    """Issue #30 item 3: into a file (the rule's log) the progress bar was one line of thousands of carriage
+    returns, with no line to grep for a step, a loss or a validation. Into a file each log interval is now one
+    line (step, losses, rate, elapsed) and each validation another; on a terminal the bar stays."""
+    p = yaml.safe_load((workdir / "params.yaml").read_text())
+    p["train"].update(steps=20, log_every=5, val_every=10, checkpoint_dir=str(tmp_path / "ckpt"))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(p))
+    cmd = train_cmd(workdir, tmp_path / "m.pt") + ["--no-mlflow"]
+    cmd[cmd.index("--params") + 1] = str(tmp_path / "params.yaml")
+    log = tmp_path / "train.log"
+    with open(log, "w") as fh:
+        assert subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT).returncode == 0
+    text = log.read_text()
+    assert "\r" not in text
+    steps = [ln for ln in text.splitlines() if ln.startswith("step ")]
+    assert [ln.split()[1] for ln in steps] == ["5/20", "10/20", "15/20", "20/20"]
+    assert all(" mse=" in ln and " step/s elapsed " in ln for ln in steps)
+    vals = [ln for ln in text.splitlines() if ln.startswith("validation step ")]
+    assert [ln.split()[2] for ln in vals] == ["10:", "20:"] and all("val_delta_psnr=" in ln for ln in vals)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -297,8 +298,12 @@ class Trainer:
         sums: dict[str, torch.Tensor] = {}
         n_in_sum = 0
         last_val: dict = {}
-        bar = tqdm(total=cfg.steps, initial=self.step, desc="train", unit="step", disable=self.rank != 0,
-                   mininterval=1.0)
+        # A progress bar on a terminal; into a file (the rule's log) one line per log interval and per validation
+        # instead, which a person and grep can read (a bar there was one line of thousands of carriage returns).
+        lines = self.rank == 0 and not _is_terminal(sys.stderr)
+        bar = tqdm(total=cfg.steps, initial=self.step, desc="train", unit="step",
+                   disable=self.rank != 0 or lines, mininterval=1.0)
+        t_line, step_line = time.perf_counter(), self.step
         try:  # the bar closed before an error is printed, so the error is the last line
             for m in self.task.modules().values():
                 m.train()
@@ -322,11 +327,20 @@ class Trainer:
                     sums, n_in_sum = {}, 0
                     self.history.append({"step": self.step, **means})
                     bar.set_postfix({k: f"{v:.3g}" for k, v in means.items()})
+                    if lines:
+                        now = time.perf_counter()
+                        rate = (self.step - step_line) / (now - t_line) if now > t_line else 0.0
+                        print(f"step {self.step}/{cfg.steps} " + " ".join(f"{k}={v:.4g}" for k, v in means.items())
+                              + f" {rate:.2f} step/s elapsed {now - t_start:.0f} s", file=sys.stderr, flush=True)
+                        t_line, step_line = now, self.step
                     if self.tracker is not None and self.rank == 0:
                         self.tracker.log_metrics({f"train_{k}": v for k, v in means.items()}, self.step)
                 if self.rank == 0 and (self.step % cfg.val_every == 0 or last):
                     last_val = validate(self.task, self.val_array, self.bitdepth, self.device, cfg.val_batch_size,
                                         self.autocast)
+                    if last_val and lines:
+                        print(f"validation step {self.step}: " + " ".join(f"{k}={v:.4f}" for k, v in last_val.items()),
+                              file=sys.stderr, flush=True)
                     if last_val:
                         if self.history and self.history[-1]["step"] == self.step:
                             self.history[-1].update(last_val)
@@ -354,6 +368,13 @@ class Trainer:
             "batch_per_process": cfg.batch_size // self.world,
             **last_val,
         }
+
+
+def _is_terminal(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def _unwrap(m: nn.Module) -> nn.Module:
