@@ -1,5 +1,6 @@
 """The project's rate (every NAL unit but SEI, no start codes) on the real HM-16.9 and ECM-1.0 streams."""
 
+import hashlib
 import re
 
 import pytest
@@ -59,7 +60,7 @@ def test_rate_counts_nal_units_not_the_file(tmp_path):
     p.write_bytes(b"\x00\x00\x00\x01\x40\x01\xaa\xbb" + b"\x00\x00\x01\x4e\x01\x05\x80" + b"\x00\x00\x01\x26\x01\x11")
     r = rate(p, "hevc", frames=2, fps=25, width=16, height=8)
     assert r == {"bits": 8 * (4 + 3), "kbps": 56 / (2 / 25) / 1000, "bpp": 56 / (16 * 8 * 2),
-                 "file_bytes": 21, "sei_bytes": 4}
+                 "file_bytes": 21, "file_sha256": hashlib.sha256(p.read_bytes()).hexdigest(), "sei_bytes": 4}
     assert nal_bytes(p, "hevc")["sei_nal_units"] == 1
     with pytest.raises(CodecError, match="no such bitstream"):
         rate(tmp_path / "missing.bin", "hevc", 1, 30, 8, 8)

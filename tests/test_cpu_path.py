@@ -122,9 +122,14 @@ def test_each_setting_on_a_cpu(amp, cl, native, expect):
 
 
 def test_cuda_takes_bf16_and_channels_last_unless_false():
-    assert (resolve("cuda", "auto", "auto").precision, resolve("cuda", True, "auto").channels_last) == ("bf16", True)
-    off = resolve("cuda:1", False, False)
-    assert (off.precision, off.channels_last, off.cpu_bf16) == ("fp32", False, "n/a")
+    h100 = (9, 0)
+    assert (resolve("cuda", "auto", "auto", cuda_capability=h100).precision,
+            resolve("cuda", True, "auto", cuda_capability=h100).channels_last) == ("bf16", True)
+    off = resolve("cuda:1", False, False, cuda_capability=h100)
+    assert (off.precision, off.channels_last, off.cpu_bf16) == ("fp32", False, "native (compute capability 9.0)")
+    if not torch.cuda.is_available():  # asked for CUDA where there is none: one line, not torch's assertion
+        with pytest.raises(InloopError, match=r"cuda: no CUDA device here .*set train.device to cpu or auto"):
+            resolve("cuda", "auto", "auto", keys=("train.amp_bf16", "train.channels_last"))
 
 
 def test_a_bad_setting_names_its_key():

@@ -202,6 +202,10 @@ def resolve(device, amp_bf16: bool | str = "auto", channels_last: bool | str = "
     if kind == "cuda":
         # bf16 only where the GPU runs it natively (issue #28 item 10: it was assumed on any CUDA device, and a
         # V100 or T4 node emulated it slowly or failed).
+        if cuda_capability is None and not torch.cuda.is_available():
+            where = keys[0].split(".")[0]
+            raise InloopError(f"{device}: no CUDA device here (torch {torch.__version__}, CUDA build "
+                              f"{torch.version.cuda}): set {where}.device to cpu or auto")
         cap = tuple(cuda_capability or torch.cuda.get_device_capability(torch.device(device)))
         native = cap >= NATIVE_BF16_CUDA
         what = f"{'native' if native else 'not native'} (compute capability {cap[0]}.{cap[1]})"
