@@ -797,3 +797,63 @@ def test_nlconvlstm_ablation_table_names_the_modes_not_trained(encodes, tmp_path
     assert "NL-ConvLSTM with 7 frames (nlconvlstm)" in md
     assert "not trained in this run: Encoder-Decoder, ConvLSTM, ME-ConvLSTM" in md
     assert "config/nlconvlstm-ablation.yaml" in md
+
+
+def test_no_table_is_drawn_without_a_value(eval_dir, tmp_path):
+    """Issue #30 item 2: paper-shaped tables with no value in the run (here: only a 3-QP curve, so no BD-rate)
+    were drawn as a header over nothing; they are named in one note instead, their CSV still written."""
+    import shutil
+
+    from inloop.reporting.report import build_report
+
+    ev = tmp_path / "eval"
+    for f in (eval_dir / "eval").rglob("short3qp/*.json"):
+        dst = ev / f.relative_to(eval_dir / "eval")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(f, dst)
+    r = build_report(ev, None, tmp_path / "report", {"bdrate": {"method": "cubic"}})
+    html = Path(r["index"]).read_text()
+    shaped = html.split('<h2 id="tables">', 1)[1].split('<h2 id="comparison">', 1)[0]
+    assert "<tbody></tbody>" not in shaped and "No value in this run, not shown" in shaped
+    assert any(Path(t["csv"]).is_file() for t in r["tables"].values())
+
+
+def test_each_papers_setup_line_says_what_its_own_models_ran(tmp_path):
+    """Issue #30 item 2: every paper's line said "training 1200 steps on auto" (the global train.steps and the
+    device setting), while SPiLF trained 600 steps of 2 and NL-ConvLSTM 200, on the CPU in bf16. The line now
+    comes from the papers' own model files."""
+    from inloop.fsutil import write_json
+    from inloop.reporting.claims import setup_differences
+    from inloop.reporting.report import _training_lines, _training_runs
+
+    runs = {("glfusion", "glfusion"): (1200, 4), ("spilf-arabica", "spilf"): (600, 2), ("nlconvlstm", "nlconvlstm"): (200, 8)}
+    for (model, arch), (steps, batch) in runs.items():
+        for qp in (32, 37):
+            write_json(tmp_path / model / "x265" / "ai" / f"qp{qp}" / "model.json",
+                       {"model": model, "arch": arch, "codec": "x265", "config": "ai", "qp": qp,
+                        "result": {"steps": steps, "processes": 1, "batch_per_process": batch},
+                        "compute": {"device": "cpu", "precision": "bf16"}})
+    lines = _training_lines(_training_runs(tmp_path))
+    assert lines == {"glfusion": "glfusion 1200 steps of 4 on cpu in bf16",
+                     "spilf": "spilf-arabica 600 steps of 2 on cpu in bf16",
+                     "nlconvlstm": "nlconvlstm 200 steps of 8 on cpu in bf16"}
+    text = setup_differences("spilf", {"codec": "x265", "training": lines, "train_steps": 1200, "device": "auto"})
+    assert "training spilf-arabica 600 steps of 2 on cpu in bf16 vs paper:" in text and "1200" not in text
+    nl = setup_differences("nlconvlstm", {"codec": "x265", "training": lines})
+    assert "lost in extraction" not in nl.split("vs paper:")[-2] + nl.split("training")[-1].split("; declared")[0] \
+        or "learning rate 1e-4" in nl
+
+
+def test_the_headline_chart_draws_no_bar_for_a_model_a_configuration_does_not_train(tmp_path, monkeypatch):
+    """Issue #30 item 2: the headline bars printed "n/a" for every model a configuration does not train."""
+    from inloop.reporting import plots
+
+    rows = [("none", "ai", "off_vs_anchor", 5.0), ("none", "ldp", "off_vs_anchor", 4.0),
+            ("glfusion", "ai", "model_vs_anchor", -3.0), ("nlconvlstm", "ldp", "model_vs_anchor", float("nan"))]
+    summary = pd.DataFrame([{"level": "average", "metric": "y", "codec": "x265", "dataset": "demo", "model": m,
+                             "config": c, "comparison": comp, "bd_rate_pct": v} for m, c, comp, v in rows])
+    drawn = {}
+    monkeypatch.setattr(plots, "save", lambda fig, out, name: drawn.setdefault("fig", fig) and {})
+    plots.bd_bar_plot(summary, "x265", "demo", tmp_path)
+    labels = [t.get_text() for t in drawn["fig"].axes[0].texts]
+    assert sorted(labels) == ["+4.00", "+5.00", "-3.00", "n/a"]  # NL-ConvLSTM's LDP curve has no BD value: n/a

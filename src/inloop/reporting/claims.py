@@ -121,8 +121,8 @@ def setup_differences(paper: str, repro: dict) -> str:
     """One sentence: what differs between the paper's setup and this run (codec, data, training length).
 
     ``repro`` may hold ``codec``, ``codec_version``, ``dataset``, ``classes``
-    (CTC classes present), ``sequences``, ``frames``, ``train_steps``,
-    ``device`` and ``deviations`` (params ``report.deviations``: per paper, the
+    (CTC classes present), ``sequences``, ``frames``, ``training`` (per paper: what its models ran, from
+    their model files' records; else ``train_steps`` and ``device``) and ``deviations`` (params ``report.deviations``: per paper, the
     deviations a paper config declares, listed after the measured differences).
     """
     c = load_claims(paper)["setup"]
@@ -136,8 +136,11 @@ def setup_differences(paper: str, repro: dict) -> str:
     parts.append(f"test data '{data}' ({repro.get('sequences', '?')} sequence(s), "
                  f"{'classes ' + ''.join(classes) if classes else 'no CTC class'}, "
                  f"{repro.get('frames', '?')} frame(s) each) vs paper: {c['test_data']}")
+    trained = (repro.get("training") or {}).get(paper)
     steps = repro.get("train_steps")
-    if steps is not None:
+    if trained:  # what this paper's own models ran (their model.json files)
+        parts.append(f"training {trained} vs paper: {c['training']}")
+    elif steps is not None:
         parts.append(f"training {steps} steps on {repro.get('device', 'cpu')} vs paper: {c['training']}")
     elif repro.get("models") == []:
         parts.append("no network trained or evaluated in this run (anchor vs filters off only)")

@@ -226,7 +226,9 @@ def bd_bar_plot(summary: pd.DataFrame, codec: str, dataset: str, out_dir: str | 
         color = OFF_STYLE["color"] if m == "none" else MODEL_COLORS[(i - 1) % len(MODEL_COLORS)]
         bars = ax.bar(x + (i - (len(methods) - 1) / 2) * width, np.nan_to_num(vals), width,
                       label="filters off" if m == "none" else m, color=color)
-        for b, v in zip(bars, vals):
+        for b, v, c in zip(bars, vals, configs):
+            if s[(s["model"] == m) & (s["config"] == c)].empty:  # not trained for this configuration: no bar
+                continue  # (it printed an "n/a" bar for every model a configuration does not train, issue #30)
             ax.annotate("n/a" if not np.isfinite(v) else f"{v:+.2f}", (b.get_x() + b.get_width() / 2, b.get_height()),
                         textcoords="offset points", xytext=(0, 3 if (np.isfinite(v) and v >= 0) else -11),
                         ha="center", fontsize=8)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import os
 from pathlib import Path
 
@@ -59,7 +60,49 @@ def _spec(params: dict | None, model: str) -> dict:
         return {"arch": model, "kwargs": {}}
 
 
-def _repro_info(points: pd.DataFrame, hist: pd.DataFrame, params: dict | None) -> dict:
+# The paper whose setup a network's results are compared with (the baselines appear in GL-Fusion's tables).
+ARCH_PAPER = {"glfusion": "glfusion", "arcnn": "glfusion", "dncnn": "glfusion", "vrcnn": "glfusion",
+              "spilf": "spilf", "nlconvlstm": "nlconvlstm"}
+
+
+def _training_runs(models_dir) -> pd.DataFrame:
+    """One row per trained network from its model.json: model, arch, codec, config, QP, steps, the global batch,
+    the device and precision it trained in."""
+    rows = []
+    for f in sorted(Path(models_dir).glob("*/*/*/qp*/model.json")) if models_dir else []:
+        try:
+            d = json.loads(f.read_text())
+        except (OSError, ValueError):
+            continue
+        r, c = d.get("result") or {}, d.get("compute") or {}
+        batch = (r.get("processes") or 1) * r["batch_per_process"] if r.get("batch_per_process") else None
+        rows.append({"model": d.get("model"), "arch": d.get("arch"), "codec": d.get("codec"), "config": d.get("config"),
+                     "qp": d.get("qp"), "steps": r.get("steps"), "batch": batch, "device": c.get("device"),
+                     "precision": c.get("precision")})
+    return pd.DataFrame(rows)
+
+
+def _training_lines(runs: pd.DataFrame) -> dict:
+    """Per paper, one phrase of what its networks ran: steps, batch, device and precision per model."""
+    out: dict = {}
+    if runs.empty:
+        return out
+    for model, g in runs.groupby("model", sort=True):
+        paper = ARCH_PAPER.get(str(g["arch"].iloc[0]))
+        if paper is None:
+            continue
+
+        def spread(col, unit=""):
+            vals = sorted({v for v in g[col] if pd.notna(v)}, key=str)
+            return "/".join(f"{v:g}" if isinstance(v, float) else str(v) for v in vals) + unit if vals else "?"
+
+        out.setdefault(paper, []).append(
+            f"{model} {spread('steps')} steps of {spread('batch')} on {spread('device')} in {spread('precision')}")
+    return {p: "; ".join(v) for p, v in out.items()}
+
+
+def _repro_info(points: pd.DataFrame, hist: pd.DataFrame, params: dict | None, models_dir=None) -> dict:
+    runs = _training_runs(models_dir)
     info: dict = {}
     for (codec, dataset), g in points.groupby(["codec", "dataset"], sort=False):
         d = {"codec": codec, "dataset": dataset or "(none)", "sequences": g["sequence"].nunique(),
@@ -71,6 +114,7 @@ def _repro_info(points: pd.DataFrame, hist: pd.DataFrame, params: dict | None) -
              "deviations": _get(params, "report.deviations", {}) or {}}
         if codec == "x265":
             d["codec_version"] = f"FFmpeg/libx265, preset {_get(params, 'codecs.x265.preset', '?')}"
+        d["training"] = _training_lines(runs[runs["codec"] == codec] if not runs.empty else runs)
         if not hist.empty and "step" in hist:
             h = hist[hist["codec"] == codec]
             if not h.empty:
@@ -453,7 +497,10 @@ def render_index(out: Path, page: dict) -> tuple[str, list[Path]]:
         "notes": page["notes"],
         "bars": link.figures(page["figures"]["bars"]),
         "headline": table_view(page["headline"], 2) if not page["headline"].empty else None,
-        "shaped": [link.table(info) for info in page["shaped"]],
+        # a paper-shaped table with no value in this run (GL-Fusion's class tables on clips without a CTC class, a
+        # configuration no model trains) is named below the section, not drawn as a header over nothing
+        "shaped": [link.table(info) for info in page["shaped"] if info["view"]["rows"]],
+        "shaped_empty": [info.get("title") or info["name"] for info in page["shaped"] if not info["view"]["rows"]],
         "comparison_empty": page["claims"]["comparison"].empty,
         "comparison": link.table(page["claims"]["comparison_table"]),
         # a bench table's notes 1-2 (machine, command) are the section's text, just above its tables
@@ -536,7 +583,7 @@ def _build_report(eval_source, models_dir, out_dir, params: dict | None = None) 
     notes: list[str] = []
     if points.empty:
         notes.append("no evaluation JSON found: nothing to aggregate")
-    repro = _repro_info(points, hist, params) if not points.empty else {}
+    repro = _repro_info(points, hist, params, models_dir) if not points.empty else {}
     long_tables = _long_tables(put, points, bd, summary, method)
     shaped, spilf_rows = _shaped_tables(put, points, summary, params, method)
     claims = _claims(put, papers, summary, points, repro, spilf_rows, interval)
