@@ -1,4 +1,4 @@
-"""Shared pytest fixtures: the real codec outputs in ../shared/fixtures, a real clip, and a small
+"""Shared pytest fixtures: the real codec outputs in tests/fixtures/codecs, a real clip, and a small
 patch store with params for `inloop train` (train_workdir, train_cmd)."""
 
 from __future__ import annotations
@@ -18,18 +18,15 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 
 
-def shared_dir() -> Path | None:
-    """``$INLOOP_SHARED`` or ``../shared`` beside the repository (as in CI)."""
-    cand = Path(os.environ.get("INLOOP_SHARED", REPO.parent / "shared"))
-    return cand if (cand / "fixtures" / "codecs").is_dir() else None
+# Real HM-16.9 and ECM-1.0 outputs and the clip they coded (tests/fixtures/codecs/README.md says how they were
+# made): in the repository, so no test depends on a folder beside it.
+CODEC_FIXTURES = REPO / "tests" / "fixtures" / "codecs"
+CITY = CODEC_FIXTURES / "city_128x96_5f.yuv"
 
 
 @pytest.fixture(scope="session")
 def codec_fixtures() -> Path:
-    d = shared_dir()
-    if d is None:
-        pytest.skip("../shared/fixtures/codecs not found (set INLOOP_SHARED to the shared folder)")
-    return d / "fixtures" / "codecs"
+    return CODEC_FIXTURES
 
 
 @pytest.fixture()

@@ -1,4 +1,4 @@
-"""HM and ECM: parsing real logs, decoding real bitstreams, command lines (fixtures in ../shared)."""
+"""HM and ECM: parsing real logs, decoding real bitstreams, command lines (fixtures in tests/fixtures/codecs)."""
 
 import hashlib
 import os
@@ -172,7 +172,7 @@ def test_unconfigured_reference_codecs_say_what_to_set(city_yuv, tmp_path, monke
 
 REPLAY = """#!/usr/bin/env python3
 # Stands in for TAppEncoder where HM cannot run: replays the real HM-16.9 outputs
-# in ../shared/fixtures for the command line it is given. Like HM, it opens the
+# in tests/fixtures/codecs for the command line it is given. Like HM, it opens the
 # -c, -i, -b and -o paths from its working directory, and after failing to open
 # the input it prints HM-16.9's own message and exits 0.
 import shutil, sys
@@ -283,7 +283,7 @@ def test_output_paths_that_would_overwrite_the_source_are_refused(codec_fixtures
 
 ECM_REPLAY = """#!/usr/bin/env python3
 # Stands in for ECM-1.0's EncoderApp / DecoderApp where ECM cannot run: replays the real outputs in
-# ../shared/fixtures (ai_qp37). The encoder answers --help with ECM's banner; the decoder writes the
+# tests/fixtures/codecs (ai_qp37). The encoder answers --help with ECM's banner; the decoder writes the
 # reconstruction of the fixture whose bitstream it is given.
 import glob, shutil, sys
 a = sys.argv[1:]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import shared_dir
+from conftest import CITY as _CITY
 import torch
 
 from inloop.codecs import EncodeJob, get_codec
@@ -25,16 +25,13 @@ from inloop.evaluation.metrics import (MS_SSIM_WEIGHTS, MetricsError, delta, eva
 from inloop.psnr import sequence_psnr
 from inloop.yuv import Frame, YuvFormat, read_frames, write_yuv
 
-# The shared fixtures folder ($INLOOP_SHARED or ../shared beside the repository).
-CITY = (shared_dir() or Path("../shared")) / "fixtures" / "codecs" / "city_128x96_5f.yuv"
+CITY = _CITY
 FMT = YuvFormat(128, 96, 8, 30.0)
 
 
 @pytest.fixture(scope="module")
 def encoded(tmp_path_factory):
     """The real clip and its x265 decodes at QP 27 and 37 (filters off, LDP)."""
-    if not CITY.is_file():
-        pytest.skip(f"{CITY} not found: the shared fixtures live in ../shared beside the repository")
     d = tmp_path_factory.mktemp("metrics")
     src = d / "city_128x96_30fps_8bit_420.yuv"
     shutil.copyfile(CITY, src)

@@ -1,7 +1,7 @@
 """Reporting (issue #4, second half): aggregation, paper-shaped tables, claims, plots, HTML report.
 
 Everything runs on REAL x265 encodes of the real 128x96 city clip in
-../shared/fixtures (AI/LDP/RA x filters off/on x QP 22/27/32/37, 48 tiny
+tests/fixtures/codecs (AI/LDP/RA x filters off/on x QP 22/27/32/37, 48 tiny
 encodes shared by the module). Evaluation JSONs are written in the evaluate
 stage's format from the encode stats, with model "none" (anchor vs filters off
 only). One extra model, "synthetic-plus0.3dB", is SYNTHETIC: its enhanced PSNR
@@ -24,13 +24,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import shared_dir
+from conftest import CITY as _CITY
 
 from inloop.evaluation.metrics import fluctuation
 from inloop.fsutil import write_json
 
-# The shared fixtures folder ($INLOOP_SHARED or ../shared beside the repository).
-CLIP = (shared_dir() or Path("../shared")) / "fixtures" / "codecs" / "city_128x96_5f.yuv"
+CLIP = _CITY
 QPS = (22, 27, 32, 37)
 CONFIGS = ("ai", "ldp", "ra")
 SYNTH = "synthetic-plus0.3dB"
@@ -63,8 +62,6 @@ def _record(model: str, on: dict, off: dict, seq: str, plus: float | None) -> di
 @pytest.fixture(scope="module")
 def encodes(tmp_path_factory) -> dict:
     """48 real x265 encodes: {(config, filters, qp): stats}."""
-    if not CLIP.is_file():
-        pytest.skip(f"{CLIP} not found (the shared fixtures folder beside the repository)")
     from inloop.codecs import EncodeJob, get_codec
     from inloop.yuv import YuvFormat
 

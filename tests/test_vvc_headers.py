@@ -1,4 +1,4 @@
-"""The project's VVC/ECM parameter-set reader on the real ECM-1.0 streams (fixtures in ../shared)."""
+"""The project's VVC/ECM parameter-set reader on the real ECM-1.0 streams (fixtures in tests/fixtures/codecs)."""
 
 from pathlib import Path
 
