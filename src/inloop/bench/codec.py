@@ -20,12 +20,11 @@ from .machine import REPO
 
 
 def default_clip() -> Path | None:
-    """A real clip for codec timing: the demo's city-a (352x192) if fetched, else the shared fixture."""
+    """A real clip for codec timing: the demo's city-a (352x192) if fetched, else the tests' fixture clip."""
     demo = REPO / paths.DATA / "demo"
     for cand in sorted(demo.glob("city-a_*_420.yuv")) + sorted(demo.glob("city*_420.yuv")):
         return cand
-    shared = Path(os.environ.get("INLOOP_SHARED", REPO.parent / "shared")) / "fixtures" / "codecs"
-    fx = shared / "city_128x96_5f.yuv"
+    fx = REPO / "tests" / "fixtures" / "codecs" / "city_128x96_5f.yuv"
     return fx if fx.is_file() else None
 
 
@@ -41,7 +40,7 @@ def bench_codec(clip: str | os.PathLike | None = None, frames: int | None = 8, q
     clip = Path(clip) if clip else default_clip()
     if clip is None or not clip.is_file():
         raise InloopError("no clip for the codec benchmark: give --codec-clip (a {name}_{W}x{H}_..._420.yuv), "
-                          "run `inloop datasets fetch demo`, or set INLOOP_SHARED to the shared folder")
+                          "or run `inloop datasets fetch demo`")
     try:
         _, fmt = parse_yuv_name(clip)
     except Exception:  # noqa: BLE001 - the shared fixture's name carries no geometry
