@@ -97,6 +97,8 @@ def test_training_steps(arch, kwargs, tmp_path):
                              peak_tflops=1.0, profile_trace=trace, profile_steps=1)
     assert r["status"] == "ok", r
     assert r["steps"] == 2 and r["step_ms"] > 0 and r["samples_per_s"] > 0
+    # each step draws its batch as training does (issue #28 item 9: a batch already on the device overstated MFU)
+    assert r["data"].startswith("PatchSampler over an 8-bit store in host memory")
     model = build_model(arch, **kwargs)
     per_frame = bench.frame_macs(model, (32, 32))
     assert r["model_tflop_per_step"] == pytest.approx(3 * 2 * per_frame * 2 / 1e12)

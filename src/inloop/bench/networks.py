@@ -331,8 +331,11 @@ def bench_training(model_name: str, kwargs: dict | None = None, batch: int = 32,
 
     The step is the project's task (:func:`inloop.training.run.make_task`): SPiLF's generator (and
     discriminator when its variant has an adversarial weight) with its losses, else one network with
-    MSE and Adam. Data are a fixed synthetic batch already on the device (the step, not the loader,
-    is timed). No host-device sync inside the timed loop. Model FLOPs per step = 3 x forward FLOPs
+    MSE and Adam. Each step draws its batch as training does (:class:`inloop.training.data.PatchSampler`
+    over an 8-bit patch store in host memory: the read, the host-to-device copy and the flips on the device
+    are timed with the step; a fixed batch already on the device overstated the step's MFU, issue #28 item
+    9), with cuDNN autotuning as the paper configs train (``deterministic: false``). No host-device sync
+    inside the timed loop. Model FLOPs per step = 3 x forward FLOPs
     (forward + backward) of the network being trained (SPiLF: the generator; the discriminator
     and LPIPS are not counted). MFU = model FLOP/s / ``peak_tflops`` (default: the GPU's dense bf16
     peak by name, none on CPU). ``profile_trace``: also profile ``profile_steps`` steps (Chrome
@@ -383,23 +386,22 @@ def bench_training(model_name: str, kwargs: dict | None = None, batch: int = 32,
             m.to(memory_format=torch.channels_last)
         m.train()
     autocast = autocast_factory(device, amp)
+    from ..training.data import PatchSampler
+
     g = torch.Generator().manual_seed(0)
-    y = torch.rand(batch, cin, patch, patch, generator=g)
-    noise = 0.02 * torch.randn(batch, frames, cin, patch, patch, generator=g)
-    x = (y[:, None] + noise).clamp(0, 1) if frames > 1 else (y + noise[:, 0]).clamp(0, 1)
-    x, y = x.to(device), y.to(device)
-    if channels_last:
-        y = y.contiguous(memory_format=torch.channels_last)
-        if x.dim() == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
-    batch_xy = (x, y)
+    rows = 4 * batch  # a store of 8-bit rows (decoded frames, then the original), as `inloop patches` writes
+    y8 = torch.randint(16, 240, (rows, 1, cin, patch, patch), generator=g)
+    x8 = (y8 + torch.randint(-3, 4, (rows, frames, cin, patch, patch), generator=g)).clamp(0, 255)
+    store = torch.cat([x8, y8], dim=1).to(torch.uint8).numpy()
+    sampler = PatchSampler(store, batch, 8, device, seed=0)
+    row["data"] = "PatchSampler over an 8-bit store in host memory, as training (read, copy, flips timed)"
 
     def step():
-        return task.train_step(batch_xy, autocast)
+        return task.train_step(sampler.next(), autocast)
 
     if max_seconds is not None:
         with torch.no_grad(), autocast():
-            xp = x[:1]
+            xp = sampler.next()[0][:1]
             net.eval()
             net(xp)
             sync(device)
