@@ -127,6 +127,33 @@ def test_a_multi_gpu_training_job_asks_a_cpu_per_process(tmp_path):
                          and "--threads 6 " in line for line in train), train[:2]
 
 
+def test_what_every_rule_asks_comes_from_params(tmp_path):
+    """Issue #28 item 11: encode, patches, evaluate_codec and report typed their threads, memory and time in the
+    rule (evaluation one thread, 2-4 GB, 20-30 min whatever the sequences); now `resources.<rule>` and
+    `evaluate.threads` set them, as a paper config does."""
+    d = _workflow_copy(tmp_path / "wf")
+    want = {"encode": (1, 3000, 600), "patches": (1, 5000, 240), "evaluate_codec": (3, 16000, 600),
+            "report": (1, 7000, 45)}
+    (d / "res.yaml").write_text(yaml.safe_dump({
+        "resources": {r: {"threads": t, "mem_mb": m, "runtime_min": rt} for r, (t, m, rt) in want.items()},
+        "evaluate": {"threads": 2, "mem_mb": 9000, "runtime_min": 90}}))
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "16", "all", "--configfile",
+                           "config/tiny.yaml", "res.yaml"], cwd=d, capture_output=True, text=True)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    want["evaluate_model"] = (2, 9000, 90)
+    seen = set()
+    for rule, body in re.findall(r"^(?:local)?rule (\w+):\n((?:    .*\n)+)", out, re.M):
+        if rule not in want:
+            continue
+        threads = re.search(r"^    threads: (\d+)$", body, re.M)
+        res = dict(kv.split("=", 1) for kv in re.search(r"^    resources: (.*)$", body, re.M).group(1).split(", "))
+        t, m, rt = want[rule]
+        assert (int(threads.group(1)) if threads else 1, int(res["mem_mb"]), int(res["runtime"])) == (t, m, rt), rule
+        seen.add(rule)
+    assert seen == set(want)
+
+
 def test_the_encodes_target_builds_what_all_needs_and_no_more(tmp_path):
     """`snakemake encodes` (DVC's encode stage) built 328 encodes where `all` needs 182: training clips in every
     configuration, filters off and on (issue #18, item 8)."""
