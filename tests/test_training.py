@@ -179,6 +179,31 @@ def test_resume_is_bit_exact(store, tmp_path):
     assert r1["val_delta_psnr"] == r2["val_delta_psnr"]
 
 
+def test_a_checkpoint_from_a_node_with_more_gpus_resumes_on_one_with_fewer(store, tmp_path, monkeypatch):
+    """Issue #28 item 4, with a fake device count: rank 0 saved `torch.cuda.get_rng_state_all()` for every visible
+    device whenever CUDA was available, and `set_rng_state_all` raised IndexError on a node that sees fewer. Each
+    rank now saves only its own device's generator (none for a CPU run), so the checkpoint of a node with 4 GPUs
+    resumes on one with 2."""
+    path, _ = store
+    gpus = {"n": 4}
+
+    def set_all(states):  # as torch.cuda.set_rng_state_all on a node with gpus["n"] devices
+        for i, _ in enumerate(states):
+            if i >= gpus["n"]:
+                raise IndexError(f"device {i} of {gpus['n']}")
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus["n"])
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: [torch.zeros(8, dtype=torch.uint8)] * gpus["n"])
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", set_all)
+    first, _ = make_trainer(path, tmp_path / "m.pt", 8)
+    first.run()
+    gpus["n"] = 2
+    resumed, _ = make_trainer(path, tmp_path / "m.pt", 12)
+    assert resumed.load_checkpoint() and resumed.step == 8
+    assert resumed.run()["steps"] == 12
+
+
 def test_cosine_schedule_decays_to_the_final_rate():
     f = [lr_factor("cosine", s, 100, 0.01) for s in range(0, 101)]
     assert f[0] == 1.0 and f[100] == pytest.approx(0.01) and f[50] == pytest.approx(0.505)
