@@ -820,6 +820,7 @@ def test_each_papers_setup_line_says_what_its_own_models_ran(tmp_path):
     device setting), while SPiLF trained 600 steps of 2 and NL-ConvLSTM 200, on the CPU in bf16. The line now
     comes from the papers' own model files."""
     from inloop.fsutil import write_json
+    from inloop.reporting.aggregate import load_histories
     from inloop.reporting.claims import setup_differences
     from inloop.reporting.report import _training_lines, _training_runs
 
@@ -829,8 +830,9 @@ def test_each_papers_setup_line_says_what_its_own_models_ran(tmp_path):
             write_json(tmp_path / model / "x265" / "ai" / f"qp{qp}" / "model.json",
                        {"model": model, "arch": arch, "codec": "x265", "config": "ai", "qp": qp,
                         "result": {"steps": steps, "processes": 1, "batch_per_process": batch},
+                        "history": [{"step": steps, "mse": 1e-3}],
                         "compute": {"device": "cpu", "precision": "bf16"}})
-    lines = _training_lines(_training_runs(tmp_path))
+    lines = _training_lines(_training_runs(load_histories(tmp_path)))
     assert lines == {"glfusion": "glfusion 1200 steps of 4 on cpu in bf16",
                      "spilf": "spilf-arabica 600 steps of 2 on cpu in bf16",
                      "nlconvlstm": "nlconvlstm 200 steps of 8 on cpu in bf16"}

@@ -52,6 +52,8 @@ def test_switching_is_never_worse_than_either_input_in_d_plus_lambda_r(seed):
     assert d.cost <= j_off + 1e-6 and d.cost <= j_on + 1e-6
     rec = apply_flags(dec, fil, d.flags, ctu)
     assert d.cost == pytest.approx(_cost(orig, rec, lam, d.bits, ctu), rel=1e-12, abs=1e-6)
+    # the bits charged as the map was decided are what the coder charges the map
+    assert d.flags is None or d.bits == pytest.approx(FRAME_FLAG_BITS + flag_bits(d.flags), rel=1e-12)
 
 
 def test_forced_on_is_the_filtered_frame_and_forced_off_the_decoded_one():

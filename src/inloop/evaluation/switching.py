@@ -190,17 +190,19 @@ def decide(ssd_off: np.ndarray, ssd_on: np.ndarray, lam: float, force: str | Non
         "off": FrameDecision("off", None, FRAME_FLAG_BITS, float(ssd_off.sum()), 0.0, lam),
         "on": FrameDecision("on", all_on, FRAME_FLAG_BITS + flag_bits(all_on), float(ssd_on.sum()), 0.0, lam),
     }
-    # CTU by CTU in raster order, each with its context's current probability (what the coder will charge)
+    # CTU by CTU in raster order, each with its context's current probability: the flag chosen is charged what
+    # the coder charges it (the same pass as flag_bits, so the map's bits add up as it is decided)
     flags = np.zeros(ssd_off.shape, dtype=bool)
     ctx = FlagContexts()
+    bits = 0.0
     for r in range(flags.shape[0]):
         for c in range(flags.shape[1]):
             k = flag_context(flags, r, c)
-            j_on = ssd_on[r, c] + lam * ctx.cost(k, True)
-            j_off = ssd_off[r, c] + lam * ctx.cost(k, False)
-            flags[r, c] = j_on < j_off
+            on, off = ctx.cost(k, True), ctx.cost(k, False)
+            flags[r, c] = ssd_on[r, c] + lam * on < ssd_off[r, c] + lam * off
+            bits += on if flags[r, c] else off
             ctx.update(k, flags[r, c])
-    cands["switched"] = FrameDecision("switched", flags, FRAME_FLAG_BITS + flag_bits(flags),
+    cands["switched"] = FrameDecision("switched", flags, FRAME_FLAG_BITS + bits,
                                       float(np.where(flags, ssd_on, ssd_off).sum()), 0.0, lam)
     for c in cands.values():
         c.cost = c.distortion + lam * c.bits

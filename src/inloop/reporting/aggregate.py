@@ -179,10 +179,15 @@ def load_histories(models_dir: str | os.PathLike | None) -> pd.DataFrame:
         rel = p.relative_to(models_dir).parts
         guess = dict(zip(("model", "codec", "config", "qpdir"), rel))
         qp = d.get("qp", str(guess.get("qpdir", "")).removeprefix("qp") or None)
+        r, c = d.get("result") or {}, d.get("compute") or {}
+        # what the run was: its network, length, global batch (processes x batch per process), device, precision
+        run = {"arch": d.get("arch"), "trained_steps": r.get("steps"),
+               "batch": (r.get("processes") or 1) * r["batch_per_process"] if r.get("batch_per_process") else None,
+               "device": c.get("device"), "precision": c.get("precision")}
         for h in d.get("history") or []:
             row = {"model": d.get("model", guess.get("model")), "codec": d.get("codec", guess.get("codec")),
                    "config": d.get("config", guess.get("config")), "qp": int(qp) if qp is not None else None,
-                   "path": str(p)}
+                   "path": str(p), **run}
             row.update({k: v for k, v in h.items() if isinstance(v, (int, float)) or v is None})
             rows.append(row)
     return pd.DataFrame(rows)

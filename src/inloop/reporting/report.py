@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import os
 from pathlib import Path
 
@@ -65,21 +64,13 @@ ARCH_PAPER = {"glfusion": "glfusion", "arcnn": "glfusion", "dncnn": "glfusion", 
               "spilf": "spilf", "nlconvlstm": "nlconvlstm"}
 
 
-def _training_runs(models_dir) -> pd.DataFrame:
-    """One row per trained network from its model.json: model, arch, codec, config, QP, steps, the global batch,
-    the device and precision it trained in."""
-    rows = []
-    for f in sorted(Path(models_dir).glob("*/*/*/qp*/model.json")) if models_dir else []:
-        try:
-            d = json.loads(f.read_text())
-        except (OSError, ValueError):
-            continue
-        r, c = d.get("result") or {}, d.get("compute") or {}
-        batch = (r.get("processes") or 1) * r["batch_per_process"] if r.get("batch_per_process") else None
-        rows.append({"model": d.get("model"), "arch": d.get("arch"), "codec": d.get("codec"), "config": d.get("config"),
-                     "qp": d.get("qp"), "steps": r.get("steps"), "batch": batch, "device": c.get("device"),
-                     "precision": c.get("precision")})
-    return pd.DataFrame(rows)
+def _training_runs(hist: pd.DataFrame) -> pd.DataFrame:
+    """One row per trained network (its model.json, as :func:`load_histories` read it): model, arch, codec, steps,
+    the global batch, the device and precision it trained in."""
+    cols = ["model", "arch", "codec", "trained_steps", "batch", "device", "precision"]
+    if hist.empty or "arch" not in hist:
+        return pd.DataFrame(columns=cols)
+    return hist.drop_duplicates("path")[cols].rename(columns={"trained_steps": "steps"})
 
 
 def _training_lines(runs: pd.DataFrame) -> dict:
@@ -101,8 +92,8 @@ def _training_lines(runs: pd.DataFrame) -> dict:
     return {p: "; ".join(v) for p, v in out.items()}
 
 
-def _repro_info(points: pd.DataFrame, hist: pd.DataFrame, params: dict | None, models_dir=None) -> dict:
-    runs = _training_runs(models_dir)
+def _repro_info(points: pd.DataFrame, hist: pd.DataFrame, params: dict | None) -> dict:
+    runs = _training_runs(hist)
     info: dict = {}
     for (codec, dataset), g in points.groupby(["codec", "dataset"], sort=False):
         d = {"codec": codec, "dataset": dataset or "(none)", "sequences": g["sequence"].nunique(),
@@ -583,7 +574,7 @@ def _build_report(eval_source, models_dir, out_dir, params: dict | None = None) 
     notes: list[str] = []
     if points.empty:
         notes.append("no evaluation JSON found: nothing to aggregate")
-    repro = _repro_info(points, hist, params, models_dir) if not points.empty else {}
+    repro = _repro_info(points, hist, params) if not points.empty else {}
     long_tables = _long_tables(put, points, bd, summary, method)
     shaped, spilf_rows = _shaped_tables(put, points, summary, params, method)
     claims = _claims(put, papers, summary, points, repro, spilf_rows, interval)
