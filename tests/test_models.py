@@ -53,7 +53,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 def test_registry_names_and_errors():
     assert {"glfusion", "arcnn", "dncnn", "vrcnn"} <= set(MODELS)
-    with pytest.raises(ParamsError, match=r"models\.name: unknown model 'nope'"):
+    with pytest.raises(ParamsError, match=r"models\.arch: unknown network 'nope'"):
         build_model("nope")
     with pytest.raises(ParamsError, match=r"models\.glfusion\.chanels: not a parameter"):
         build_model("glfusion", chanels=8)

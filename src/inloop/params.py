@@ -112,28 +112,35 @@ def check_params(params: dict, source: str = "params", complete: bool = True, sc
     return params
 
 
-def check_models(params: dict, source: str = "params", names: list[str] | None = None) -> None:
+def check_models(params: dict, source: str = "params", names: list[str] | None = None, contract: bool = True) -> None:
     """Every ``train.models`` entry (or ``names``) checked before any job runs: its ``models.<name>`` block resolves
     (:func:`model_spec`: base, configs, qps, frames), its network exists and takes each setting, its train
-    overrides are train settings of the schema (SPiLF's ``train.spilf`` block included)."""
-    from .models.registry import MODELS, model_kwargs
+    overrides are train settings of the schema (SPiLF's ``train.spilf`` block included).
+    A network from outside this package (README, "Your own filter") is also run once on the CPU at the sizes
+    it will meet (:func:`inloop.models.contract.check_contract`), unless ``contract`` is false."""
+    from .models.registry import is_builtin, model_kwargs, network_class, unknown_kwargs
 
     _check_qps(params, source)
     train_schema = {**_schema()["properties"]["train"], "$defs": _schema()["$defs"]}  # its $refs resolve
     for name in (params.get("train") or {}).get("models") or [] if names is None else names:
         try:
             spec = model_spec(params, name)
-            if spec["arch"] not in MODELS:
-                raise ParamsError(f"models.{name}.arch: unknown network {spec['arch']!r}; known: "
-                                  f"{', '.join(sorted(MODELS))}")
-            accepted = model_kwargs(spec["arch"])
-            unknown = sorted(set(spec["kwargs"]) - set(accepted))
+            try:
+                cls = network_class(spec["arch"])
+            except ParamsError as exc:
+                raise ParamsError(f"models.{name}.arch: {exc}") from None
+            unknown = unknown_kwargs(spec["arch"], spec["kwargs"])
             if unknown:
                 raise ParamsError(f"models.{name}.{unknown[0]}: not a parameter of {spec['arch']}; accepted: "
-                                  f"{', '.join(accepted)}")
+                                  f"{', '.join(model_kwargs(spec['arch']))}")
             check_params(spec["train"], f"models.{name}.train (merged over train)", schema=train_schema)
             net = _build_meta(name, spec)
             _check_tile(params, name, net)
+            if contract and not is_builtin(cls):
+                from .models.contract import check_contract, contract_sizes
+
+                check_contract(name, spec["arch"], spec["kwargs"], spec["frames"],
+                               contract_sizes(params, int(spec["train"].get("patch_size", 96))))
         except ParamsError as exc:
             raise ParamsError(f"{source}: {exc}") from None
 
@@ -429,9 +436,17 @@ def train_identity(spec: dict) -> dict:
     """What one training job of a model spec (:func:`model_spec`) computes: its network (arch, settings,
     frames) and train settings without :data:`JOB_KEYS`. Snakemake reruns a training when this changes
     (rule train's params) and a checkpoint resumes only for an equal one: adding a model to
-    ``train.models``, a QP to ``encode.qps`` or more threads retrains nothing that was trained."""
-    return {"arch": spec["arch"], "kwargs": spec["kwargs"], "frames": spec["frames"],
-            "train": {k: v for k, v in spec["train"].items() if k not in JOB_KEYS}}
+    ``train.models``, a QP to ``encode.qps`` or more threads retrains nothing that was trained.
+
+    A network from outside this package adds ``source``, the hash of its code
+    (:func:`inloop.models.registry.network_source`): editing it retrains that network and nothing else (this
+    package's networks are in the train stage's code hash)."""
+    from .models.registry import network_source
+
+    identity = {"arch": spec["arch"], "kwargs": spec["kwargs"], "frames": spec["frames"],
+                "train": {k: v for k, v in spec["train"].items() if k not in JOB_KEYS}}
+    source = network_source(spec["arch"])
+    return identity if source is None else {**identity, "source": source}
 
 
 # The train settings that decide what a patch store holds.

@@ -28,12 +28,39 @@ rule data_demo:
         "inloop datasets fetch demo --out {params.out:q} --no-progress > {log:q} 2>&1"
 
 
+# Your own footage (params datasets.folders, inloop.datasets.folder): a rule per folder, whose YUV files are known
+# from the folder at parse time (names, sizes and frames from headers and names; nothing converted).
+FOLDERS = sorted((config.get("datasets") or {}).get("folders") or {})
+for _folder in FOLDERS:
+
+    rule:
+        name:
+            f"data_folder_{_folder.replace('-', '_')}"
+        localrule: True
+        output:
+            manifest=f"{DATA_OUT}/{_folder}/manifest.json",
+            yuv=[f"{DATA_OUT}/{_folder}/{c.filename}" for c in inloop.datasets.clips(config, _folder)],
+        params:
+            out=DATA_OUT,
+            name=_folder,
+        log:
+            P.LOG["data"].format(dataset=_folder),
+        threads: 1
+        resources:
+            mem_mb=1000,
+            runtime=60,
+        conda:
+            "../../envs/codec.yaml"
+        shell:
+            "inloop datasets fetch {params.name:q} --out {params.out:q} --no-progress > {log:q} 2>&1"
+
+
 rule data_registry:
     """Any other registry dataset (`inloop datasets list`): download or check, convert, manifest."""
     output:
         manifest=f"{DATA_OUT}/{{dataset}}/manifest.json",
     wildcard_constraints:
-        dataset="(?!demo$)[a-z0-9-]+",
+        dataset="(?!(" + "|".join(["demo", *FOLDERS]) + ")$)[a-z0-9-]+",
     params:
         out=lambda wc, output: os.path.dirname(os.path.dirname(output.manifest)),
     log:

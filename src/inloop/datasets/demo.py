@@ -185,7 +185,11 @@ def clips(params: dict, dataset: str = "demo") -> list[Clip]:
     """
     if dataset == "demo":
         return demo_clips(params)
+    from .folder import folder_clips, folder_spec
     from .registry import REGISTRY
+
+    if folder_spec(params, dataset) is not None:  # the user's own folder (datasets.folders): read from the folder
+        return folder_clips(params, dataset)
 
     ds = REGISTRY.get(dataset)
     out = Path((params.get("datasets") or {}).get("out", paths.DATA))

@@ -239,7 +239,10 @@ def fetch_dataset(name: str, params: dict, out_root: str | os.PathLike = paths.D
     log says so), for a user dataset the folder to check.
     """
     from ..codecs.ffmpeg import find_ffmpeg
+    from .folder import fetch_folder, folder_spec
 
+    if folder_spec(params, name) is not None:  # the user's own folder (datasets.folders)
+        return fetch_folder(name, params, out_root, progress=progress, log=log)
     ds = get_dataset(name)
     dcfg = params.get("datasets") or {}
     out_dir = Path(out_root) / name

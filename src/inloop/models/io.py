@@ -11,7 +11,7 @@ import torch
 
 from ..errors import InloopError
 from ..fsutil import atomic_path
-from .registry import build_model
+from .registry import build_model, is_reference
 
 
 class ModelFileError(InloopError, RuntimeError):
@@ -57,12 +57,33 @@ def torch_load(path: Path, what: str, map_location="cpu") -> dict:
     return obj
 
 
-def load_trained(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
-    """Rebuild a trained network from its model file; returns ``(model in eval mode, payload)``."""
+def configured_references(params: dict | None = None) -> set[str]:
+    """The code references (``package.module:Class``, ``file.py:Class``) that ``params`` names as networks
+    (``models.*.arch``; default: the params a CLI sub-command reads, :func:`inloop.params.cli_params`)."""
+    if params is None:
+        from ..params import cli_params
+
+        params = cli_params()
+    blocks = (params or {}).get("models") or {}
+    return {b["arch"] for b in blocks.values() if isinstance(b, dict) and is_reference(b.get("arch"))}
+
+
+def load_trained(path: str | os.PathLike, device: str | torch.device = "cpu",
+                 allow: set[str] | None = None) -> tuple[torch.nn.Module, dict]:
+    """Rebuild a trained network from its model file; returns ``(model in eval mode, payload)``.
+
+    The file names its network. A name of this package's or an installed entry point is built as is; a code
+    reference (``package.module:Class``, ``file.py:Class``) only if the user's params name it too (``allow``,
+    default :func:`configured_references`): importing is running code, and a model file must not choose which
+    (docs/reliability.md, "code in a model file")."""
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"model file {path} not found; run the train stage first")
     payload = torch_load(path, "model file", map_location=device)
-    model = build_model(payload["name"], **payload["kwargs"])
+    arch = payload.get("name")
+    if is_reference(arch) and arch not in (configured_references() if allow is None else allow):
+        raise ModelFileError(f"{path}: refused: the file names the network {arch!r}, code that no models.*.arch of "
+                             "these params names; nothing was imported. Name it in params to load it")
+    model = build_model(arch, **payload["kwargs"])
     model.load_state_dict(payload["state_dict"])
     return model.to(device).eval(), payload

@@ -181,7 +181,7 @@ def load_histories(models_dir: str | os.PathLike | None) -> pd.DataFrame:
         qp = d.get("qp", str(guess.get("qpdir", "")).removeprefix("qp") or None)
         r, c = d.get("result") or {}, d.get("compute") or {}
         # what the run was: its network, length, global batch (processes x batch per process), device, precision
-        run = {"arch": d.get("arch"), "trained_steps": r.get("steps"),
+        run = {"arch": d.get("arch"), "source": d.get("network_source"), "trained_steps": r.get("steps"),
                "batch": (r.get("processes") or 1) * r["batch_per_process"] if r.get("batch_per_process") else None,
                "device": c.get("device"), "precision": c.get("precision")}
         for h in d.get("history") or []:

@@ -67,28 +67,33 @@ ARCH_PAPER = {"glfusion": "glfusion", "arcnn": "glfusion", "dncnn": "glfusion", 
 def _training_runs(hist: pd.DataFrame) -> pd.DataFrame:
     """One row per trained network (its model.json, as :func:`load_histories` read it): model, arch, codec, steps,
     the global batch, the device and precision it trained in."""
-    cols = ["model", "arch", "codec", "trained_steps", "batch", "device", "precision"]
+    cols = ["model", "arch", "source", "codec", "trained_steps", "batch", "device", "precision"]
     if hist.empty or "arch" not in hist:
         return pd.DataFrame(columns=cols)
-    return hist.drop_duplicates("path")[cols].rename(columns={"trained_steps": "steps"})
+    return hist.drop_duplicates("path").reindex(columns=cols).rename(columns={"trained_steps": "steps"})
+
+
+#: The key of :func:`_training_lines` under which the networks of no paper (a researcher's own) are listed.
+OWN = "own"
 
 
 def _training_lines(runs: pd.DataFrame) -> dict:
-    """Per paper, one phrase of what its networks ran: steps, batch, device and precision per model."""
+    """Per paper, one phrase of what its networks ran: steps, batch, device and precision per model; the networks
+    of no paper (README, "Your own filter") under :data:`OWN`, with the class and the hash of their source."""
     out: dict = {}
     if runs.empty:
         return out
     for model, g in runs.groupby("model", sort=True):
-        paper = ARCH_PAPER.get(str(g["arch"].iloc[0]))
-        if paper is None:
-            continue
+        arch = str(g["arch"].iloc[0])
+        paper = ARCH_PAPER.get(arch, OWN)
 
         def spread(col, unit=""):
             vals = sorted({v for v in g[col] if pd.notna(v)}, key=str)
             return "/".join(f"{v:g}" if isinstance(v, float) else str(v) for v in vals) + unit if vals else "?"
 
-        out.setdefault(paper, []).append(
-            f"{model} {spread('steps')} steps of {spread('batch')} on {spread('device')} in {spread('precision')}")
+        what = f" ({arch}, source sha256 {spread('source')})" if paper == OWN else ""
+        out.setdefault(paper, []).append(f"{model}{what} {spread('steps')} steps of {spread('batch')} on "
+                                         f"{spread('device')} in {spread('precision')}")
     return {p: "; ".join(v) for p, v in out.items()}
 
 
@@ -485,6 +490,8 @@ def render_index(out: Path, page: dict) -> tuple[str, list[Path]]:
         "differences": [{"paper": paper, "codec": codec, "dataset": dataset or "no dataset",
                          "text": claims_mod.setup_differences(paper, info)}
                         for (codec, dataset), info in page["repro"].items() for paper in page["papers"]],
+        "own": [{"codec": codec, "dataset": dataset or "no dataset", "text": info["training"][OWN]}
+                for (codec, dataset), info in page["repro"].items() if OWN in (info.get("training") or {})],
         "notes": page["notes"],
         "bars": link.figures(page["figures"]["bars"]),
         "headline": table_view(page["headline"], 2) if not page["headline"].empty else None,

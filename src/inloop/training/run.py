@@ -22,6 +22,7 @@ import torch
 from .. import paths
 from ..errors import InloopError
 from ..fsutil import sha256_file, write_json
+from ..models.registry import network_source
 from ..params import JOB_KEYS, source_hash
 from .data import PatchSampler
 from .patches import open_patch_store
@@ -69,7 +70,7 @@ def train_model(store: str | os.PathLike, out: str | os.PathLike, model_name: st
     ``params`` (the whole params.yaml) is only read by tasks that need more than
     ``train_params`` (SPiLF's LPIPS loss: ``metrics.lpips``).
     """
-    from ..models import build_model, lsuv_init
+    from ..models import ResidualFilter, build_model, lsuv_init
 
     out = Path(out)
     name = name or model_name
@@ -120,8 +121,12 @@ def train_model(store: str | os.PathLike, out: str | os.PathLike, model_name: st
         x, y = init_sampler.next()
         if init_from is not None:
             warm_start_weights(model, init_from, model_name, model_kwargs)
-        model.residual_scale.fill_(residual_scale(scale, x, y))
-        if init_from is None and train_params.get("init", "lsuv") == "lsuv":
+        if not isinstance(model, ResidualFilter):  # a researcher's plain module: its own init and output
+            print(f"{name}: {type(model).__name__} is not a ResidualFilter: its own initialisation and output are "
+                  "used (train.init and train.residual_scale apply to ResidualFilter networks only)")
+        else:
+            model.residual_scale.fill_(residual_scale(scale, x, y))
+        if isinstance(model, ResidualFilter) and init_from is None and train_params.get("init", "lsuv") == "lsuv":
             # GL-Fusion IV.B. init_last: "distortion" (R's spread matched to the ground-truth
             # distortion) or "zero" (R = 0: the untrained filter is the identity).
             last = train_params.get("init_last", "distortion")
@@ -173,9 +178,11 @@ def train_model(store: str | os.PathLike, out: str | os.PathLike, model_name: st
         return {"result": result, "rank": rank}
     net = _unwrap(model)
     payload = {"name": model_name, "instance": name, "kwargs": model_kwargs, "state_dict": net.state_dict(),
+               "source": network_source(model_name),
                "bitdepth": meta["bitdepth"], "planes": meta["planes"], "describe": describe, "result": result}
     torch_save(payload, out, "model file")
-    report = {**describe, "residual_scale": float(net.residual_scale), "result": result, "compute": compute.record(),
+    report = {**describe, "residual_scale": float(net.residual_scale) if hasattr(net, "residual_scale") else None,
+              "network_source": network_source(model_name), "result": result, "compute": compute.record(),
               "history": trainer.history, "parameters": int(
         sum(p.numel() for p in net.parameters())), "mlflow_run_id": getattr(tracker, "run_id", None)}
     if hasattr(task, "summary"):
@@ -279,6 +286,9 @@ def default_checkpoint(store, model_name: str, model_kwargs: dict, train_params:
     key = {"model": model_name, "kwargs": model_kwargs, "store": store_fingerprint(store),
            "train": {k: v for k, v in train_params.items() if k not in resumable and k not in JOB_KEYS},
            "code": TRAINING_CODE, "processes": world_size()}
+    source = network_source(model_name)
+    if source is not None:  # a network from outside the package: its edited code starts afresh
+        key["source"] = source
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
     root = Path(train_params.get("checkpoint_dir", paths.CHECKPOINTS))
     return root / str(describe.get("model", model_name)) / str(describe.get("codec")) / str(describe.get("config")) / \
