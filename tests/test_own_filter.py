@@ -335,3 +335,15 @@ def test_the_worked_example_installed_trained_reported_and_only_it_retrained_aft
     assert sorted(trains) == [("tiny-filter", "32"), ("tiny-filter", "37")], dry[-3000:]
     evals = set(re.findall(r"rule evaluate_model:\n(?:    .*\n)*?    wildcards: .*model=([a-z-]+)", dry))
     assert evals == {"tiny-filter"}, dry[-3000:]
+
+
+def test_the_bench_takes_your_own_network_by_entry_or_reference(tmp_path):
+    from inloop.bench.networks import model_entries
+    from inloop.errors import InloopError
+
+    f = _net_file(tmp_path, GOOD)
+    p = _params(f"{f}:Net", channels=6)
+    assert [(e["name"], e["arch"], e["kwargs"]) for e in model_entries(["mine"], "demo", p)] == \
+        [("mine", f"{f}:Net", {"channels": 6})]
+    with pytest.raises(InloopError, match=r"--models nope: not a network or a models: entry with arch"):
+        model_entries(["nope"], "demo", p)

@@ -58,7 +58,8 @@ def model_entries(names: Iterable[str], preset: str = "paper", params: dict | No
     merged ``train`` settings (batch_size, patch_size) of that entry. A name is a registered network
     (``spilf``) or a params entry (``spilf-arabica``, whose ``arch`` is used).
     """
-    from ..models import MODELS
+    from ..errors import ParamsError
+    from ..models.registry import known_networks, network_class
 
     if preset not in ("paper", "demo"):
         raise InloopError(f"--preset {preset!r}: expected paper or demo")
@@ -67,9 +68,11 @@ def model_entries(names: Iterable[str], preset: str = "paper", params: dict | No
     for name in names:
         block = (params.get("models") or {}).get(name)
         arch = (block or {}).get("arch", name) if isinstance(block, dict) else name
-        if arch not in MODELS:
-            raise InloopError(f"--models {name}: not a registered network or a models: entry with arch; known "
-                              f"networks: {', '.join(sorted(MODELS))}")
+        try:
+            network_class(arch)  # this package's, an entry point, or your own by reference (README, "Your own filter")
+        except ParamsError as exc:
+            raise InloopError(f"--models {name}: not a network or a models: entry with arch ({exc}); known "
+                              f"networks: {', '.join(known_networks())}") from None
         if preset == "paper":
             batch, patch = PAPER_TRAIN.get(arch, (32, 128))
             out.append({"name": name, "arch": arch, "kwargs": {}, "batch": batch, "patch": patch, "train": {}})
