@@ -148,8 +148,9 @@ def cmd_lpips(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     """Trained model files as ONNX (dynamic frame size), for a codec's network runtime."""
     from .models.export import export_files
+    from .models.io import configured_references
 
-    for r in export_files(args.models, args.format, args.out):
+    for r in export_files(args.models, args.format, args.out, allow=configured_references(_params(args))):
         print(f"{r['model_file']}: {r['network']} -> {r['out']} ({r['seconds']:.1f} s)")
     return 0
 
@@ -166,6 +167,7 @@ def _expected_model(p: dict, name: str | None) -> dict | None:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluation.evaluate import evaluate_point
+    from .models.io import configured_references
     from .params import get
 
     if args.threads:  # the cores Snakemake gave the job, not every core of the machine
@@ -197,7 +199,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                        metric_options=metric_options, baseline=args.baseline, lpips=lpips,
                        eval_frames=ev.get("frames"), switching=ev.get("switching"),
                        compute={k: ev[k] for k in ("amp_bf16", "channels_last") if k in ev},
-                       expect=_expected_model(p, args.model_name))
+                       expect=_expected_model(p, args.model_name), allow_code=configured_references(p))
     line = (f"{r['sequence']} {r['config']} QP {r['qp']}: anchor {r['anchor']['psnr']['y']:.3f} dB "
             f"@ {r['anchor']['kbps']:.1f} kbps, filters off {r['decoded']['psnr']['y']:.3f} dB "
             f"@ {r['decoded']['kbps']:.1f} kbps")
@@ -292,6 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["onnx"], default="onnx")
     p.add_argument("--out", help="folder for the exports, keeping the files' relative paths "
                    "(default: beside each model file, model.pt -> model.onnx)")
+    p.add_argument("--params", help="params.yaml naming the networks (default: ./params.yaml if present); a model "
+                   "file naming code (package.module:Class) loads only if these params name it too")
     p.set_defaults(func=cmd_export)
 
     from .datasets.cli import register as register_datasets

@@ -4,7 +4,8 @@ Importing this package has no side effects and downloads nothing: the
 Snakefile calls :func:`clips` at parse time.
 """
 
-from .demo import Clip, clips
+from .demo import clips
+from .items import Clip
 from .registry import REGISTRY, get_dataset
 
 __all__ = ["Clip", "clips", "REGISTRY", "get_dataset"]

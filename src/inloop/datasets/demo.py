@@ -26,16 +26,16 @@ import json
 import os
 import re
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import paths
 from ..download import MemberError, cache_dir, extract_member, pip_download
 from ..errors import ParamsError
 from ..fsutil import atomic_write, sha256_file
-from ..yuv import YuvFormat, yuv_name
-from .convert import ConversionError, Geometry, plan_geometry
+from ..yuv import YuvFormat
+from .convert import ConversionError, plan_geometry
 from .download import DatasetError, HashLock, lock_path
+from .items import Clip
 
 CONVERTER_VERSION = 1
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
@@ -76,32 +76,6 @@ PINNED_WHEELS: dict[str, dict] = {
                      "--implementation", "cp", "--abi", "cp311"],
     },
 }
-
-
-@dataclass(frozen=True)
-class Clip:
-    """One demo (or registry) item as the pipeline sees it."""
-
-    name: str
-    split: str            # train | test
-    kind: str             # image | video
-    fmt: YuvFormat
-    frames: int
-    source: str           # source key (whole sources never cross splits)
-    license: str
-    cls: str = ""         # class (CTC A-E; demo: image/video)
-    start: int = 0
-    geometry: Geometry | None = None
-    origin: str = ""      # where the media comes from (package and member, or file)
-    spec: dict = field(default_factory=dict, compare=False, repr=False)
-
-    @property
-    def stem(self) -> str:
-        return yuv_name(self.name, self.fmt)[:-4]
-
-    @property
-    def filename(self) -> str:
-        return yuv_name(self.name, self.fmt)
 
 
 def _need(d: dict, key: str, where: str):

@@ -31,20 +31,12 @@ from pathlib import Path
 
 from .. import paths
 from ..download import ChecksumError, Fetched, cache_dir, digest, fetch_file
-from ..fsutil import atomic_path, sha256_file
-from ..yuv import YuvFormat, read_y4m_header, yuv_name
-from .demo import Clip
+from ..fsutil import sha256_file
+from ..yuv import YuvFormat, yuv_name
 from .download import DatasetError, HashLock, lock_path, safe_extract
-from .manifest import manifest_entry, write_manifest
+from .items import _SIZE_RE, IMAGE_SUFFIXES, Clip, _convert_images, _convert_y4m, _entry, _link, _safe_name, sequence_base
+from .manifest import write_manifest
 from .registry import Dataset, RemoteFile, get_dataset
-
-_SIZE_RE = re.compile(r"(\d{2,5})x(\d{2,5})")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-
-
-def _safe_name(stem: str) -> str:
-    return re.sub(r"[^A-Za-z0-9-]+", "-", stem).strip("-") or "item"
-
 
 def missing_message(ds: Dataset, root: str | os.PathLike | None, what: str) -> str:
     where = f"folder {root}" if root else f"a folder given by --root or params datasets.roots.{ds.name}"
@@ -58,13 +50,6 @@ def check_count(ds: Dataset, split: str, found: int, where: str | os.PathLike) -
     if want is not None and found != want:
         raise DatasetError(f"dataset {ds.name}: {where} holds {found} {split} items, a complete copy has {want} "
                            f"({ds.split}); nothing was converted")
-
-
-def sequence_base(filename: str) -> str:
-    """A user-provided sequence's name: its file name up to the WxH token (``Kimono1_1920x1080_24.yuv`` -> ``Kimono1``)."""
-    stem = Path(filename).stem
-    m = _SIZE_RE.search(stem)
-    return (stem[:m.start()] if m else stem).rstrip("_-") or stem
 
 
 def _ctc_pairs(ds: Dataset, root: Path | None, files: list[Path]) -> tuple[list, list, list]:
@@ -159,59 +144,6 @@ def _mfqe_pairs(ds: Dataset, root: Path) -> list[tuple[Clip, Path]]:
             out.append((Clip(base, split, "video", fmt, p.stat().st_size // fmt.frame_bytes, base,
                              ds.license, cls=split, origin=str(p)), p))
     return out
-
-
-def _link(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    if dst.is_symlink() or dst.exists():
-        if dst.resolve() == src.resolve():
-            return
-        dst.unlink()
-    try:
-        os.symlink(src.resolve(), dst)
-    except OSError:  # no symlinks here: copy
-        import shutil
-
-        with atomic_path(dst) as tmp:
-            shutil.copyfile(src, tmp)
-
-
-def _entry(clip: Clip, path: Path, record: dict | None = None) -> dict:
-    """A manifest entry with the YUV file's sha256 (what the split check compares)."""
-    e = manifest_entry(clip, path, record)
-    e["sha256"] = sha256_file(path)
-    return e
-
-
-def _convert_images(ffmpeg, ds, items, out_dir, conv, multiple, progress):
-    from tqdm.auto import tqdm
-
-    from .convert import plan_geometry, probe_size, to_yuv
-
-    entries = []
-    for split, p in tqdm(items, desc=f"{ds.name}: to YUV", unit="img", disable=not progress):
-        geom = plan_geometry(probe_size(ffmpeg, p), None, multiple)
-        clip = Clip(_safe_name(p.stem), split, "image", YuvFormat(geom.width, geom.height, 8, 30.0), 1,
-                    p.name, ds.license, cls="image", geometry=geom, origin=str(p))
-        out = out_dir / clip.filename
-        rec = to_yuv(ffmpeg, p, out, geom, image=True, **conv) if not out.is_file() else None
-        entries.append(_entry(clip, out, rec))
-    return entries
-
-
-def _convert_y4m(ffmpeg, path: Path, out: Path, clip_name: str, split: str, ds: Dataset, cls: str, origin: str,
-                 conv: dict, multiple: int) -> dict:
-    """All frames of a y4m, cropped to multiples of ``multiple``, as one manifest entry."""
-    from .convert import plan_geometry, to_yuv
-
-    hdr = read_y4m_header(path)
-    geom = plan_geometry((hdr.fmt.width, hdr.fmt.height), None, multiple)
-    frames = (path.stat().st_size - hdr.header_bytes) // (6 + hdr.fmt.frame_bytes)
-    clip = Clip(clip_name, split, "video", YuvFormat(geom.width, geom.height, 8, hdr.fmt.fps), frames, path.name,
-                ds.license, cls=cls, geometry=geom, origin=origin)
-    target = out if out.suffix == ".yuv" and out.name != "" else out / clip.filename
-    rec = None if target.is_file() else to_yuv(ffmpeg, path, target, geom, fps=hdr.fmt.fps, frames=frames, **conv)
-    return _entry(clip, target, rec)
 
 
 def _image_items(ds: Dataset, f: RemoteFile, folder: Path) -> list[Path]:

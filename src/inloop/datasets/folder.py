@@ -38,9 +38,8 @@ from pathlib import Path
 from ..errors import ParamsError
 from ..yuv import YuvError, YuvFormat, read_y4m_header
 from .convert import plan_geometry
-from .demo import Clip
 from .download import DatasetError
-from .fetch import IMAGE_SUFFIXES, _convert_images, _convert_y4m, _entry, _link, _safe_name, sequence_base
+from .items import IMAGE_SUFFIXES, Clip, _convert_images, _convert_y4m, _entry, _link, _safe_name, sequence_base
 from .manifest import write_manifest
 from .registry import Dataset
 

@@ -32,7 +32,7 @@ import os
 from pathlib import Path
 
 from ..yuv import YuvFormat
-from .demo import Clip
+from .items import Clip
 from .download import DatasetError
 from .manifest import manifest_entry, write_manifest
 from .registry import CTC_SEQUENCES, MFQE_TEST, REGISTRY

@@ -98,8 +98,12 @@ def evaluate_point(original: str | os.PathLike, anchor_stats: str | os.PathLike,
                    device: str = "cpu", tile: int | None = None, overlap: int | str = "auto",
                    metric_options: dict | None = None, baseline: str | os.PathLike | None = None,
                    lpips=None, eval_frames: list[int] | None = None, switching: dict | None = None,
-                   compute: dict | None = None, expect: dict | None = None) -> dict:
+                   compute: dict | None = None, expect: dict | None = None,
+                   allow_code: set[str] | frozenset[str] = frozenset()) -> dict:
     """Measure anchor, filters-off decode and (with a model) the enhanced decode; write ``out``.
+
+    ``allow_code``: the code references (``package.module:Class``) the run's params name as networks; a model
+    file naming any other is refused (:func:`~inloop.models.io.load_trained`).
 
     ``baseline``: the model-"none" evaluation of the same point; its anchor and
     filters-off measurements are reused instead of being computed again.
@@ -166,7 +170,7 @@ def evaluate_point(original: str | os.PathLike, anchor_stats: str | os.PathLike,
 
         if enhanced_out is None:
             raise InloopError("an enhanced output path is needed with a model")
-        model, payload = load_trained(model_path, device)
+        model, payload = load_trained(model_path, device, allow=allow_code)
         check_model_file(model_path, payload, off, expect)
         timing = enhance_file(model, off["decoded"], enhanced_out, fmt, tuple(payload["planes"]), device, tile,
                               overlap, multiple=getattr(model, "pad_multiple", 16), only=eval_frames,

@@ -169,14 +169,16 @@ def default_output(model_file: str | os.PathLike, fmt: str = "onnx", out_dir: st
     return Path(out_dir) / rel.with_suffix(f".{fmt}")
 
 
-def export_model_file(model_file: str | os.PathLike, out: str | os.PathLike, fmt: str = "onnx") -> dict:
+def export_model_file(model_file: str | os.PathLike, out: str | os.PathLike, fmt: str = "onnx",
+                      allow: set[str] | frozenset[str] = frozenset()) -> dict:
     """Export the trained network of ``model_file`` to ``out``; returns what was done (paths, network, seconds).
+    ``allow``: the code references the run's params name (:func:`~inloop.models.io.load_trained`).
 
     A missing or unreadable model file is one :class:`~inloop.models.io.ModelFileError` naming it.
     """
     if fmt not in FORMATS:
         raise ExportError(f"--format {fmt}: not one of {', '.join(FORMATS)}")
-    net, payload = load_trained(model_file)
+    net, payload = load_trained(model_file, allow=allow)
     meta = {"model_file": str(model_file), "network": payload["name"], "instance": payload.get("instance") or "",
             "kwargs": payload.get("kwargs") or {}, "bitdepth": payload.get("bitdepth"),
             "planes": payload.get("planes"), "describe": payload.get("describe") or {}}
@@ -187,11 +189,12 @@ def export_model_file(model_file: str | os.PathLike, out: str | os.PathLike, fmt
 
 
 def export_files(model_files: Iterable[str | os.PathLike], fmt: str = "onnx",
-                 out_dir: str | os.PathLike | None = None) -> list[dict]:
-    """Export every model file (beside each, or under ``out_dir`` keeping their relative paths)."""
+                 out_dir: str | os.PathLike | None = None, allow: set[str] | frozenset[str] = frozenset()) -> list[dict]:
+    """Export every model file (beside each, or under ``out_dir`` keeping their relative paths); ``allow`` as in
+    :func:`export_model_file`."""
     files = [Path(f) for f in model_files]
     common = Path(os.path.commonpath([str(f.resolve().parent) for f in files])) if files and out_dir else None
-    return [export_model_file(f, default_output(f, fmt, out_dir, common), fmt) for f in files]
+    return [export_model_file(f, default_output(f, fmt, out_dir, common), fmt, allow) for f in files]
 
 
 def onnx_session(path: str | os.PathLike, threads: int | None = None, providers: list[str] | None = None):

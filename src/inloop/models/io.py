@@ -57,31 +57,27 @@ def torch_load(path: Path, what: str, map_location="cpu") -> dict:
     return obj
 
 
-def configured_references(params: dict | None = None) -> set[str]:
+def configured_references(params: dict | None) -> set[str]:
     """The code references (``package.module:Class``, ``file.py:Class``) that ``params`` names as networks
-    (``models.*.arch``; default: the params a CLI sub-command reads, :func:`inloop.params.cli_params`)."""
-    if params is None:
-        from ..params import cli_params
-
-        params = cli_params()
+    (``models.*.arch``): what a caller holding the run's params passes to :func:`load_trained` as ``allow``."""
     blocks = (params or {}).get("models") or {}
     return {b["arch"] for b in blocks.values() if isinstance(b, dict) and is_reference(b.get("arch"))}
 
 
 def load_trained(path: str | os.PathLike, device: str | torch.device = "cpu",
-                 allow: set[str] | None = None) -> tuple[torch.nn.Module, dict]:
+                 allow: set[str] | frozenset[str] = frozenset()) -> tuple[torch.nn.Module, dict]:
     """Rebuild a trained network from its model file; returns ``(model in eval mode, payload)``.
 
     The file names its network. A name of this package's or an installed entry point is built as is; a code
-    reference (``package.module:Class``, ``file.py:Class``) only if the user's params name it too (``allow``,
-    default :func:`configured_references`): importing is running code, and a model file must not choose which
+    reference (``package.module:Class``, ``file.py:Class``) only if the user's params name it too (``allow``:
+    :func:`configured_references` of the run's params; default none): importing is running code, and a model file must not choose which
     (docs/reliability.md, "code in a model file")."""
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"model file {path} not found; run the train stage first")
     payload = torch_load(path, "model file", map_location=device)
     arch = payload.get("name")
-    if is_reference(arch) and arch not in (configured_references() if allow is None else allow):
+    if is_reference(arch) and arch not in allow:
         raise ModelFileError(f"{path}: refused: the file names the network {arch!r}, code that no models.*.arch of "
                              "these params names; nothing was imported. Name it in params to load it")
     model = build_model(arch, **payload["kwargs"])
