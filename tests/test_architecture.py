@@ -186,3 +186,20 @@ def test_codec_and_configuration_names_are_the_codecs_package():
                   props["train"]["properties"]["configs"]["items"]["enum"],
                   props["pipeline"]["properties"]["train_datasets"]["propertyNames"]["enum"]):
         assert where == list(CONFIGS)
+
+
+def test_the_command_line_parser_imports_no_heavy_library():
+    """Every rule's job starts with ``inloop``'s parser (all sub-commands): building it must not execute torch, pandas,
+    matplotlib or scipy (a lazily imported module counts only once it is used). 258 encode jobs of the demo paid
+    about 0.2 s each for pandas through the report's parser."""
+    import subprocess
+    import sys
+
+    code = ("import importlib.util, sys\n"
+            "from inloop.cli import build_parser\n"
+            "build_parser()\n"
+            "lazy = importlib.util._LazyModule\n"
+            "print(' '.join(m for m in ('torch', 'pandas', 'matplotlib', 'scipy')\n"
+            "               if m in sys.modules and type(sys.modules[m]) is not lazy))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "", f"building inloop's parser imports {out}"

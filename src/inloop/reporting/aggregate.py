@@ -53,12 +53,14 @@ from pathlib import Path
 from typing import Iterable
 
 import numpy as np
-import pandas as pd
 
 from ..errors import InloopError
 from ..evaluation.bdrate import MIN_POINTS, BDRateError, bd_metrics
+from ..lazy import lazy_import
 from ..names import CONFIGS
 from ..params import split_seed
+
+pd = lazy_import("pandas")  # every inloop command builds the report's parser: a codec job must not import pandas
 
 KEYS = ["model", "codec", "config", "dataset", "sequence", "seed"]
 CURVES = ("anchor", "decoded", "enhanced", "switched")
