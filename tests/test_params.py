@@ -1,6 +1,7 @@
 """params.yaml loading: the CLI reads the workflow's merged configuration."""
 
 import os
+import re
 
 import pytest
 import yaml
@@ -227,3 +228,13 @@ def test_a_config_applied_to_params_yaml_is_what_snakemake_would_merge(tmp_path)
     proc = subprocess.run([*cmd[:5], str(bad), "--params", str(params)], capture_output=True, text=True)
     assert proc.returncode == 2 and "train.stepz: unknown key" in proc.stderr
     assert params.read_text() == after
+
+
+def test_a_params_file_that_is_not_yaml_is_one_line_naming_it(tmp_path):
+    from inloop.errors import ParamsError
+    from inloop.params import load_params
+
+    bad = tmp_path / "params.yaml"
+    bad.write_text("train:\n  steps: [1, 2\n")
+    with pytest.raises(ParamsError, match=rf"^{re.escape(str(bad))}: not valid YAML"):
+        load_params(bad)
