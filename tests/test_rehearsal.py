@@ -83,7 +83,10 @@ def _check(configs: tuple[str, ...], codec: str, r: dict, folder: Path) -> None:
     # every rule's peak memory and time measured
     res = r["resources"]
     assert {"encode", "patches", "train", "evaluate_codec", "evaluate_model"} <= set(res)
-    assert all(v["max_rss_mb"] > 0 for v in res.values())
+    # Snakemake's benchmark samples memory while a job runs: a job of well under a second (a capped patch store:
+    # 0.3 s) can end before its first sample and read 0 MB (seen in CI, patches 0.0 MB at 0.3 s), a longer one cannot
+    assert all(v["max_rss_mb"] > 0 or v["max_s"] < 1.0 for v in res.values()), res
+    assert all(v["max_rss_mb"] > 0 for k, v in res.items() if k in ("train", "evaluate_model")), res
     # the report: this paper's claims rows, read only against results of the claim's own codec and data
     paper = PAPER[configs[0]]
     comp = (folder / "results/report/claims/comparison.csv").read_text()
