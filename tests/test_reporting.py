@@ -854,5 +854,49 @@ def test_the_headline_chart_draws_no_bar_for_a_model_a_configuration_does_not_tr
     drawn = {}
     monkeypatch.setattr(plots, "save", lambda fig, out, name: drawn.setdefault("fig", fig) and {})
     plots.bd_bar_plot(summary, "x265", "demo", tmp_path)
-    labels = [t.get_text() for t in drawn["fig"].axes[0].texts]
-    assert sorted(labels) == ["+4.00", "+5.00", "-3.00", "n/a"]  # NL-ConvLSTM's LDP curve has no BD value: n/a
+    ax = drawn["fig"].axes[0]
+    labels = [t.get_text() for t in ax.texts]
+    # NL-ConvLSTM's LDP curve has no BD value (fewer than four QPs): no "n/a" bar (the 8-clip report looked at in
+    # Chromium had three of them), no legend entry; the axis names it
+    assert sorted(labels) == ["+4.00", "+5.00", "-3.00"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["filters off", "glfusion"]
+    assert "no BD-rate" in ax.get_xlabel() and "nlconvlstm" in ax.get_xlabel()
+
+
+def test_the_report_reads_at_a_glance_with_models_at_other_qps_and_a_grey_clip(encodes, tmp_path):
+    """Issue #30 item 2, what the 8-clip demo report showed in Chromium at 1400 px: one Table 4-shaped table
+    holding GL-Fusion (QP 22-37) and SPiLF (QP 37-51) was blocks of n/a; the headline listed a "left out" row per
+    comparison of every model without a BD-rate; the claims comparison was 18 rows of "nothing to compare"; the
+    YUV table's n/a for the grey zebrafish clips (constant chroma: infinite U/V PSNR) said nothing about why."""
+    from inloop.reporting.report import build_report
+
+    ev = tmp_path / "eval"
+    for seq in ("city_128x96_30fps_8bit_420", "grey_128x96_30fps_8bit_420"):
+        for qp in QPS:
+            on, off = encodes[("ai", "on", qp)], encodes[("ai", "off", qp)]
+            recs = [_record("none", on, off, seq, None), _record("glfusion", on, off, seq, 0.3)]
+            if qp >= 32:  # a model of two QPs: no BD-rate, a QP set of its own
+                recs.append(_record("spilf-arabica", on, off, seq, 0.1))
+            for rec in recs:
+                if seq.startswith("grey"):
+                    for part in ("anchor", "decoded", "enhanced"):
+                        if rec[part]:
+                            rec[part]["psnr"].update({"u": None, "v": None, "yuv": None})
+                write_json(ev / rec["model"] / "x265" / "ai" / "demo" / seq / f"qp{qp}.json", rec)
+    r = build_report(ev, None, tmp_path / "report", {"bdrate": {"method": "cubic"}})
+    t = r["tables"]
+    low, high = (_read_csv(t[n]["csv"]) for n in ("nlconvlstm_table4_ai_x265_demo", "nlconvlstm_table4_ai_x265_demo_qp32-37"))
+    assert {r["QP"] for r in low} == {"22", "27", "32", "37"} and not any("spilf" in c for c in low[0])
+    assert {r["QP"] for r in high} == {"32", "37"} and all(c.startswith(("QP", "Seq.", "spilf-arabica")) for c in high[0])
+    assert all(v not in ("", "nan") for row in low + high for c, v in row.items() if "ΔPSNR" in c)  # no n/a block
+    html = Path(r["index"]).read_text()
+    head = html.split('<h2 id="headline">', 1)[1].split('<h2 id="tables">', 1)[0]
+    assert "no BD-rate for spilf-arabica: a Bjontegaard curve needs four QPs" in head
+    assert "rows with no value left out" not in head and ">spilf-arabica<" not in head
+    comp = html.split('<h2 id="comparison">', 1)[1].split('<h2 id="runtime">', 1)[0]
+    assert "nothing to compare" not in comp and re.search(r"(\d+) of \1 claims not shown", comp), comp[:500]
+    assert any("nothing to compare" in row["what differs in the setup"]
+               for row in _read_csv(r["claims"]["comparison"]["csv"]))  # the CSV keeps every claim
+    yuv = Path(t["glfusion_table6_yuv_x265_demo"]["md"]).read_text()
+    assert "n/a for grey_128x96_30fps_8bit_420: the decode's chroma equals the original's" in yuv
+    assert "city_128x96" not in yuv.split("n/a for", 1)[1]

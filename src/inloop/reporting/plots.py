@@ -211,9 +211,15 @@ def training_plot(hist: pd.DataFrame, model: str, codec: str, config: str, out_d
 
 
 def bd_bar_plot(summary: pd.DataFrame, codec: str, dataset: str, out_dir: str | os.PathLike) -> dict | None:
-    """Average BD-rate (Y, vs anchor) per configuration: filters off and each model, as grouped bars."""
+    """Average BD-rate (Y, vs anchor) per configuration: filters off and each model, as grouped bars.
+
+    Only values are drawn: a model a configuration does not train has no bar there, and a model with no
+    BD-rate anywhere (fewer than four QPs, as SPiLF's and NL-ConvLSTM's demo models) is named under the
+    axes instead of drawn as "n/a" bars (issue #30)."""
     s = summary[(summary["level"] == "average") & (summary["metric"] == "y") & (summary["codec"] == codec)
                 & (summary["dataset"] == dataset) & summary["comparison"].isin(["off_vs_anchor", "model_vs_anchor"])]
+    no_bd = sorted(set(s["model"]) - set(s.dropna(subset=["bd_rate_pct"])["model"]) - {"none"})
+    s = s.dropna(subset=["bd_rate_pct"])
     if s.empty:
         return None
     configs = [c for c in CONFIGS if c in set(s["config"])]
@@ -226,17 +232,18 @@ def bd_bar_plot(summary: pd.DataFrame, codec: str, dataset: str, out_dir: str | 
         color = OFF_STYLE["color"] if m == "none" else MODEL_COLORS[(i - 1) % len(MODEL_COLORS)]
         bars = ax.bar(x + (i - (len(methods) - 1) / 2) * width, np.nan_to_num(vals), width,
                       label="filters off" if m == "none" else m, color=color)
-        for b, v, c in zip(bars, vals, configs):
-            if s[(s["model"] == m) & (s["config"] == c)].empty:  # not trained for this configuration: no bar
-                continue  # (it printed an "n/a" bar for every model a configuration does not train, issue #30)
-            ax.annotate("n/a" if not np.isfinite(v) else f"{v:+.2f}", (b.get_x() + b.get_width() / 2, b.get_height()),
-                        textcoords="offset points", xytext=(0, 3 if (np.isfinite(v) and v >= 0) else -11),
-                        ha="center", fontsize=8)
+        for b, v in zip(bars, vals):
+            if not np.isfinite(v):  # not trained for this configuration: no bar, no label
+                continue
+            ax.annotate(f"{v:+.2f}", (b.get_x() + b.get_width() / 2, b.get_height()),
+                        textcoords="offset points", xytext=(0, 3 if v >= 0 else -11), ha="center", fontsize=8)
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xticks(x, [c.upper() for c in configs])
     lo, hi = ax.get_ylim()
     ax.set_ylim(lo - 0.12 * (hi - lo), hi + 0.12 * (hi - lo))
-    _style(ax, f"Average BD-rate vs anchor ({codec}, {dataset or 'no dataset'})", "configuration",
+    _style(ax, f"Average BD-rate vs anchor ({codec}, {dataset or 'no dataset'})",
+           "configuration" + (f"\nno BD-rate (fewer than 4 QPs; ΔPSNR in the tables): {', '.join(no_bd)}"
+                              if no_bd else ""),
            "BD-rate, Y (%)  (negative = bit saving)")
     ax.minorticks_off()
     ax.legend(fontsize=8)

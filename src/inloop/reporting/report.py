@@ -177,8 +177,11 @@ def _glfusion_tables(put, s, p, codec, dataset, tag, method: str) -> list[dict]:
              MODE_SENTENCE]))
     gly = tables.glfusion_table(s, "yuv")
     if not gly.empty:
+        flat = tables.infinite_chroma_sequences(p)
         out.append(put(gly, f"glfusion_table6_yuv_{tag}", f"Same as above with YUV-PSNR = (6Y+U+V)/8 — {ds}",
-                       ["BD-rate (%) on YUV-PSNR; the papers quote luma"]))
+                       ["BD-rate (%) on YUV-PSNR; the papers quote luma"]
+                       + ([f"n/a for {', '.join(flat)}: the decode's chroma equals the original's at some QP (grey "
+                           "footage: constant chroma), so U/V PSNR and YUV-PSNR are infinite there"] if flat else [])))
     return out
 
 
@@ -197,10 +200,16 @@ def _model_tables(put, s, p, dataset, tag) -> list[dict]:
         if not ab2.empty:
             out.append(put(ab2, f"vs_filters_off_{cfg}_{tag}", f"BD-rate (%) of each model against the filters-off "
                                                                f"decode it filters, {cfg.upper()} — {ds}"))
-        dt = tables.delta_table(p, cfg)  # (switching: _switching_tables)
-        if not dt.empty:
-            out.append(put(dt, f"nlconvlstm_table4_{cfg}_{tag}",
-                           f"NL-ConvLSTM Table 4 shape: ΔPSNR / ΔSSIM per sequence and QP, {cfg.upper()} — {ds}",
+        # one table per set of QPs: models trained at other QPs (GL-Fusion 22-37, SPiLF 37-51) in one table
+        # were blocks of n/a (issue #30); the lowest QPs keep the table's name
+        groups = tables.models_by_qps(p, cfg)
+        for i, (qps, models) in enumerate(groups):
+            dt = tables.delta_table(p, cfg, models)  # (switching: _switching_tables)
+            if dt.empty:
+                continue
+            qtxt = f", QP {'/'.join(map(str, qps))}" if len(groups) > 1 else ""
+            out.append(put(dt, f"nlconvlstm_table4_{cfg}_{tag}" + (f"_qp{'-'.join(map(str, qps))}" if i else ""),
+                           f"NL-ConvLSTM Table 4 shape: ΔPSNR / ΔSSIM per sequence and QP, {cfg.upper()}{qtxt} — {ds}",
                            ["Δ = enhanced minus the filters-off decode (NL-ConvLSTM: minus the "
                             "codec's output, which had its loop filters on for Yang et al.'s data)"], digits=3))
     return out
@@ -355,7 +364,25 @@ def _claims(put, papers, summary, points, repro, spilf_rows, interval=None) -> d
                 "each claim is read only against results of its table's codec, dataset and configuration (and QP); "
                 "where the run has the model only in another setup, the row says so and names what the run has"],
                digits=2, where="claims")
-    return {"claimed": claimed, "comparison": comparison, "comparison_table": info}
+    return {"claimed": claimed, "comparison": comparison, "comparison_table": _shown_claims(info, comparison)}
+
+
+def _shown_claims(info: dict, comparison: pd.DataFrame) -> dict:
+    """The comparison as the page shows it: the claims this run can be read against; the others (no result of
+    their codec, dataset and configuration: every claim, on the demo) summed up in one note instead of one
+    "nothing to compare" row each (issue #30). The CSV and Markdown keep every row."""
+    from .tables import table_view
+
+    if comparison.empty:
+        return info
+    unmatched = comparison["what differs in the setup"].astype(str).str.startswith("nothing to compare")
+    if not unmatched.any():
+        return info
+    setups = sorted({f"{r.paper} {str(r.codec)}/{r.dataset}/{str(r.config).upper()}"
+                     for r in comparison[unmatched].itertuples(index=False)})
+    note = (f"{int(unmatched.sum())} of {len(comparison)} claims not shown: this run has no result of their codec, "
+            f"dataset and configuration ({', '.join(setups)}); the CSV lists each with what the run has instead")
+    return {**info, "view": table_view(comparison[~unmatched], 2), "notes": [note] + list(info.get("notes", []))}
 
 
 def _bench(put, bench_results: dict, bench_listed: list[str]) -> dict:
@@ -436,6 +463,17 @@ def _headline(summary) -> pd.DataFrame:
     return out[["codec", "dataset", "comparison", "model"] + [c for c in cols if c in out.columns]]
 
 
+def _headline_note(summary) -> str:
+    """The models the headline has no BD-rate for (fewer than four QPs in every configuration: the demo's SPiLF
+    and NL-ConvLSTM), named once instead of one "left out" row per comparison (issue #30)."""
+    if summary.empty:
+        return ""
+    head = summary[(summary["level"] == "average") & (summary["metric"] == "y") & (summary["model"] != "none")]
+    no_bd = sorted(set(head["model"]) - set(head.dropna(subset=["bd_rate_pct"])["model"]))
+    return (f"no BD-rate for {', '.join(no_bd)}: a Bjontegaard curve needs four QPs and these models are trained "
+            "at fewer; their ΔPSNR-Y per QP is in the tables below" if no_bd else "")
+
+
 # --------------------------------------------------------------------------- index.html
 
 
@@ -476,6 +514,17 @@ class _Links:
         return [{"png": self(paths["png"]), "svg": self(paths["svg"]), "caption": caption} for paths, caption in figs]
 
 
+def _headline_view(headline: pd.DataFrame, note: str) -> dict | None:
+    """The headline table without the rows of models that have no BD-rate (``note`` names them)."""
+    from .tables import table_view
+
+    if headline.empty:
+        return None
+    values = headline.drop(columns=["codec", "dataset", "comparison", "model"]).select_dtypes("number")
+    view = table_view(headline[values.notna().any(axis=1)] if note else headline, 2)
+    return {**view, "left_out": "; ".join(n for n in (note, view["left_out"]) if n)}
+
+
 def render_index(out: Path, page: dict) -> tuple[str, list[Path]]:
     """``index.html``'s text from the sections' data (templates/index.html.j2), and the files it links."""
     from . import claims as claims_mod
@@ -494,7 +543,7 @@ def render_index(out: Path, page: dict) -> tuple[str, list[Path]]:
                 for (codec, dataset), info in page["repro"].items() if OWN in (info.get("training") or {})],
         "notes": page["notes"],
         "bars": link.figures(page["figures"]["bars"]),
-        "headline": table_view(page["headline"], 2) if not page["headline"].empty else None,
+        "headline": _headline_view(page["headline"], page.get("headline_note", "")),
         # a paper-shaped table with no value in this run (GL-Fusion's class tables on clips without a CTC class, a
         # configuration no model trains) is named below the section, not drawn as a header over nothing
         "shaped": [link.table(info) for info in page["shaped"] if info["view"]["rows"]],
@@ -594,7 +643,8 @@ def _build_report(eval_source, models_dir, out_dir, params: dict | None = None) 
         notes.append("no training history (models/*/*/*/qp*/model.json) found: no training curves")
 
     text, linked = render_index(out, {"method": method, "papers": papers, "repro": repro, "notes": notes,
-                                      "headline": _headline(summary), "shaped": shaped, "claims": claims,
+                                      "headline": _headline(summary),
+                                      "headline_note": _headline_note(summary), "shaped": shaped, "claims": claims,
                                       "bench": bench, "figures": figures, "long_tables": long_tables})
     index = out / "index.html"
     with atomic_write(index, "w") as fh:

@@ -443,14 +443,39 @@ def spilf_table(rows: Iterable[dict], targets: Sequence[float] = SPILF_BPP) -> p
 # --------------------------------------------------------------------------- NL-ConvLSTM shapes
 
 
-def delta_table(points: pd.DataFrame, config: str) -> pd.DataFrame:
+def models_by_qps(points: pd.DataFrame, config: str) -> list[tuple[tuple[int, ...], list[str]]]:
+    """The models evaluated in ``config`` grouped by their set of QPs, ``[(qps, [models])]``, the group with the
+    lowest QPs first: one Table 4-shaped table per group has no block of n/a cells."""
+    p = points[(points["config"] == config) & (points["model"] != "none")]
+    groups: dict[tuple[int, ...], list[str]] = {}
+    for m, g in p.groupby("model", sort=True):
+        groups.setdefault(tuple(sorted(int(q) for q in g["qp"].unique())), []).append(str(m))
+    return sorted(groups.items())
+
+
+def infinite_chroma_sequences(points: pd.DataFrame) -> list[str]:
+    """Sequences whose YUV-PSNR is missing at some point because a chroma plane is reproduced exactly
+    (infinite U/V PSNR, JSON null: grey footage with constant chroma)."""
+    out = []
+    for seq, g in points.groupby("sequence", sort=True):
+        cols = [c for c in ("anchor_psnr_u", "decoded_psnr_u", "anchor_psnr_v", "decoded_psnr_v") if c in g]
+        y = [c for c in ("anchor_psnr_y", "decoded_psnr_y") if c in g]
+        if cols and y and g[y].notna().all(axis=None) and g[cols].isna().any(axis=None):
+            out.append(str(seq))
+    return out
+
+
+def delta_table(points: pd.DataFrame, config: str, models: list[str] | None = None) -> pd.DataFrame:
     """NL-ConvLSTM Table 4 shape: delta PSNR (dB) / delta SSIM (x 10^-2) per sequence and QP, "Ave." per QP.
 
     Rows: (QP, sequence) then (QP, "Ave."); columns per model: ``{model} ΔPSNR
     (dB)`` and ``{model} ΔSSIM (×10^-2)``, enhanced minus the filters-off decode
-    it was computed from (the evaluate stage's ``delta``).
+    it was computed from (the evaluate stage's ``delta``). ``models``: these only (default all), and only
+    the QPs they were evaluated at.
     """
     p = points[(points["config"] == config) & (points["model"] != "none")]
+    if models is not None:
+        p = p[p["model"].isin(models)]
     if p.empty:
         return pd.DataFrame()
     models = sorted(p["model"].unique())
@@ -568,6 +593,7 @@ def runtime_table(points: pd.DataFrame) -> pd.DataFrame:
 
 __all__ = [
     "ABLATION_MODES", "SPILF_BPP", "ablation_table", "delta_table", "fluctuation_table", "glfusion_table",
+    "infinite_chroma_sequences", "models_by_qps",
     "interpolate_at", "markdown_table", "nlconvlstm_ablation_table", "runtime_table", "spilf_rows_from_points",
     "spilf_table", "table_view", "to_markdown", "write_table",
 ]
