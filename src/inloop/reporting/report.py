@@ -528,7 +528,6 @@ def _headline_view(headline: pd.DataFrame, note: str) -> dict | None:
 def render_index(out: Path, page: dict) -> tuple[str, list[Path]]:
     """``index.html``'s text from the sections' data (templates/index.html.j2), and the files it links."""
     from . import claims as claims_mod
-    from .tables import table_view
 
     link = _Links(out)
     bench = page["bench"]
