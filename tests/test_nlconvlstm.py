@@ -307,3 +307,17 @@ def test_me_convlstm_starts_as_the_convlstm_and_learns_a_motion_field():
         warp.net[-1].bias.copy_(torch.tensor([1.0, 0.0]))  # every pixel comes from one pixel to the right
     moved = warp(torch.zeros(1, 4, 8, 8), torch.zeros(1, 4, 8, 8), state)
     torch.testing.assert_close(moved[..., :-1], state[..., 1:])
+
+
+def test_nearest_blocks_ranks_as_the_euclidean_distance():
+    """Stage 1 ranks by ||b||^2 - 2 a.b (no ||a||^2, no square root, one matmul): the same blocks as the
+    smallest eq. (7) distances, in the same order."""
+    from inloop.models.nlconvlstm import nearest_blocks
+
+    g = torch.Generator().manual_seed(3)
+    a, b = torch.randn(2, 50, 8, generator=g), torch.randn(2, 70, 8, generator=g)
+    want = sq_distances(a, b).topk(5, dim=-1, largest=False).indices
+    assert torch.equal(nearest_blocks(a, b, 5), want)
+    assert torch.equal(nearest_blocks(a, b, 5), (a[:, :, None] - b[:, None]).norm(dim=-1).topk(5, -1, False).indices)
+    a.requires_grad_(True)
+    assert not nearest_blocks(a, b, 5).requires_grad
