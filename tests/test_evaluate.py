@@ -274,3 +274,44 @@ def test_an_edited_manifest_entry_is_named(tmp_path):
         (tmp_path / "manifest.json").write_text(json.dumps({"dataset": "x", "clips": [{**entry, **edit}]}))
         with pytest.raises(DatasetError, match=match):
             verify_manifest(tmp_path / "manifest.json")
+
+
+def test_one_process_evaluates_several_points_as_one_each(point, tmp_path):
+    """evaluate.jobs: per-qp -- `inloop evaluate` given N points (the i-th value of each list option together)
+    writes what N one-point runs write, in one Python and torch start-up; lists of other lengths are refused,
+    naming the option."""
+    import subprocess
+    import sys
+
+    d, src, _ = point
+    on, off = d / "on/city_128x96_30fps_8bit_420/qp37.json", d / "off/city_128x96_30fps_8bit_420/qp37.json"
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "inloop.cli", "evaluate", "--model", str(d / "model.pt"),
+                               "--threads", "1", *map(str, args)], capture_output=True, text=True, cwd=tmp_path)
+
+    one = [cli("--original", src, "--anchor-stats", on, "--off-stats", o, "--out", tmp_path / f"one{i}.json",
+               "--enhanced", tmp_path / f"one{i}_128x96_30fps_8bit_420.yuv", "--seq-class", c)
+           for i, (o, c) in enumerate([(off, "C"), (on, "-")])]
+    assert all(p.returncode == 0 for p in one), [p.stderr[-2000:] for p in one]
+    both = cli("--original", src, src, "--anchor-stats", on, on, "--off-stats", off, on,
+               "--out", tmp_path / "both0.json", tmp_path / "both1.json", "--seq-class", "C", "-",
+               "--enhanced", tmp_path / "both0_128x96_30fps_8bit_420.yuv", tmp_path / "both1_128x96_30fps_8bit_420.yuv")
+    assert both.returncode == 0, both.stderr[-2000:]
+    assert len(both.stdout.splitlines()) == 2
+    timing = {"seconds_per_frame"}
+    for i in (0, 1):
+        a, b = (json.loads((tmp_path / f"{k}{i}.json").read_text()) for k in ("one", "both"))
+        assert {k: v for k, v in a.items() if k not in timing} == {k: v for k, v in b.items() if k not in timing}
+        assert (tmp_path / f"one{i}_128x96_30fps_8bit_420.yuv").read_bytes() == \
+            (tmp_path / f"both{i}_128x96_30fps_8bit_420.yuv").read_bytes()
+    assert json.loads((tmp_path / "both0.json").read_text())["seq_class"] == "C"
+    assert json.loads((tmp_path / "both1.json").read_text())["seq_class"] == ""
+    assert json.loads((tmp_path / "both1.json").read_text())["network_input"] == "filters on"
+    bad = cli("--original", src, src, "--anchor-stats", on, "--off-stats", off, off, "--out", tmp_path / "x.json",
+              tmp_path / "y.json", "--enhanced", tmp_path / "x.yuv", tmp_path / "y.yuv")
+    assert bad.returncode != 0 and "--anchor-stats gives 1 values for the 2 points of --original" in bad.stderr
+    same = cli("--original", src, src, "--anchor-stats", on, on, "--off-stats", off, off, "--out", tmp_path / "x.json",
+               tmp_path / "x.json", "--enhanced", tmp_path / "x.yuv", tmp_path / "y.yuv")
+    assert same.returncode != 0 and "--out names the same file twice" in same.stderr
+    assert not (tmp_path / "x.json").exists()

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -127,21 +128,25 @@ def test_a_multi_gpu_training_job_asks_a_cpu_per_process(tmp_path):
                          and "--threads 6 " in line for line in train), train[:2]
 
 
-def test_what_every_rule_asks_comes_from_params(tmp_path):
+@pytest.mark.parametrize("jobs", ["per-clip", "per-qp"])
+def test_what_every_rule_asks_comes_from_params(tmp_path, jobs):
     """Issue #28 item 11: encode, patches, evaluate_codec and report typed their threads, memory and time in the
     rule (evaluation one thread, 2-4 GB, 20-30 min whatever the sequences); now `resources.<rule>` and
-    `evaluate.threads` set them, as a paper config does."""
+    `evaluate.threads` set them, as a paper config does. evaluate.jobs: per-qp -- the batch rules ask them (the
+    time limit once per clip: tiny has one held-out clip)."""
     d = _workflow_copy(tmp_path / "wf")
     want = {"encode": (1, 3000, 600), "patches": (1, 5000, 240), "evaluate_codec": (3, 16000, 600),
             "report": (1, 7000, 45)}
     (d / "res.yaml").write_text(yaml.safe_dump({
         "resources": {r: {"threads": t, "mem_mb": m, "runtime_min": rt} for r, (t, m, rt) in want.items()},
-        "evaluate": {"threads": 2, "mem_mb": 9000, "runtime_min": 90}}))
+        "evaluate": {"threads": 2, "mem_mb": 9000, "runtime_min": 90, "jobs": jobs}}))
     proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "16", "all", "--configfile",
                            "config/tiny.yaml", "res.yaml"], cwd=d, capture_output=True, text=True)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     want["evaluate_model"] = (2, 9000, 90)
+    if jobs == "per-qp":
+        want = {k + ("_batch" if k.startswith("evaluate") else ""): v for k, v in want.items()}
     seen = set()
     for rule, body in re.findall(r"^(?:local)?rule (\w+):\n((?:    .*\n)+)", out, re.M):
         if rule not in want:

@@ -33,7 +33,8 @@ CONFIG = ["config/tiny.yaml", "slurm-test.yaml"]
 # Training and the networks' evaluations ask for one GPU (a fake one) and run on the CPU: deterministic, so both
 # runs agree. Two QPs, not tiny's four: every rule still goes through sbatch, with half the jobs (each sbatch job
 # of a second's work takes 8-15 s here; at four QPs this module's setup was 410 s of the suite's 30 minutes).
-TEST_CONFIG = "encode:\n  qps: [32, 37]\ntrain:\n  gpus: 1\n  device: cpu\nevaluate:\n  gpus: 1\n"
+# A cluster evaluates each clip in its own job (evaluate.jobs: per-clip, as the paper configs).
+TEST_CONFIG = "encode:\n  qps: [32, 37]\ntrain:\n  gpus: 1\n  device: cpu\nevaluate:\n  gpus: 1\n  jobs: per-clip\n"
 # Quick status checks for a test whose jobs last seconds (the profile's are for real clusters);
 # the cluster's MinJobAge (3600 s) stays far above them, so squeue sees every finished job.
 FAST_STATUS = ["--slurm-init-seconds-before-status-checks", "2", "--seconds-between-status-checks", "2"]

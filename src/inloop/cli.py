@@ -193,20 +193,49 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             lpips = load_lpips(p, download=False, device=ev.get("device", "cpu"))
         except LpipsUnavailable as exc:
             lpips = str(exc)
-    r = evaluate_point(args.original, args.anchor_stats, args.off_stats, args.out, model_path=args.model,
-                       enhanced_out=args.enhanced, dataset=args.dataset, seq_class=args.seq_class,
-                       device=ev.get("device", "cpu"), tile=ev.get("tile"), overlap=ev.get("overlap", "auto"),
-                       metric_options=metric_options, baseline=args.baseline, lpips=lpips,
-                       eval_frames=ev.get("frames"), switching=ev.get("switching"),
-                       compute={k: ev[k] for k in ("amp_bf16", "channels_last") if k in ev},
-                       expect=_expected_model(p, args.model_name), allow_code=configured_references(p))
-    line = (f"{r['sequence']} {r['config']} QP {r['qp']}: anchor {r['anchor']['psnr']['y']:.3f} dB "
-            f"@ {r['anchor']['kbps']:.1f} kbps, filters off {r['decoded']['psnr']['y']:.3f} dB "
-            f"@ {r['decoded']['kbps']:.1f} kbps")
-    if r["delta"]:
-        line += f", {r['model']} {r['enhanced']['psnr']['y']:.3f} dB (delta-PSNR {r['delta']['psnr_y']:+.3f} dB)"
-    print(line)
+    points = _evaluation_points(args)
+    expect = _expected_model(p, args.model_name)
+    allow = configured_references(p)
+    for pt in points:  # one process for every point given: Python and torch start once (evaluate.jobs: per-qp)
+        r = evaluate_point(pt["original"], pt["anchor_stats"], pt["off_stats"], pt["out"], model_path=args.model,
+                           enhanced_out=pt["enhanced"], dataset=args.dataset, seq_class=pt["seq_class"],
+                           device=ev.get("device", "cpu"), tile=ev.get("tile"), overlap=ev.get("overlap", "auto"),
+                           metric_options=metric_options, baseline=pt["baseline"], lpips=lpips,
+                           eval_frames=ev.get("frames"), switching=ev.get("switching"),
+                           compute={k: ev[k] for k in ("amp_bf16", "channels_last") if k in ev},
+                           expect=expect, allow_code=allow)
+        line = (f"{r['sequence']} {r['config']} QP {r['qp']}: anchor {r['anchor']['psnr']['y']:.3f} dB "
+                f"@ {r['anchor']['kbps']:.1f} kbps, filters off {r['decoded']['psnr']['y']:.3f} dB "
+                f"@ {r['decoded']['kbps']:.1f} kbps")
+        if r["delta"]:
+            line += f", {r['model']} {r['enhanced']['psnr']['y']:.3f} dB (delta-PSNR {r['delta']['psnr_y']:+.3f} dB)"
+        print(line, flush=True)
     return 0
+
+
+POINT_ARGS = ("original", "anchor_stats", "off_stats", "out", "enhanced", "baseline", "seq_class")
+
+
+def _evaluation_points(args: argparse.Namespace) -> list[dict]:
+    """The points of one ``inloop evaluate``: the i-th value of each list option together. --original,
+    --anchor-stats, --off-stats and --out give one value per point; --enhanced and --baseline one per point
+    or none; --seq-class one per point, or one for all (default none)."""
+    n = len(args.original)
+    points = [{} for _ in range(n)]
+    for key in POINT_ARGS:
+        values = getattr(args, key)
+        if values is None:
+            values = [None] * n if key != "seq_class" else [""] * n
+        elif key == "seq_class":
+            values = ["" if v == "-" else v for v in (values * n if len(values) == 1 else values)]
+        if len(values) != n:
+            raise InloopError(f"--{key.replace('_', '-')} gives {len(values)} values for the {n} points of "
+                              f"--original: give one per point, in the same order")
+        for pt, v in zip(points, values):
+            pt[key] = v
+    if len({pt["out"] for pt in points}) != n:
+        raise InloopError("--out names the same file twice: each point needs its own evaluation JSON")
+    return points
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -274,17 +303,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_lpips)
 
     p = sub.add_parser("evaluate", help="measure anchor, filters-off decode and (with --model) the enhanced decode")
-    p.add_argument("--original", required=True)
-    p.add_argument("--anchor-stats", required=True, help="stats JSON of the encode with filters on")
-    p.add_argument("--off-stats", required=True, help="stats JSON of the encode with filters off")
-    p.add_argument("--out", required=True, help="evaluation JSON")
+    # One point (a clip at a QP), or several in one process (the i-th value of each list option together).
+    p.add_argument("--original", required=True, nargs="+", help="the clip(s) the encodes coded")
+    p.add_argument("--anchor-stats", required=True, nargs="+", help="stats JSON of the encode with filters on")
+    p.add_argument("--off-stats", required=True, nargs="+", help="stats JSON of the encode with filters off")
+    p.add_argument("--out", required=True, nargs="+", help="evaluation JSON, one per point")
     p.add_argument("--model", help="trained model file")
     p.add_argument("--model-name", help="the train.models entry the job evaluates: the model file must be its, "
                    "with the run's network settings")
-    p.add_argument("--enhanced", help="where to write the enhanced YUV (with --model)")
+    p.add_argument("--enhanced", nargs="+", help="where to write the enhanced YUV (with --model), one per point")
     p.add_argument("--dataset", default="")
-    p.add_argument("--seq-class", default="")
-    p.add_argument("--baseline", help="the model-'none' evaluation JSON of this point, reused for anchor and decode")
+    p.add_argument("--seq-class", nargs="+", help="the clips' CTC classes (one per point, or one for all; - for none)")
+    p.add_argument("--baseline", nargs="+",
+                   help="the model-'none' evaluation JSON of each point, reused for anchor and decode")
     p.add_argument("--threads", type=int, help="CPU threads for torch (the rule passes the job's threads)")
     p.add_argument("--params")
     p.set_defaults(func=cmd_evaluate)

@@ -41,6 +41,12 @@ EVAL_MODELS_DIR = f"{EVAL}/models"
 EVAL_CODEC = EVAL_CODEC_DIR + f"/{{codec}}/{{cfg}}/{{dataset}}/{CLIP}/qp{{qp}}.json"
 EVAL_MODEL = EVAL_MODELS_DIR + f"/{{model}}/{{codec}}/{{cfg}}/{{dataset}}/{CLIP}/qp{{qp}}.json"
 ENHANCED = f"{RESULTS}/enhanced/{{model}}/{{codec}}/{{cfg}}/{{dataset}}/{CLIP}/qp{{qp}}_{{geom}}_420.yuv"
+# evaluate.jobs: per-qp -- one job evaluates every held-out clip of a dataset at one (network,) configuration and
+# QP into a folder (the clip's stem: .json, .yuv); each clip's files above are then links to it. Not under EVAL:
+# the report reads every qp*.json there, DVC versions EVAL's two folders.
+EVAL_BATCH = f"{RESULTS}/eval-batch"
+EVAL_CODEC_BATCH = EVAL_BATCH + "/codec/{codec}/{cfg}/{dataset}/qp{qp}"
+EVAL_MODEL_BATCH = EVAL_BATCH + "/models/{model}/{codec}/{cfg}/{dataset}/qp{qp}"
 
 REPORT = f"{RESULTS}/report"
 REPORT_FILES = {"html": f"{REPORT}/index.html", "metrics": f"{REPORT}/metrics.json",
@@ -55,11 +61,14 @@ LOG = {  # each rule's log
     "train": f"{LOGS}/train/{{model}}/{{codec}}/{{cfg}}/qp{{qp}}.log",
     "evaluate_codec": f"{LOGS}/eval/codec/{{codec}}/{{cfg}}/{{dataset}}/{CLIP}/qp{{qp}}.log",
     "evaluate_model": f"{LOGS}/eval/models/{{model}}/{{codec}}/{{cfg}}/{{dataset}}/{CLIP}/qp{{qp}}.log",
+    "evaluate_codec_batch": f"{LOGS}/eval/batch/codec/{{codec}}/{{cfg}}/{{dataset}}/qp{{qp}}.log",
+    "evaluate_model_batch": f"{LOGS}/eval/batch/models/{{model}}/{{codec}}/{{cfg}}/{{dataset}}/qp{{qp}}.log",
     "report": f"{LOGS}/report.log",
 }
 JOB_BENCH_DIR = f"{RESULTS}/benchmarks"  # Snakemake's per-job measurements (wall time, peak memory)
 JOB_BENCH = {rule: LOG[rule].replace(LOGS, f"{JOB_BENCH_DIR}/{rule}").replace(".log", ".tsv")
-             for rule in ("encode", "patches", "train", "evaluate_codec", "evaluate_model")}
+             for rule in ("encode", "patches", "train", "evaluate_codec", "evaluate_model", "evaluate_codec_batch",
+                          "evaluate_model_batch")}
 CACHE = f"{RESULTS}/cache"  # downloads ($INLOOP_CACHE overrides)
 CHECKPOINTS = f"{RESULTS}/checkpoints"
 MLFLOW_DB = f"{RESULTS}/mlflow.db"  # the default MLflow store (MLFLOW_TRACKING_URI overrides it)

@@ -233,8 +233,11 @@ def demo_yuv(split=None, kind=None):
 # codec.smk
 def _ctc_class(wildcards):
     """A held-out clip's CTC class (A-F) for the report's class rows (GL-Fusion Tables II-VI), else empty."""
-    cls = _clip(wildcards).cls
-    return cls if cls in ("A", "B", "C", "D", "E", "F") else ""
+    return _clip_class(_clip(wildcards))
+
+
+def _clip_class(clip):
+    return clip.cls if clip.cls in ("A", "B", "C", "D", "E", "F") else ""
 
 
 def _clip(wildcards):
@@ -307,6 +310,54 @@ def _warm_start(wc):
 
 
 # evaluate.smk
+EVAL_PER_QP = config["evaluate"].get("jobs", "per-clip") == "per-qp"
+
+
+def _batch_clips(wc):
+    """The clips of an evaluate_*_batch job: the dataset's held-out clips coded in the configuration."""
+    return [c for c in test_clips(wc.dataset) if wc.cfg in encode_configs(c)]
+
+
+def _batch_points(wc):
+    """Each clip's wildcards in a batch job."""
+    return [{**dict(wc.items()), **_clip_fields(wc.dataset, c)} for c in _batch_clips(wc)]
+
+
+def _batch_file(wc, folder, suffix):
+    """A clip's file in its batch folder: the clip's stem (name, geometry: a YUV's format) and ``suffix``."""
+    return f"{folder}/{wc.name}_{wc.geom}_420{suffix}"
+
+
+def _batch_files(wc, folder, suffix):
+    return [f"{folder}/{c.stem}{suffix}" for c in _batch_clips(wc)]
+
+
+def _batch_note(wc, folder, rule):
+    """A linked clip's log line: where its evaluation ran and logged."""
+    return (f"evaluate.jobs: per-qp -- evaluated with the other clips of {folder} (rule {rule}); "
+            f"its log: {P.fill(P.LOG[rule], **dict(wc.items()))}")
+
+
+def _batch_classes(wc):
+    """--seq-class with each clip's CTC class ("-": none; a quoted empty string would vanish), or nothing."""
+    cls = [_clip_class(c) for c in _batch_clips(wc)]
+    return ["--seq-class", *[c or "-" for c in cls]] if any(cls) else []
+
+
+def _codec_batch_inputs(wc):
+    pts = _batch_points(wc)
+    stats = P.ENCODE_FILES["stats"]
+    return {"original": [P.fill(ORIG, **f) for f in pts],
+            "anchor": [P.fill(stats.replace("{filters}", "on"), **f) for f in pts],
+            "off": [P.fill(stats.replace("{filters}", NET_IN), **f) for f in pts]}
+
+
+def _model_batch_inputs(wc):
+    """The codec batch's inputs, and each clip's codec evaluation where it has one (:func:`_baseline`)."""
+    has = int(wc.qp) in config["encode"]["qps"]
+    return {**_codec_batch_inputs(wc), "baseline": [P.fill(P.EVAL_CODEC, **f) for f in _batch_points(wc)] if has else []}
+
+
 def _baseline(wc):
     """The model-'none' evaluation of this point, reused for anchor and decode (only encode.qps have one)."""
     if int(wc.qp) not in config["encode"]["qps"]:
