@@ -111,8 +111,7 @@ def sq_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """
     a2 = a.square().sum(-1, keepdim=True)
     b2 = b.square().sum(-1).unsqueeze(-2)
-    # in place on the product (its backward needs a and b, not it): one m x n tensor, not four
-    return (a @ b.transpose(-1, -2)).mul_(-2.0).add_(a2).add_(b2).clamp_min_(0.0)
+    return (a2 + b2 - 2.0 * (a @ b.transpose(-1, -2))).clamp_min(0.0)
 
 
 @torch.no_grad()
