@@ -275,6 +275,14 @@ def _setup_text(codec, dataset, config, qp=None) -> str:
             + (f" / QP {int(qp)}" if qp is not None else ""))
 
 
+NOTHING_TO_COMPARE = "nothing to compare: no result of the claim's codec, dataset and configuration (see note)"
+
+
+def unmatched_claims(comparison: pd.DataFrame) -> pd.Series:
+    """Which rows of :func:`compare`'s table have no result of their claim's codec, dataset and configuration."""
+    return comparison["what differs in the setup"] == NOTHING_TO_COMPARE
+
+
 def _unmatched(t: dict, have: Iterable[tuple]) -> dict:
     """A claim with no result of its own codec, dataset and configuration (and QP) in the run: reproduced NaN, and
     the note names the setups the run does have for the claim's model (or that it has none)."""
@@ -476,8 +484,8 @@ def compare(summary: pd.DataFrame, points: pd.DataFrame | None = None, repro: di
         info.setdefault("dataset", dataset or None)
         diffs[(paper, codec, dataset)] = setup_differences(paper, info)
     out["what differs in the setup"] = [
-        "nothing to compare: no result of the claim's codec, dataset and configuration (see note)" if u
-        else diffs[(a, b, c)] for a, b, c, u in zip(out["paper"], out["codec"], out["dataset"], unmatched)]
+        NOTHING_TO_COMPARE if u else diffs[(a, b, c)]
+        for a, b, c, u in zip(out["paper"], out["codec"], out["dataset"], unmatched)]
     cols = ["paper", "table", "row", "column", "config", "qp", "model", "codec", "dataset", "unit", "claimed", "reproduced",
             "difference", "CI low", "CI high", "interval", "claim inside", "what differs in the setup", "note"]
     return out[[c for c in cols if c in out.columns]]

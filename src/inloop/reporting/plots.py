@@ -218,7 +218,9 @@ def bd_bar_plot(summary: pd.DataFrame, codec: str, dataset: str, out_dir: str | 
     axes instead of drawn as "n/a" bars (issue #30)."""
     s = summary[(summary["level"] == "average") & (summary["metric"] == "y") & (summary["codec"] == codec)
                 & (summary["dataset"] == dataset) & summary["comparison"].isin(["off_vs_anchor", "model_vs_anchor"])]
-    no_bd = sorted(set(s["model"]) - set(s.dropna(subset=["bd_rate_pct"])["model"]) - {"none"})
+    from .tables import models_without_bd
+
+    no_bd = models_without_bd(s)
     s = s.dropna(subset=["bd_rate_pct"])
     if s.empty:
         return None

@@ -371,11 +371,12 @@ def _shown_claims(info: dict, comparison: pd.DataFrame) -> dict:
     """The comparison as the page shows it: the claims this run can be read against; the others (no result of
     their codec, dataset and configuration: every claim, on the demo) summed up in one note instead of one
     "nothing to compare" row each (issue #30). The CSV and Markdown keep every row."""
+    from .claims import unmatched_claims
     from .tables import table_view
 
     if comparison.empty:
         return info
-    unmatched = comparison["what differs in the setup"].astype(str).str.startswith("nothing to compare")
+    unmatched = unmatched_claims(comparison)
     if not unmatched.any():
         return info
     setups = sorted({f"{r.paper} {str(r.codec)}/{r.dataset}/{str(r.config).upper()}"
@@ -468,8 +469,9 @@ def _headline_note(summary) -> str:
     and NL-ConvLSTM), named once instead of one "left out" row per comparison (issue #30)."""
     if summary.empty:
         return ""
-    head = summary[(summary["level"] == "average") & (summary["metric"] == "y") & (summary["model"] != "none")]
-    no_bd = sorted(set(head["model"]) - set(head.dropna(subset=["bd_rate_pct"])["model"]))
+    from .tables import models_without_bd
+
+    no_bd = models_without_bd(summary[(summary["level"] == "average") & (summary["metric"] == "y")])
     return (f"no BD-rate for {', '.join(no_bd)}: a Bjontegaard curve needs four QPs and these models are trained "
             "at fewer; their ΔPSNR-Y per QP is in the tables below" if no_bd else "")
 

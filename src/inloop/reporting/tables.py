@@ -176,6 +176,13 @@ def _row_order(summary: pd.DataFrame) -> list[tuple[str, str, str]]:
     return out
 
 
+def models_without_bd(rows: pd.DataFrame) -> list[str]:
+    """The networks of ``rows`` (BD-rate summary rows) with no BD-rate in any of them: a Bjontegaard curve needs four
+    QPs, and these are trained at fewer (the demo's SPiLF and NL-ConvLSTM). The headline chart names them under its
+    axis and the headline table in one note (issue #30)."""
+    return sorted(set(rows["model"]) - set(rows.dropna(subset=["bd_rate_pct"])["model"]) - {"none"})
+
+
 def level_pct(summary: pd.DataFrame | None = None) -> str:
     """The level of the summary's intervals as a label (params report.interval.level), e.g. ``95%``."""
     from .aggregate import INTERVAL
