@@ -125,6 +125,7 @@ def _repo_params():
     ("metrics.lpips.backbone", "a.pth", "metrics.lpips.backbone: unknown key; known: cache_dir"),
     ("datasets.outt", "x", "datasets.outt: unknown key"),
     ("evaluate.tiles", 64, "evaluate.tiles: unknown key"),
+    ("evaluate.jobs", "per-clips", "evaluate.jobs: 'per-clips' is not one of ['per-clip', 'per-qp']"),
     ("train.steps", -5, "train.steps: -5 is less than the minimum of 1"),
     ("train.lr", "fast", "train.lr: 'fast' is not of type 'number'"),
     ("encode.filters", ["of"], "encode.filters.0: 'of' is not one of"),
