@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from inloop.errors import ParamsError
+from inloop.errors import InloopError, ParamsError
 from inloop.models import lpips as L
 from inloop.models import build_model
 from inloop.models.spilf import SPiLF, PatchDiscriminator, gradient_map
@@ -289,7 +289,7 @@ def test_lpips_term_enters_the_total_loss_in_stage_two():
     assert torch.allclose(second["total"], second["l1"] + 5e-3 * second["struct"] + 2.0 * second["lpips"])
 
 
-def make_trainer(tmp_path, ckpt: str, steps: int, params: dict):
+def make_trainer(tmp_path, ckpt: str, steps: int, params: dict, keep_states: tuple[int, ...] = ()):
     seed_everything(0)
     store = synthetic_store(24, 24, seed=1)
     gen = SPiLF(**TINY)
@@ -297,7 +297,7 @@ def make_trainer(tmp_path, ckpt: str, steps: int, params: dict):
     cfg = TrainConfig(steps=steps, batch_size=4, checkpoint_every=2, val_every=2, log_every=1, device="cpu")
     sampler = PatchSampler(store[:20], cfg.batch_size, 8, "cpu", seed=cfg.seed)
     return Trainer(task, sampler, cfg, tmp_path / ckpt, val_array=store[20:], bitdepth=8,
-                   describe={"model": "spilf"}), task
+                   describe={"model": "spilf"}, keep_states=keep_states), task
 
 
 def test_stage_switch_and_bit_exact_resume(tmp_path):
@@ -327,6 +327,70 @@ def test_stage_switch_and_bit_exact_resume(tmp_path):
     assert t3.plateaus[0].state_dict() == t1.plateaus[0].state_dict()
     assert r1["val_delta_psnr"] == r2["val_delta_psnr"]
     assert straight.history[-1]["l1"] == resumed.history[-1]["l1"]
+
+
+def test_stage1_from_another_training_ends_where_running_stage1_ends(tmp_path):
+    """``stage1_from``: a GAN training that continues the state an L_1 + L_ST training kept at the end of its
+    stage 1 ends bit for bit where the same training from step 0 ends, also when the plateau halved the rates
+    during stage 1 and the discriminator has a rate of its own (its plateau mirrors the generator's)."""
+    common = {"variant": "arabica", "plateau_window": 1, "plateau_patience": 0, **TINY_D}
+    gan = {**common, "weights": {"adv": 0.05}, "stage1_steps": 4, "disc_lr": 4e-3}
+    straight, t1 = make_trainer(tmp_path, "straight.pt", 6, gan)
+    straight.run()
+    # the source runs longer and switches later (Arabica: its stage 2 is its stage 1's loss)
+    source, _ = make_trainer(tmp_path, "source.pt", 6, {**common, "stage1_steps": 6}, keep_states=(4,))
+    source.run()
+    kept = source.kept_states()
+    assert sorted(kept) == [4] and kept[4]["step"] == 4 and "discriminator" not in kept[4]["modules"]
+    assert kept[4]["optimizers"]["generator"]["param_groups"][0]["lr"] < 1e-3  # halved within stage 1
+    cont, t2 = make_trainer(tmp_path, "cont.pt", 6, gan)
+    cont.continue_from(kept[4])
+    assert cont.step == 4 and t2.stage == 1
+    assert t2.opt_d.param_groups[0]["lr"] == 4e-3 * t2.opt_g.param_groups[0]["lr"] / 1e-3
+    r = cont.run()
+    assert r["steps_this_run"] == 2
+    for name in ("generator", "discriminator"):
+        for a, b in zip(t1.modules()[name].state_dict().values(), t2.modules()[name].state_dict().values()):
+            assert torch.equal(a, b), name
+    assert [g.param_groups[0]["lr"] for g in (t1.opt_g, t1.opt_d)] == [g.param_groups[0]["lr"] for g in (t2.opt_g, t2.opt_d)]
+    assert [h["l1"] for h in straight.history if "l1" in h] == [h["l1"] for h in cont.history if "l1" in h]
+    # a source job resumed after the step keeps the state its checkpoint kept
+    first, _ = make_trainer(tmp_path, "again.pt", 5, {**common, "stage1_steps": 6}, keep_states=(4,))
+    first.run()
+    again, _ = make_trainer(tmp_path, "again.pt", 6, {**common, "stage1_steps": 6}, keep_states=(4,))
+    assert again.load_checkpoint() and again.step == 5
+    again.run()
+    resumed = again.kept_states()[4]["modules"]["generator"]
+    assert all(torch.equal(a, b) for a, b in zip(resumed.values(), kept[4]["modules"]["generator"].values()))
+    again.kept = {}  # a checkpoint written before the state was asked for: the job says so
+    with pytest.raises(InloopError, match="the state at step 4 was not kept"):
+        again.kept_states()
+    # a state from elsewhere than the end of stage 1 is refused
+    other, _ = make_trainer(tmp_path, "other.pt", 6, gan)
+    with pytest.raises(ParamsError, match="at step 6, not at the end of stage 1"):
+        other.continue_from({**source.state(), "kept": {}})
+
+
+def test_stage1_mismatch_names_the_setting_that_differs():
+    from inloop.training.spilf import stage1_mismatch
+
+    mine = {"lr": 1e-3, "seed": 0, "steps": 600, "threads": 1,
+            "spilf": {"variant": "arabica-perceptual", "stage1_steps": 450, "plateau_window": 50}}
+    source = {"lr": 1e-3, "seed": 0, "steps": 600, "threads": 2, "val_every": 100,
+              "spilf": {"variant": "arabica", "stage1_steps": 450, "plateau_window": 50}}
+    assert stage1_mismatch(mine, source, ("threads",)) is None
+    assert "train.threads" in stage1_mismatch(mine, source)
+    assert stage1_mismatch(mine, {**source, "lr": 2e-3}, ("threads",)).startswith("train.lr: 0.001 here, 0.002")
+    assert stage1_mismatch(mine, {**source, "seed": 1}, ("threads",)).startswith("train.seed")
+    shorter = {**source, "spilf": {**source["spilf"], "stage1_steps": 300}}
+    assert stage1_mismatch(mine, shorter, ("threads",)).startswith("train.spilf.stage1_steps: 450 here, 300")
+    window = {**source, "spilf": {**source["spilf"], "plateau_window": 10}}
+    assert stage1_mismatch(mine, window, ("threads",)).startswith("train.spilf.plateau_window")
+    l1 = {**source, "spilf": {**source["spilf"], "weights": {"l1": 2}}}
+    assert stage1_mismatch(mine, l1, ("threads",)).startswith("train.spilf.weights.l1")
+    assert stage1_mismatch(mine, {**source, "steps": 400}, ("threads",)).startswith("train.steps")
+    warm = {**source, "warm_start": {"qp": 37, "steps": 5}}
+    assert stage1_mismatch(mine, warm, ("threads",)).startswith("train.warm_start")
 
 
 def test_a_few_steps_reduce_l1_on_a_degraded_image():

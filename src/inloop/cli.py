@@ -104,17 +104,18 @@ def cmd_patches(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .params import check_models, model_spec
+    from .params import check_models, check_stage1_sources, model_spec, stage1_handoffs
     from .training.run import train_model
 
     params = _params(args)
     check_models(params, args.params or "params", [args.model])
+    check_stage1_sources(params)
     spec = model_spec(params, args.model)
     report = train_model(
         args.store, args.out, spec["arch"], spec["kwargs"], spec["train"],
         describe={"codec": args.codec, "config": args.config, "qp": args.qp}, checkpoint=args.checkpoint,
         manifest=args.manifest, track=not args.no_mlflow, threads=args.threads, name=args.model, params=params,
-        init_from=args.init_from)
+        init_from=args.init_from, stage1_from=args.stage1_from, keep_states=tuple(stage1_handoffs(params, args.model)))
     r = report["result"]
     if report.get("rank", 0) != 0:
         return 0  # DDP: rank 0 reports
@@ -285,6 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="CPU threads for torch")
     p.add_argument("--no-mlflow", action="store_true", help="do not track the run")
     p.add_argument("--init-from", help="start from this model file (another QP's) for train.warm_start.steps steps")
+    p.add_argument("--stage1-from", help="continue from the stage-1 state this model file (train.spilf.stage1_from's "
+                   "model at this QP) kept")
     p.add_argument("--params")
     p.set_defaults(func=cmd_train)
 

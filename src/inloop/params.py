@@ -436,13 +436,51 @@ def model_instances(params: dict) -> list[str]:
     return [m if i == 0 else f"{m}{SEED_SUFFIX}{int(k)}" for m in train.get("models") or [] for i, k in enumerate(seeds)]
 
 
+def stage1_source(params: dict, name: str) -> str | None:
+    """The model instance whose training is instance ``name``'s SPiLF stage 1 (``train.spilf.stage1_from``, the
+    same seed: :func:`model_instances`), or None: none named, or the one named is not trained in this run (then
+    the training runs its stage 1 itself, which gives the same model)."""
+    source = ((model_spec(params, name)["train"].get("spilf") or {}).get("stage1_from"))
+    if not source:
+        return None
+    seed = split_seed(name)[1]
+    instance = f"{source}{SEED_SUFFIX}{seed}" if seed else str(source)
+    return instance if instance in model_instances(params) else None
+
+
+def stage1_handoffs(params: dict, name: str) -> list[int]:
+    """The steps at which instance ``name``'s training keeps its state for the instances whose stage 1 it is."""
+    return sorted({int(model_spec(params, m)["train"]["spilf"]["stage1_steps"]) for m in model_instances(params)
+                   if stage1_source(params, m) == name})
+
+
+def check_stage1_sources(params: dict) -> None:
+    """``train.spilf.stage1_from`` of every trained model: another SPiLF entry of ``models:``, with
+    ``stage1_steps`` set; else a ParamsError naming the key (the settings are compared when the job runs:
+    :func:`inloop.training.spilf.stage1_mismatch`)."""
+    for m in model_instances(params):
+        spec = model_spec(params, m)
+        source = (spec["train"].get("spilf") or {}).get("stage1_from")
+        if not source:
+            continue
+        key = f"models.{split_seed(m)[0]}.train.spilf"
+        if source == split_seed(m)[0] or source not in (params.get("models") or {}):
+            raise ParamsError(f"{key}.stage1_from: {source} is {'the model itself' if source == split_seed(m)[0] else 'not an entry of models:'}")
+        arch = model_spec(params, source)["arch"]
+        if spec["arch"] != "spilf" or arch != "spilf":
+            raise ParamsError(f"{key}.stage1_from: SPiLF's stage 1 continues only another SPiLF training "
+                              f"({m}: {spec['arch']}, {source}: {arch})")
+        if "stage1_steps" not in spec["train"]["spilf"]:
+            raise ParamsError(f"{key}.stage1_steps: needed with stage1_from (the step this training continues from)")
+
+
 def split_seed(name: str) -> tuple[str, str]:
     """``(entry, seed)`` of a model instance: ``("glfusion", "1")`` for ``glfusion-seed1``, ``(name, "")`` else."""
     base, sep, seed = str(name).rpartition(SEED_SUFFIX)
     return (base, seed) if sep and base and seed.isdigit() else (str(name), "")
 
 
-def train_identity(spec: dict) -> dict:
+def train_identity(spec: dict, keep_states: list[int] | tuple[int, ...] = ()) -> dict:
     """What one training job of a model spec (:func:`model_spec`) computes: its network (arch, settings,
     frames) and train settings without :data:`JOB_KEYS`. Snakemake reruns a training when this changes
     (rule train's params) and a checkpoint resumes only for an equal one: adding a model to
@@ -450,11 +488,14 @@ def train_identity(spec: dict) -> dict:
 
     A network from outside this package adds ``source``, the hash of its code
     (:func:`inloop.models.registry.network_source`): editing it retrains that network and nothing else (this
-    package's networks are in the train stage's code hash)."""
+    package's networks are in the train stage's code hash). ``keep_states``: the steps whose state the job keeps
+    for other trainings (:func:`stage1_handoffs`), which its model file then holds."""
     from .models.registry import network_source
 
     identity = {"arch": spec["arch"], "kwargs": spec["kwargs"], "frames": spec["frames"],
                 "train": {k: v for k, v in spec["train"].items() if k not in JOB_KEYS}}
+    if keep_states:
+        identity["keeps_states_at"] = sorted(int(k) for k in keep_states)
     source = network_source(spec["arch"])
     return identity if source is None else {**identity, "source": source}
 

@@ -177,6 +177,11 @@ for _m, _s in SPECS.items():
     _warm = _s["train"].get("warm_start")
     if _warm and _warm["qp"] not in _s["qps"]:
         raise ValueError(f"models.{_m}.train.warm_start.qp: {_warm['qp']} is not one of the model's QPs {_s['qps']}")
+inloop.params.check_stage1_sources(config)
+# SPiLF models whose stage 1 is another model's training (train.spilf.stage1_from), and the steps at which each
+# model's training keeps its state for them.
+STAGE1_FROM = {m: inloop.params.stage1_source(config, m) for m in SPECS}
+KEEP_STATES = {m: inloop.params.stage1_handoffs(config, m) for m in SPECS}
 # One patch store per distinct store settings; the first model naming it describes it.
 STORE_MODEL = {}
 for _m, _s in SPECS.items():
@@ -295,18 +300,32 @@ def _warm(wc):
 
 
 def _train_priority(wc):
-    """Warm-start sources first (the model's other QPs wait for them: the longest chain), then the other
+    """Warm-start and stage-1 sources first (other trainings wait for them: the longest chains), then the other
     trainings, then the shorter jobs, when more jobs are ready than cores."""
     warm = _warm(wc)
-    return 2 if warm and int(wc.qp) == int(warm["qp"]) else 1
+    source = (warm and int(wc.qp) == int(warm["qp"])) or KEEP_STATES.get(wc.model)
+    return 2 if source else 1
 
 
-def _warm_start(wc):
-    """The model file a warm-started training starts from: the same model's at ``train.warm_start.qp``."""
+def _train_init(wc):
+    """The model file a training starts from: the same model's at ``train.warm_start.qp`` (a warm start), or
+    the model whose training is its SPiLF stage 1 (``train.spilf.stage1_from``) at the same QP."""
+    source = STAGE1_FROM.get(wc.model)
+    if source and wc.cfg in SPECS[source]["configs"] and int(wc.qp) in SPECS[source]["qps"]:
+        return model_file(source, wc.cfg, wc.qp)
     warm = _warm(wc)
     if not warm or int(wc.qp) == int(warm["qp"]):
         return []
     return model_file(wc.model, wc.cfg, warm["qp"])
+
+
+def _init_flags(wc, input):
+    """``inloop train``'s flags for the file :func:`_train_init` gives."""
+    if not input.init:
+        return []
+    source = STAGE1_FROM.get(wc.model)
+    stage1 = source and str(input.init) == model_file(source, wc.cfg, wc.qp)
+    return ["--stage1-from" if stage1 else "--init-from", input.init]
 
 
 # evaluate.smk

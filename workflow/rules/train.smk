@@ -37,16 +37,17 @@ rule train:
         unpack(_store_files),
         manifests=lambda wc: manifests(TRAIN_DATASETS.get(wc.cfg, [])),
         lpips=LPIPS_STATUS,
-        init=_warm_start,
+        init=_train_init,
     output:
         model=P.MODEL,
         report=P.MODEL_REPORT,
     params:
         store=lambda wc, input: os.path.dirname(input.meta),
-        computes=lambda wc: inloop.params.train_identity(SPECS[wc.model]),  # a change retrains; nothing else does
+        # what the job computes: a change retrains, nothing else does
+        computes=lambda wc: inloop.params.train_identity(SPECS[wc.model], KEEP_STATES[wc.model]),
         code=CODE["train"],
         launch=train_launcher(),
-        init=lambda wc, input: ["--init-from", input.init] if input.init else [],
+        init=_init_flags,
     log:
         P.LOG["train"],
     benchmark:

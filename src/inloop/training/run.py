@@ -59,11 +59,16 @@ def train_model(store: str | os.PathLike, out: str | os.PathLike, model_name: st
                 train_params: dict, describe: dict, checkpoint: str | os.PathLike | None = None,
                 manifest: list[str] | str | None = None, track: bool = True, experiment: str = "inloop",
                 threads: int | None = None, name: str | None = None, params: dict | None = None,
-                init_from: str | os.PathLike | None = None) -> dict:
+                init_from: str | os.PathLike | None = None, stage1_from: str | os.PathLike | None = None,
+                keep_states: tuple[int, ...] = ()) -> dict:
     """Train the network ``model_name`` on a patch store and write the model file ``out`` (+ ``.json``).
 
     ``init_from``: a model file of the same network and settings (another QP's) to start from instead of
     the initialisation, for ``train.warm_start.steps`` steps (:func:`warm_start_weights`).
+    ``stage1_from``: the model file of the training that is this one's SPiLF stage 1
+    (``train.spilf.stage1_from``): this job continues from the state it kept (:func:`stage1_state`).
+    ``keep_states``: steps whose state this job keeps in its model file for the trainings that continue
+    from it (:func:`inloop.params.stage1_handoffs`).
 
     ``name`` is the ``train.models`` entry (default: the network's name); runs,
     checkpoints and reports are named after it (params ``models.<name>.arch``).
@@ -80,9 +85,20 @@ def train_model(store: str | os.PathLike, out: str | os.PathLike, model_name: st
     checkpoint = Path(checkpoint)
     if threads:  # the job's CPUs, shared by its DDP processes (one per GPU)
         torch.set_num_threads(max(1, threads // world_size()))
+    if init_from is not None and stage1_from is not None:
+        raise InloopError("--init-from and --stage1-from: a training starts from one of them (train.warm_start or "
+                          "train.spilf.stage1_from), not both")
     if init_from is not None:  # the starting weights are part of what this job computes
         train_params = {**train_params, "steps": warm_start_steps(train_params)}
         describe = {**describe, "init_from_sha256": sha256_file(init_from)}
+    handoff = None
+    if stage1_from is not None:
+        handoff = stage1_state(stage1_from, train_params, params or {}, {**describe, "arch": model_name,
+                                                                          "model_kwargs": model_kwargs,
+                                                                          "store": str(store)})
+        describe = {**describe, "stage1_from_sha256": sha256_file(stage1_from)}
+    if keep_states:  # part of what the job writes: a checkpoint made without them is not resumed
+        describe = {**describe, "keeps_states_at": sorted(int(k) for k in keep_states)}
     cfg = train_config(train_params)
     seed_everything(cfg.seed, cfg.deterministic)
     meta, train, val = open_patch_store(store)
@@ -161,10 +177,15 @@ def train_model(store: str | os.PathLike, out: str | os.PathLike, model_name: st
         else:  # params are written once: a job resumed on another machine says what it computed in
             tracker.set_tags({"compute.resumed_as": f"{compute.precision}, channels_last={compute.channels_last}"})
     trainer = Trainer(task, sampler, cfg, checkpoint, tracker, val_array=val, bitdepth=meta["bitdepth"],
-                      describe=describe)
+                      describe=describe, keep_states=tuple(keep_states))
     try:
-        if trainer.load_checkpoint() and rank == 0:
-            print(f"resuming {checkpoint} from step {trainer.step}")
+        if trainer.load_checkpoint():
+            if rank == 0:
+                print(f"resuming {checkpoint} from step {trainer.step}")
+        elif handoff is not None:
+            trainer.continue_from(handoff)
+            if rank == 0:
+                print(f"stage 1 from {stage1_from}: continuing its state at step {trainer.step}")
         result = trainer.run()
     except BaseException:
         if tracker is not None:
@@ -180,6 +201,8 @@ def train_model(store: str | os.PathLike, out: str | os.PathLike, model_name: st
     payload = {"name": model_name, "instance": name, "kwargs": model_kwargs, "state_dict": net.state_dict(),
                "source": network_source(model_name),
                "bitdepth": meta["bitdepth"], "planes": meta["planes"], "describe": describe, "result": result}
+    if keep_states:  # the states other trainings continue from (train.spilf.stage1_from)
+        payload["kept_states"] = trainer.kept_states()
     torch_save(payload, out, "model file")
     report = {**describe, "residual_scale": float(net.residual_scale) if hasattr(net, "residual_scale") else None,
               "network_source": network_source(model_name), "result": result, "compute": compute.record(),
@@ -193,6 +216,41 @@ def train_model(store: str | os.PathLike, out: str | os.PathLike, model_name: st
         tracker.log_artifact(out)
         tracker.finish()
     return report
+
+
+def stage1_state(path: str | os.PathLike, train_params: dict, params: dict, describe: dict) -> dict:
+    """The state a SPiLF training continues from (``train.spilf.stage1_from``): the one kept at step
+    ``train.spilf.stage1_steps`` in the model file ``path`` of the source, checked to be this training's
+    stage 1 (the same network, patch store, codec, configuration and QP; settings by
+    :func:`inloop.training.spilf.stage1_mismatch`). A mismatch is one error naming the file and the key."""
+    from ..params import model_spec
+    from .spilf import spilf_config, stage1_mismatch
+
+    spilf = spilf_config(train_params.get("spilf"), lr=float(train_params.get("lr", 1e-4)))
+    if spilf.stage1_from is None:
+        raise InloopError(f"--stage1-from {path}: train.spilf.stage1_from is not set for this model")
+    payload = torch_load(Path(path), "model file")
+    source = str(payload.get("instance") or payload.get("name"))
+    if params:
+        from ..params import stage1_source
+
+        wanted = stage1_source(params, str(describe.get("model")))
+        if source != wanted:
+            raise InloopError(f"{path} is {source}'s model file; train.spilf.stage1_from names {wanted}")
+    state = (payload.get("kept_states") or {}).get(spilf.stage1_steps)
+    if state is None:
+        raise InloopError(f"{path}: {source}'s model file keeps no state at step {spilf.stage1_steps} (it keeps "
+                          f"{sorted(payload.get('kept_states') or {}) or 'none'}); train it again with these params")
+    theirs = state.get("describe") or {}
+    for k in ("codec", "config", "qp", "arch", "model_kwargs", "store"):
+        if str(theirs.get(k)) != str(describe.get(k)):
+            raise InloopError(f"{path}: {source} was trained with {k} {theirs.get(k)!r}, this model with "
+                              f"{describe.get(k)!r}: it is not this training's stage 1")
+    why = stage1_mismatch(train_params, model_spec(params, source)["train"], JOB_KEYS) if params else None
+    if why:
+        raise InloopError(f"{path}: {source}'s first {spilf.stage1_steps} steps are not this training's stage 1 "
+                          f"({why}); set train.spilf.stage1_from: null or align the settings")
+    return state
 
 
 def warm_start_steps(train_params: dict) -> int:

@@ -76,9 +76,19 @@ plateau schedulers are in :meth:`SPiLFTask.schedulers`, which the Trainer saves
 in and restores from its checkpoints; the networks and optimisers are in
 ``modules()``/``optimizers()``. A resumed run is bit-exact on CPU.
 
+Stage 1 from another training (``stage1_from``): Arabica's loss is stage 1's (``l1 * L_1 + struct * L_ST``),
+so an ArabicaPerceptual model of the same network, patch store, seed and settings runs, step for step, the
+same first ``stage1_steps`` steps as the Arabica model beside it. With ``stage1_from: <that train.models
+entry>`` the source's job keeps its state at step ``stage1_steps`` (generator, its Adam, the plateau
+schedule, the batch stream, the history) in its model file and this job continues from it: the same model
+bit for bit as running stage 1 again (tested), without its cost. The discriminator is not trained in
+stage 1: it is built and initialised as in a run from step 0, and its plateau, which observed the same
+L_1 windows as the generator's, takes the generator's plateau state with its own rate (``disc_lr`` times
+the generator's halvings). :func:`stage1_mismatch` refuses a source whose first steps differ.
+
 Params (``train.spilf``; :func:`spilf_config` checks them and names a bad key):
 ``variant``, ``weights: {l1, lpips, adv, struct}`` (any subset; overrides the
-variant's values), ``stage1_steps``, ``disc_lr``, ``plateau_patience``,
+variant's values), ``stage1_steps``, ``stage1_from``, ``disc_lr``, ``plateau_patience``,
 ``plateau_window``, ``gan_form`` (``ragan`` | ``literal``), ``disc_channels``,
 ``disc_layers``.
 """
@@ -120,6 +130,7 @@ DEFAULTS: dict[str, Any] = {
     "variant": "arabica-perceptual",
     "weights": None,
     "stage1_steps": 1000,
+    "stage1_from": None,    # a train.models entry whose first stage1_steps steps are this stage 1 (module doc)
     "disc_lr": None,        # None: the generator's rate (train.lr)
     "plateau_patience": 5,  # windows without improvement before halving
     "plateau_window": 100,  # steps per plateau observation
@@ -147,6 +158,7 @@ class SPiLFConfig:
     disc_channels: int
     disc_layers: int
     pixel_scale: float = 255.0
+    stage1_from: str | None = None
 
 
 def _positive_float(key: str, value: Any, allow_zero: bool = False) -> float:
@@ -196,7 +208,44 @@ def spilf_config(params: dict | None = None, prefix: str = "train.spilf", lr: fl
         disc_channels=check_int(key("disc_channels"), p["disc_channels"], 1),
         disc_layers=check_int(key("disc_layers"), p["disc_layers"], 1),
         pixel_scale=_positive_float(key("pixel_scale"), p["pixel_scale"]),
+        stage1_from=_stage1_from(key("stage1_from"), p["stage1_from"]),
     )
+
+
+def _stage1_from(key: str, value: Any) -> str | None:
+    if value is not None and (not isinstance(value, str) or not value):
+        raise ParamsError(f"{key}: expected a train.models entry (or null), got {value!r}")
+    return value
+
+
+# Train settings a stage-1 source may differ in: they act after stage 1 (steps, SPiLF's own block, checked
+# below), say what a job is given rather than what a step computes, or only when and what is logged.
+_NOT_IN_STAGE1 = {"steps", "spilf", "checkpoint_every", "val_every", "log_every", "val_batch_size"}
+
+
+def stage1_mismatch(train: dict, source_train: dict, job_keys: tuple[str, ...] = ()) -> str | None:
+    """Why the first ``stage1_steps`` steps of a training with the settings ``source_train`` are not the stage 1
+    of one with ``train`` (both merged ``train`` sections), naming the differing key; None when they are
+    the same steps (``stage1_from``, see the module docstring). ``job_keys``: keys that never change a step."""
+    if train.get("warm_start") or source_train.get("warm_start"):
+        return "train.warm_start: a warm-started training does not run stage 1 from the initialisation"
+    for k in sorted((set(train) | set(source_train)) - _NOT_IN_STAGE1 - set(job_keys) - {"warm_start"}):
+        if train.get(k) != source_train.get(k):
+            return f"train.{k}: {train.get(k)!r} here, {source_train.get(k)!r} in the source"
+    lr = float(train.get("lr", PAPER_LR))
+    mine, theirs = spilf_config(train.get("spilf"), lr=lr), spilf_config(source_train.get("spilf"), lr=lr)
+    for k in ("l1", "struct"):
+        if mine.weights[k] != theirs.weights[k]:
+            return f"train.spilf.weights.{k}: {mine.weights[k]:g} here, {theirs.weights[k]:g} in the source"
+    for k in ("plateau_window", "plateau_patience", "pixel_scale"):
+        if getattr(mine, k) != getattr(theirs, k):
+            return f"train.spilf.{k}: {getattr(mine, k)!r} here, {getattr(theirs, k)!r} in the source"
+    if theirs.stage1_steps < mine.stage1_steps:  # the source's stage switch would reset its plateau earlier
+        return (f"train.spilf.stage1_steps: {mine.stage1_steps} here, {theirs.stage1_steps} in the source (its "
+                "stage 1 must last at least as long)")
+    if int(source_train.get("steps", 0)) < mine.stage1_steps:
+        return f"train.steps: the source runs {source_train.get('steps')}, fewer than stage1_steps {mine.stage1_steps}"
+    return None
 
 
 # --------------------------------------------------------------------------- losses
@@ -380,6 +429,25 @@ class SPiLFTask:
         if len(self.plateaus) > 1:
             s["discriminator"] = self.plateaus[1]
         return s
+
+    def continue_from(self, state: dict) -> None:
+        """Take over another SPiLF training's state at the end of this one's stage 1 (``stage1_from``; a
+        Trainer state): the generator, its optimiser and plateau, the stage schedule. The discriminator keeps
+        its initialisation (stage 1 does not train it); its plateau observed the same L_1 windows as the
+        generator's, so it takes that state, and its rate is ``disc_lr`` halved as often as the generator's."""
+        if int(state["schedulers"]["schedule"]["step"]) != self.config.stage1_steps:
+            raise ParamsError(f"the state to continue from is at step {state['schedulers']['schedule']['step']}, "
+                              f"not at the end of stage 1 (train.spilf.stage1_steps: {self.config.stage1_steps})")
+        _unwrap(self.generator).load_state_dict(state["modules"]["generator"])
+        self.opt_g.load_state_dict(state["optimizers"]["generator"])
+        self.schedule.load_state_dict(state["schedulers"]["schedule"])
+        self.plateaus[0].load_state_dict(state["schedulers"]["generator"])
+        if self.opt_d is not None:
+            halved = self.opt_g.param_groups[0]["lr"] / self.config.lr  # 0.5 ** k: exact in binary
+            self.plateaus[1].load_state_dict({**state["schedulers"]["generator"],
+                                              "_last_lr": [self.config.disc_lr * halved]})
+            for group in self.opt_d.param_groups:
+                group["lr"] = self.config.disc_lr * halved
 
     @property
     def step(self) -> int:

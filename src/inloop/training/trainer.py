@@ -27,6 +27,7 @@ batches, rank 0 validates, checkpoints and logs.
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import random
@@ -196,7 +197,8 @@ class Trainer:
     """The loop shared by every task; see the module docstring."""
 
     def __init__(self, task, sampler, cfg: TrainConfig, checkpoint: str | os.PathLike, tracker=None,
-                 val_array: np.ndarray | None = None, bitdepth: int = 8, describe: dict | None = None):
+                 val_array: np.ndarray | None = None, bitdepth: int = 8, describe: dict | None = None,
+                 keep_states: tuple[int, ...] = ()):
         self.task = task
         self.sampler = sampler
         self.cfg = cfg
@@ -210,6 +212,10 @@ class Trainer:
         self.world = int(os.environ.get("WORLD_SIZE", 1))
         self.step = 0
         self.history: list[dict] = []
+        # Steps whose whole state (as a checkpoint holds it) is kept for other trainings that continue from it
+        # (SPiLF's train.spilf.stage1_from); kept in the checkpoints too, so a resumed job still has them.
+        self.keep_states = set(keep_states)
+        self.kept: dict[int, dict] = {}
         self.compute = train_path(cfg, self.device)
         self.autocast = self.compute.autocast()
         for m in task.modules().values():
@@ -247,6 +253,7 @@ class Trainer:
             "history": self.history,
             "describe": self.describe,
             "config": asdict(self.cfg),
+            "kept": self.kept,
         }
 
     def save_checkpoint(self) -> None:
@@ -287,8 +294,30 @@ class Trainer:
             torch.cuda.set_rng_state(mine["cuda_rng"], self.device)
         self.step = ck["step"]
         self.history = ck.get("history", [])
+        self.kept = ck.get("kept") or {}
         self.resumed_run_id = ck.get("run_id")
         return True
+
+    def continue_from(self, state: dict) -> None:
+        """Start at another training's state (a Trainer state it kept: SPiLF's ``stage1_from``): its step,
+        history and batch stream; the task takes the networks, optimisers and schedules it shares
+        (``task.continue_from``). The torch generator stays this run's: no step draws from it."""
+        ranks = state.get("ranks") or []
+        if len(ranks) != self.world:
+            raise TrainingError(f"the state to continue from holds the random streams of {len(ranks)} process(es), "
+                                f"this job runs {self.world}")
+        self.task.continue_from(state)
+        self.sampler.load_state(ranks[self.rank]["sampler"])
+        self.step = int(state["step"])
+        self.history = [dict(h) for h in state.get("history", [])]
+
+    def kept_states(self) -> dict[int, dict]:
+        """The states kept at ``keep_states`` (every one the run reached: a missing one is an error)."""
+        missing = sorted(k for k in self.keep_states if k <= self.step and k not in self.kept)
+        if missing:
+            raise TrainingError(f"the state at step {missing[0]} was not kept (the run resumed from {self.checkpoint}, "
+                                "written before it was asked for): delete that checkpoint and run again")
+        return self.kept
 
     # ---------------------------------------------------------------- loop
     def run(self) -> dict:
@@ -348,6 +377,10 @@ class Trainer:
                             self.history.append({"step": self.step, **last_val})
                         if self.tracker is not None:
                             self.tracker.log_metrics(last_val, self.step, flush=True)
+                if self.step in self.keep_states:
+                    streams = self._all_streams()  # every rank takes part; rank 0 keeps
+                    if self.rank == 0:
+                        self.kept[self.step] = copy.deepcopy({**self.state(streams), "kept": {}})
                 if self.step % cfg.checkpoint_every == 0 or last:
                     if self.tracker is not None and self.rank == 0:
                         # MLflow first: once a checkpoint exists, everything it holds is in MLflow
