@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import warnings
 
 import numpy as np
@@ -354,6 +355,11 @@ def test_stage1_from_another_training_ends_where_running_stage1_ends(tmp_path):
             assert torch.equal(a, b), name
     assert [g.param_groups[0]["lr"] for g in (t1.opt_g, t1.opt_d)] == [g.param_groups[0]["lr"] for g in (t2.opt_g, t2.opt_d)]
     assert [h["l1"] for h in straight.history if "l1" in h] == [h["l1"] for h in cont.history if "l1" in h]
+    # a stage 1 as long as the run: nothing left to train, the kept state is the model, validated
+    whole, _ = make_trainer(tmp_path, "whole.pt", 4, gan)
+    whole.continue_from(kept[4])
+    r = whole.run()
+    assert r["steps_this_run"] == 0 and math.isfinite(r["val_delta_psnr"])
     # a source job resumed after the step keeps the state its checkpoint kept
     first, _ = make_trainer(tmp_path, "again.pt", 5, {**common, "stage1_steps": 6}, keep_states=(4,))
     first.run()

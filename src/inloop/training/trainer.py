@@ -391,6 +391,9 @@ class Trainer:
             bar.close()
         elapsed = time.perf_counter() - t_start
         steps_run = self.step - start_step
+        if steps_run == 0 and self.rank == 0:  # it started at its last step (stage 1 as long as the run)
+            last_val = validate(self.task, self.val_array, self.bitdepth, self.device, cfg.val_batch_size,
+                                self.autocast)
         return {
             "steps": self.step,
             "steps_this_run": steps_run,
