@@ -112,6 +112,21 @@ def train_workdir(tmp_path_factory, two_sources):
     return d
 
 
+def dry_run_trains(tmp_path: Path, overlay: str) -> tuple[subprocess.CompletedProcess, list[tuple[str, str]]]:
+    """A Snakemake dry run of ``models`` over config/tiny.yaml and the YAML text ``overlay``, in a fresh copy of
+    the workflow under ``tmp_path``: the finished process and its ``inloop train`` commands as (QP, command)."""
+    import tempfile
+
+    wf = Path(tempfile.mkdtemp(dir=tmp_path))
+    for item in ("Snakefile", "params.yaml", "config", "workflow", "envs"):
+        (shutil.copytree if (REPO / item).is_dir() else shutil.copy2)(REPO / item, wf / item)
+    (wf / "overlay.yaml").write_text(overlay)
+    out = subprocess.run([sys.executable, "-m", "snakemake", "-n", "-p", "--cores", "1", "models", "--configfile",
+                          "config/tiny.yaml", "overlay.yaml"], capture_output=True, text=True, cwd=wf)
+    trains = [line for line in out.stdout.splitlines() if "inloop train " in line]
+    return out, [(line.split("--qp ")[1].split()[0], line) for line in trains]
+
+
 def train_cmd(d, out):
     return [INLOOP, "train", "--model", "glfusion", "--store", str(d / "store"), "--out", str(out), "--codec", "x265",
             "--config", "ai", "--qp", "37", "--threads", "1", "--manifest", str(d / "manifest.json"),

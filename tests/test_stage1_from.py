@@ -4,21 +4,16 @@ model a run from step 0 writes (docs/results.md, "ArabicaPerceptual's stage 1 fr
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 import yaml
 
+from conftest import dry_run_trains
 from inloop.errors import InloopError, ParamsError
 from inloop.models.io import torch_load
 from inloop.params import check_stage1_sources, stage1_handoffs, stage1_source
 from inloop.training.run import train_model
 
-REPO = Path(__file__).resolve().parents[1]
 TINY = {"channels": 8, "grad_blocks": 1, "pixel_units": 1, "dru_layers": 2, "growth": 4, "reduction": 2}
 POINT = {"codec": "x265", "config": "ai", "qp": 37}
 SPILF = {"plateau_window": 1, "plateau_patience": 0, "disc_channels": 8, "disc_layers": 2}
@@ -103,29 +98,16 @@ def test_bad_stage1_from_params_name_the_key(train_workdir, tmp_path):
 
 
 def test_the_pipeline_gives_each_perceptual_training_its_arabica_model(tmp_path):
-    """The demo's params: each ArabicaPerceptual job starts from Arabica's model file at its QP (--stage1-from),
-    the Arabica jobs keep their state (their rule's params say so); a bad source stops the run before any job."""
-    wf = tmp_path / "wf"
-    wf.mkdir()
-    for item in ("Snakefile", "params.yaml", "config", "workflow", "envs"):
-        (shutil.copytree if (REPO / item).is_dir() else shutil.copy2)(REPO / item, wf / item)
-    spilf = tmp_path / "spilf.yaml"
-    spilf.write_text("train: {models: [spilf-arabica, spilf-perceptual]}\n")
-    cmd = [sys.executable, "-m", "snakemake", "-n", "-p", "--cores", "1", "models", "--configfile",
-           "config/tiny.yaml", str(spilf)]
-    out = subprocess.run(cmd, capture_output=True, text=True, cwd=wf)
+    """The demo's params: each ArabicaPerceptual job starts from Arabica's model file at its QP (--stage1-from);
+    a bad source stops the run before any job."""
+    out, trains = dry_run_trains(tmp_path, "train: {models: [spilf-arabica, spilf-perceptual]}")
     assert out.returncode == 0, out.stderr
-    trains = [line for line in out.stdout.splitlines() if "inloop train " in line]
     assert len(trains) == 6
-    for line in trains:
-        qp = line.split("--qp ")[1].split()[0]
+    for qp, line in trains:
         continued = f"--stage1-from results/models/spilf-arabica/x265/ai/qp{qp}/model.pt" in line
-        assert continued == ("--model spilf-perceptual" in line), line
-        assert "--init-from" not in line
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("train: {models: [spilf-arabica, spilf-perceptual]}\n"
-                   "models: {spilf-perceptual: {train: {spilf: {stage1_from: spilf-arabca}}}}\n")
-    out = subprocess.run(cmd[:-1] + [str(bad)], capture_output=True, text=True, cwd=wf)
+        assert continued == ("--model spilf-perceptual" in line) and "--init-from" not in line, line
+    out, _ = dry_run_trains(tmp_path, "train: {models: [spilf-arabica, spilf-perceptual]}\n"
+                                      "models: {spilf-perceptual: {train: {spilf: {stage1_from: spilf-arabca}}}}")
     assert out.returncode != 0
     assert "models.spilf-perceptual.train.spilf.stage1_from: spilf-arabca is not an entry of models:" in \
         out.stdout + out.stderr

@@ -3,20 +3,15 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 import yaml
 
+from conftest import dry_run_trains
 from inloop.errors import InloopError
 from inloop.models.io import torch_load
 from inloop.training.run import train_model
 
-REPO = Path(__file__).resolve().parents[1]
 GLF = {"channels": 4, "hgf_depth": 2, "hlf_modules": 1}
 POINT = {"codec": "x265", "config": "ai", "qp": 22}
 
@@ -63,24 +58,12 @@ def test_a_warm_start_from_another_network_is_refused_with_the_file_named(train_
 
 
 def test_the_pipeline_trains_the_source_qp_first_and_starts_the_others_from_it(tmp_path):
-    wf = tmp_path / "wf"
-    wf.mkdir()
-    for item in ("Snakefile", "params.yaml", "config", "workflow", "envs"):
-        (shutil.copytree if (REPO / item).is_dir() else shutil.copy2)(REPO / item, wf / item)
-    warm = tmp_path / "warm.yaml"
-    warm.write_text("models: {glfusion: {channels: 4, train: {warm_start: {qp: 37, steps: 5}}}}\n")
-    cmd = [sys.executable, "-m", "snakemake", "-n", "-p", "--cores", "1", "models", "--configfile",
-           "config/tiny.yaml", str(warm)]
-    out = subprocess.run(cmd, capture_output=True, text=True, cwd=wf)
+    out, trains = dry_run_trains(tmp_path, "models: {glfusion: {channels: 4, train: {warm_start: {qp: 37, steps: 5}}}}")
     assert out.returncode == 0, out.stderr
-    trains = [line for line in out.stdout.splitlines() if "inloop train " in line]
     assert len(trains) == 4
-    for line in trains:
-        qp = line.split("--qp ")[1].split()[0]
+    for qp, line in trains:
         started = "--init-from results/models/glfusion/x265/ai/qp37/model.pt" in line
         assert started == (qp != "37"), line
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("models: {glfusion: {channels: 4, train: {warm_start: {qp: 30, steps: 5}}}}\n")
-    out = subprocess.run(cmd[:-1] + [str(bad)], capture_output=True, text=True, cwd=wf)
+    out, _ = dry_run_trains(tmp_path, "models: {glfusion: {channels: 4, train: {warm_start: {qp: 30, steps: 5}}}}")
     assert out.returncode != 0
     assert "models.glfusion.train.warm_start.qp: 30 is not one of the model's QPs" in out.stdout + out.stderr
