@@ -25,7 +25,8 @@ def _params(workdir, tmp_path, perceptual: dict | None = None) -> dict:
                            checkpoint_dir=str(tmp_path / "ckpt"), models=["arabica", "perceptual"])
     params["models"] = {
         "arabica": {"arch": "spilf", **TINY, "train": {"spilf": {**SPILF, "variant": "arabica", "stage1_steps": 3}}},
-        "perceptual": {"arch": "spilf", **TINY, "train": {"spilf": {
+        # the same network settings written in another order (the files compare them as settings, not text)
+        "perceptual": {"arch": "spilf", **dict(reversed(TINY.items())), "train": {"spilf": {
             **SPILF, "variant": "arabica", "weights": {"adv": 0.05}, "stage1_steps": 3, "stage1_from": "arabica",
             **(perceptual or {})}}},
     }

@@ -236,14 +236,15 @@ def stage1_state(path: str | os.PathLike, train_params: dict, params: dict, desc
 
         wanted = stage1_source(params, str(describe.get("model")))
         if source != wanted:
-            raise InloopError(f"{path} is {source}'s model file; train.spilf.stage1_from names {wanted}")
+            named = wanted or f"{spilf.stage1_from}, which this run does not train"
+            raise InloopError(f"{path} is {source}'s model file; train.spilf.stage1_from names {named}")
     state = (payload.get("kept_states") or {}).get(spilf.stage1_steps)
     if state is None:
         raise InloopError(f"{path}: {source}'s model file keeps no state at step {spilf.stage1_steps} (it keeps "
                           f"{sorted(payload.get('kept_states') or {}) or 'none'}); train it again with these params")
     theirs = state.get("describe") or {}
     for k in ("codec", "config", "qp", "arch", "model_kwargs", "store"):
-        if str(theirs.get(k)) != str(describe.get(k)):
+        if theirs.get(k) != describe.get(k) and str(theirs.get(k)) != str(describe.get(k)):  # a dict in any order
             raise InloopError(f"{path}: {source} was trained with {k} {theirs.get(k)!r}, this model with "
                               f"{describe.get(k)!r}: it is not this training's stage 1")
     why = stage1_mismatch(train_params, model_spec(params, source)["train"], JOB_KEYS) if params else None
