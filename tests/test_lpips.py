@@ -50,6 +50,29 @@ def test_forward_zero_for_identical_and_symmetric():
         m(x[:, :1], y[:, :1])
 
 
+def test_remembered_references_give_the_same_distances_and_run_the_network_once_per_reference():
+    plain, remembering = _random_model(), _random_model().remember_references(L.REFERENCE_MEMORY_BYTES)
+    calls = []
+    remembering.net.register_forward_hook(lambda module, inputs, output: calls.append(inputs[0].shape[0]))
+    x, y = _images()
+    z, _ = _images(seed=2)
+    with torch.no_grad():
+        for test in (y, z, y):  # two decodes measured against one original, then the first again
+            assert torch.equal(remembering(x, test), plain(x, test))  # bit for bit
+        assert len(calls) == 1 + 3  # the reference once, each test image each time
+        x2 = x.clone()
+        x2[0, 0, 0, 0] += 0.5  # another original: its own features
+        assert torch.equal(remembering(x2, y), plain(x2, y)) and len(calls) == 6
+    with torch.enable_grad():  # a loss (SPiLF's) never uses remembered features
+        remembering(x, y)
+    assert len(calls) == 8
+    small = _random_model().remember_references(1)  # nothing fits: computed each time, still correct
+    small.net.register_forward_hook(lambda module, inputs, output: calls.append(0))
+    with torch.no_grad():
+        assert torch.equal(small(x, y), plain(x, y)) and torch.equal(small(x, z), plain(x, z))
+    assert len(calls) == 8 + 4 and not small._references
+
+
 def test_alexnet_layout_matches_torchvision_features():
     # Shapes of the five ReLU outputs for a 224x224 input, as torchvision's AlexNet gives them.
     feats = L.AlexNetFeatures()(torch.zeros(1, 3, 224, 224))

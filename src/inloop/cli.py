@@ -188,10 +188,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     metric_options.update(rgb_matrix=data.get("matrix", "bt601"), rgb_full_range=data.get("range", "tv") == "pc")
     lpips = None
     if ((get(p, "metrics", {}) or {}).get("lpips") or {}).get("evaluate", True):
-        from .models.lpips import LpipsUnavailable, load_lpips
+        from .models.lpips import REFERENCE_MEMORY_BYTES, LpipsUnavailable, load_lpips
 
         try:  # cached or local weights only: no download from inside a pipeline job
             lpips = load_lpips(p, download=False, device=ev.get("device", "cpu"))
+            lpips.remember_references(REFERENCE_MEMORY_BYTES)  # each clip's original: once for all its decodes
         except LpipsUnavailable as exc:
             lpips = str(exc)
     points = _evaluation_points(args)
