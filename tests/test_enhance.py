@@ -160,3 +160,19 @@ def test_only_the_scored_frames_are_filtered(city_yuv, tmp_path):
         for i in range(5):
             want = src[4][0] if i == 3 else src[i][0]  # frame 3 filtered from its window (its next frame), others as decoded
             assert np.array_equal(res[i][0], want), i
+
+
+def test_a_multi_frame_network_filters_a_file_the_same_with_its_warps_kept(city_yuv, tmp_path):
+    from inloop.models import NLConvLSTM
+
+    fmt = YuvFormat(128, 96)
+    torch.manual_seed(0)
+    model = NLConvLSTM(frames=7, channels=8, pool=4, topk=2, enc_layers=2, dec_layers=2)
+    kept, alone = tmp_path / "kept_128x96_30fps_8bit_420.yuv", tmp_path / "alone_128x96_30fps_8bit_420.yuv"
+    remembered = []
+    model.register_forward_pre_hook(lambda module, args: remembered.append(module._warps is not None))
+    enhance_file(model, city_yuv, kept, fmt, planes=("y",))
+    assert remembered == [True] * 5 and model._warps is None  # kept while filtering the file, then let go
+    model.remember_warps = lambda *args: model  # every window on its own, as before the memory
+    enhance_file(model, city_yuv, alone, fmt, planes=("y",))
+    assert kept.read_bytes() == alone.read_bytes()

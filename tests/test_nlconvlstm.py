@@ -321,3 +321,27 @@ def test_nearest_blocks_ranks_as_the_euclidean_distance():
     assert torch.equal(nearest_blocks(a, b, 5), (a[:, :, None] - b[:, None]).norm(dim=-1).topk(5, -1, False).indices)
     a.requires_grad_(True)
     assert not nearest_blocks(a, b, 5).requires_grad
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_sliding_windows_compute_each_pair_of_frames_weights_once_and_filter_the_same(bf16):
+    torch.manual_seed(0)
+    model = NLConvLSTM(frames=7, **SMALL).eval()
+    seq = torch.rand(9, 1, 24, 32)  # nine frames, windows clamped at the ends as evaluation builds them
+    windows = [[min(max(j, 0), 8) for j in range(i - 3, i + 4)] for i in range(9)]
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        plain = [model(seq[w][None]) for w in windows]
+        model.remember_warps()
+        kept = [model(seq[w][None]) for w in windows]
+        memory = model._warps
+        model.forget_warps()
+    for i, (a, b) in enumerate(zip(plain, kept)):
+        assert torch.equal(a, b), f"window {i}: not the output computed without the memory"
+    # the warps (query frame, reference frame) of each window: forward t-3 -> ... -> t, backward t+3 -> ... -> t
+    warps = [(w[j + 1], w[j]) for w in windows for j in range(3)] + [(w[j], w[j + 1]) for w in windows
+                                                                    for j in range(3, 6)]
+    assert memory.misses == len(set(warps)) and memory.hits == len(warps) - len(set(warps))
+    with torch.enable_grad():  # training never keeps weights
+        model.remember_warps()
+        model(seq[windows[4]][None]).sum().backward()
+        assert len(model._warps) == 0

@@ -31,6 +31,22 @@ def test_each_configuration_gets_its_own_file_written_once(tmp_path):
     assert b != a and yaml.safe_load(a.read_text()) == {"a": 1} and yaml.safe_load(b.read_text()) == {"a": 2}
 
 
+def test_a_job_trusts_the_checked_file_the_workflow_wrote_and_checks_any_other(tmp_path, monkeypatch):
+    from inloop.errors import ParamsError
+
+    # write_resolved's caller (the Snakefile) checks the config first; this one it would have refused
+    refused = {"train": {"stepz": 20}}
+    resolved = write_resolved(refused, tmp_path / "inloop")
+    assert cli_params(resolved) == refused  # read as written: no second check in each of ~280 jobs
+    copy = tmp_path / "mine.yaml"  # the same text under a name of one's own: checked, as any --params file
+    copy.write_text(resolved.read_text())
+    with pytest.raises(ParamsError, match=r"mine.yaml: train.stepz: unknown key"):
+        cli_params(copy)
+    resolved.write_text(resolved.read_text().replace("20", "21"))  # edited since: no longer what was checked
+    with pytest.raises(ParamsError, match=r"params-[0-9a-f]{12}.yaml: train.stepz: unknown key"):
+        cli_params(resolved)
+
+
 def test_model_spec_merges_train_overrides_and_names_bad_keys():
     import pytest
 

@@ -185,7 +185,14 @@ def enhance_file(model: nn.Module, decoded: str | os.PathLike, out: str | os.Pat
             times.append(time.perf_counter() - t0)
             yield Frame(*result)
 
-    with YuvReader(decoded, fmt) as reader:
-        write_yuv(out, filtered(reader), fmt)
+    remember = getattr(model, "remember_warps", None)  # NL-ConvLSTM: each pair's non-local weights once
+    if remember is not None:
+        remember()
+    try:
+        with YuvReader(decoded, fmt) as reader:
+            write_yuv(out, filtered(reader), fmt)
+    finally:
+        if remember is not None:
+            model.forget_warps()
     return {"frames": len(times), "seconds_per_frame": float(np.mean(times)) if times else 0.0,
             "device": str(device), "tile": tile, "planes": list(planes), "compute": compute.record(), "tiling": tiling}

@@ -61,7 +61,6 @@ import pickle
 import shutil
 import tempfile
 import warnings
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +73,7 @@ from ..download import DownloadError, extract_member, pip_download, read_member
 from ..download import cache_dir as download_cache_dir
 from ..errors import InloopError
 from ..fsutil import atomic_write, sha256_file
+from .memo import ContentMemory
 
 LPIPS_VERSION = "0.1"
 LPIPS_PIP_SPEC = "lpips==0.1.4"
@@ -144,10 +144,6 @@ class AlexNetFeatures(nn.Module):
         self.load_state_dict(own, strict=True)
 
 
-def _nbytes(tensors: list[torch.Tensor]) -> int:
-    return sum(t.numel() * t.element_size() for t in tensors)
-
-
 # The originals' features an evaluation keeps (LPIPS.remember_references): a 720x405 frame's are 11.7 MB, so the
 # demo's largest clip (16 frames) fits; a 16-frame 1080p clip does not, and is then computed again, as before.
 REFERENCE_MEMORY_BYTES = 512 * 2**20
@@ -169,8 +165,7 @@ class LPIPS(nn.Module):
         self.lins = nn.ModuleList(nn.Conv2d(c, 1, 1, bias=False) for c in CHANNELS)
         self.requires_grad_(False)
         self.eval()
-        self._references: OrderedDict | None = None  # remember_references
-        self._references_max = 0
+        self._references: ContentMemory | None = None  # remember_references
 
     def load_linear_state(self, state: dict) -> None:
         """Load ``lin{k}.model.1.weight`` (the lpips package, dropout before the conv) or ``.model.0.``."""
@@ -193,33 +188,23 @@ class LPIPS(nn.Module):
         """The five unit-normalised AlexNet feature maps of ``x`` (in [-1, 1])."""
         return [self._unit(f) for f in self.net((x - self.shift) / self.scale)]
 
-    def remember_references(self, max_bytes: int) -> "LPIPS":
-        """Keep the features of recent first arguments (the references), up to ``max_bytes``, and reuse them.
+    def remember_references(self, max_bytes: int | None) -> "LPIPS":
+        """Keep the features of recent first arguments (the references), up to ``max_bytes``, and reuse them
+        (:class:`~inloop.models.memo.ContentMemory`; None: forget them and stop).
 
         An evaluation measures several decodes of one clip against the same original frames (the anchor and the
         filters-off decode; a network's output and its CTU-switched version): the original's AlexNet features
-        are then computed once. Entries are keyed by the batch's shape, dtype and contents (a BLAKE2b digest),
-        so a hit is the same input and gives the same features bit for bit; the least recently used entry goes
-        first. Only without gradients (SPiLF's LPIPS loss never uses it) and on the CPU (where the network is
-        slow enough for it to matter).
+        are then computed once, and a hit is the same input, so the distances are the same bit for bit. Only
+        without gradients (SPiLF's LPIPS loss never uses it) and on the CPU (where the network is slow enough
+        for it to matter).
         """
-        self._references = OrderedDict()
-        self._references_max = int(max_bytes)
+        self._references = None if max_bytes is None else ContentMemory(max_bytes)
         return self
 
     def _reference_features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        memory = self._references
-        if memory is None or torch.is_grad_enabled() or x.device.type != "cpu":
+        if self._references is None or torch.is_grad_enabled() or x.device.type != "cpu":
             return self.features(x)
-        raw = x.detach().contiguous()
-        key = (tuple(raw.shape), str(raw.dtype), hashlib.blake2b(raw.view(torch.uint8).numpy()).hexdigest())
-        if key in memory:
-            memory.move_to_end(key)
-            return memory[key]
-        memory[key] = feats = self.features(x)
-        while sum(_nbytes(fs) for fs in memory.values()) > self._references_max:
-            memory.popitem(last=False)
-        return feats
+        return self._references.get((x,), "lpips-alex-features", lambda: self.features(x))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, normalize: bool = False) -> torch.Tensor:
         if x.shape != y.shape or x.ndim != 4 or x.shape[1] != 3:

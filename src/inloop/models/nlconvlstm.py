@@ -92,10 +92,14 @@ from torch import nn
 
 from inloop.errors import ParamsError
 from inloop.models.costs import macs_per_pixel
+from inloop.models.memo import ContentMemory
 from inloop.models.registry import ResidualFilter, check_choice, check_int, pad_to_multiple, register
 
 MODES = ("nlconvlstm", "meconvlstm", "convlstm", "single")
 MAX_ELEMENTS = 2**26  # stage-2 distance entries per chunk of query blocks (256 MB in float32)
+# The weights of the last pairs of frames a filtering keeps (remember_warps): 17 MB per pair at 352x192 (p = 4,
+# k = 4), six pairs in use at once with T = 3; a 1080p pair (3.3 GB at p = 10) is not kept, as before.
+WARP_MEMORY_BYTES = 256 * 2**20
 
 
 # ---------------------------------------------------------------------------------------------
@@ -226,8 +230,23 @@ def _chunk_blocks(n: int, pool: int, k: int, max_elements: int) -> int:
     return max(1, max_elements // (n * pool**2 * k * pool**2))
 
 
+def _approx_plan(q: torch.Tensor, r: torch.Tensor, pool: int, k: int, step: int,
+                 temperature: float) -> list[tuple[slice, torch.Tensor, torch.Tensor]]:
+    """The two-stage weights of every chunk of ``step`` query blocks: ``[(blocks, weights, idx)]``
+    (:func:`_approx_chunk`); they depend on the features of the two frames only, not on the state."""
+    q_blocks, r_blocks = to_blocks(q, pool), to_blocks(r, pool)
+    q_pooled = F.avg_pool2d(q, pool).flatten(2).transpose(1, 2)  # (N, B, C)
+    r_pooled = F.avg_pool2d(r, pool).flatten(2).transpose(1, 2)
+    plan = []
+    for b0 in range(0, q_blocks.shape[1], step):  # chunks of query blocks: bounded memory at 1080p
+        sl = slice(b0, b0 + step)
+        plan.append((sl, *_approx_chunk(q_blocks[:, sl], q_pooled[:, sl], r_blocks, r_pooled, k, temperature)))
+    return plan
+
+
 def approx_nonlocal_warp(query: torch.Tensor, ref: torch.Tensor, state: torch.Tensor, pool: int, topk: int,
-                         max_elements: int = MAX_ELEMENTS, temperature: float = 1e-3) -> torch.Tensor:
+                         max_elements: int = MAX_ELEMENTS, temperature: float = 1e-3,
+                         memory: ContentMemory | None = None) -> torch.Tensor:
     """Approximate NLWarp (section 3.3): the state of each query pixel is the weighted sum
     of the states of the pixels in the ``topk`` reference blocks most similar to its block.
 
@@ -237,6 +256,8 @@ def approx_nonlocal_warp(query: torch.Tensor, ref: torch.Tensor, state: torch.Te
     ``max_elements`` stage-2 distances exist at a time (the loop runs over chunks
     of ~thousands of blocks; everything inside is batched). ``topk`` is capped at
     the number of blocks, where the result equals :func:`exact_nonlocal_warp`.
+    ``memory``: keeps the weights of a pair of frames for the next window that warps between the same two
+    frames (inference; :class:`~inloop.models.memo.ContentMemory`): the same weights, bit for bit.
     """
     n, _, hh, ww = query.shape
     nb = (hh // pool) * (ww // pool)
@@ -244,14 +265,13 @@ def approx_nonlocal_warp(query: torch.Tensor, ref: torch.Tensor, state: torch.Te
     dt = _compute_dtype(query, ref, state)
     with torch.autocast(query.device.type, enabled=False):
         q, r, s = query.to(dt), ref.to(dt), state.to(dt)
-        q_blocks, r_blocks, s_blocks = to_blocks(q, pool), to_blocks(r, pool), to_blocks(s, pool)
-        q_pooled = F.avg_pool2d(q, pool).flatten(2).transpose(1, 2)  # (N, B, C)
-        r_pooled = F.avg_pool2d(r, pool).flatten(2).transpose(1, 2)
         step = _chunk_blocks(n, pool, k, max_elements)
+        plan = (_approx_plan(q, r, pool, k, step, temperature) if memory is None else
+                memory.get((query, ref), ("nlwarp", str(dt), pool, k, step, float(temperature)),
+                           lambda: _approx_plan(q, r, pool, k, step, temperature)))
+        s_blocks = to_blocks(s, pool)
         out = s_blocks.new_empty(s_blocks.shape)  # (N, B, p^2, C_s), filled chunk by chunk
-        for b0 in range(0, nb, step):  # chunks of query blocks: bounded memory at 1080p
-            sl = slice(b0, b0 + step)
-            weights, idx = _approx_chunk(q_blocks[:, sl], q_pooled[:, sl], r_blocks, r_pooled, k, temperature)
+        for sl, weights, idx in plan:
             out[:, sl] = weights @ _gather_blocks(s_blocks, idx)
         warped = from_blocks(out, pool, hh, ww)
     return warped.to(state.dtype)
@@ -403,6 +423,7 @@ class NLConvLSTM(ResidualFilter):
         # every forward (issue #28 item 8).
         self._tau = float(temperature)
         self.register_load_state_dict_post_hook(NLConvLSTM._refresh_tau)
+        self._warps: ContentMemory | None = None  # remember_warps
         self.frames, self.channels, self.pool, self.topk, self.exact = frames, channels, pool, topk, exact
         self.in_channels = in_channels
         # Padding to the block grid is needed only by the approximate warp.
@@ -444,12 +465,29 @@ class NLConvLSTM(ResidualFilter):
     def _refresh_tau(module: "NLConvLSTM", incompatible_keys) -> None:
         module._tau = float(module.temperature)
 
+    def remember_warps(self, max_bytes: int = WARP_MEMORY_BYTES) -> "NLConvLSTM":
+        """Keep the approximate warp's weights of recent pairs of frames, up to ``max_bytes``, until
+        :meth:`forget_warps`.
+
+        Filtering a sequence frame by frame, each window of 2T + 1 frames warps between the same neighbouring
+        frames as the window before it, but two (T - 1 of T per direction): the weights, which depend only on
+        the two frames' encoder features, are then computed once per pair instead of T times. Kept under the
+        features' contents (:class:`~inloop.models.memo.ContentMemory`), so a hit is the same computation and
+        the output is the same bit for bit. Inference only (no gradients); the exact warp never keeps any.
+        """
+        self._warps = ContentMemory(max_bytes)
+        return self
+
+    def forget_warps(self) -> None:
+        self._warps = None
+
     def warp(self, query: torch.Tensor, ref: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         """NLWarp of eq. (3): ``state`` of frame t-1 -> frame t, weights from features ``ref`` -> ``query``."""
         tau = self._tau
         if self.exact:
             return exact_nonlocal_warp(query, ref, state, tau)
-        return approx_nonlocal_warp(query, ref, state, self.pool, self.topk, temperature=tau)
+        return approx_nonlocal_warp(query, ref, state, self.pool, self.topk, temperature=tau,
+                                    memory=None if torch.is_grad_enabled() else self._warps)
 
     def _run(self, cell: ConvLSTMCell, feats: torch.Tensor, flow: FlowWarp | None = None) -> torch.Tensor:
         """One direction over ``feats`` (N, S, C, H, W), ending at the target; returns its last H.
