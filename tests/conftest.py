@@ -112,17 +112,22 @@ def train_workdir(tmp_path_factory, two_sources):
     return d
 
 
-def dry_run_trains(tmp_path: Path, overlay: str) -> tuple[subprocess.CompletedProcess, list[tuple[str, str]]]:
-    """A Snakemake dry run of ``models`` over config/tiny.yaml and the YAML text ``overlay``, in a fresh copy of
-    the workflow under ``tmp_path``: the finished process and its ``inloop train`` commands as (QP, command)."""
+def dry_run(tmp_path: Path, overlay: str, target: str = "models") -> subprocess.CompletedProcess:
+    """A Snakemake dry run (``-n -p``) of ``target`` over config/tiny.yaml and the YAML text ``overlay``, in a
+    fresh copy of the workflow under ``tmp_path``: the finished process."""
     import tempfile
 
     wf = Path(tempfile.mkdtemp(dir=tmp_path))
     for item in ("Snakefile", "params.yaml", "config", "workflow", "envs"):
         (shutil.copytree if (REPO / item).is_dir() else shutil.copy2)(REPO / item, wf / item)
     (wf / "overlay.yaml").write_text(overlay)
-    out = subprocess.run([sys.executable, "-m", "snakemake", "-n", "-p", "--cores", "1", "models", "--configfile",
-                          "config/tiny.yaml", "overlay.yaml"], capture_output=True, text=True, cwd=wf)
+    return subprocess.run([sys.executable, "-m", "snakemake", "-n", "-p", "--cores", "1", target, "--configfile",
+                           "config/tiny.yaml", "overlay.yaml"], capture_output=True, text=True, cwd=wf)
+
+
+def dry_run_trains(tmp_path: Path, overlay: str) -> tuple[subprocess.CompletedProcess, list[tuple[str, str]]]:
+    """:func:`dry_run` of ``models``: the finished process and its ``inloop train`` commands as (QP, command)."""
+    out = dry_run(tmp_path, overlay)
     trains = [line for line in out.stdout.splitlines() if "inloop train " in line]
     return out, [(line.split("--qp ")[1].split()[0], line) for line in trains]
 

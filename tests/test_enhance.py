@@ -171,8 +171,10 @@ def test_a_multi_frame_network_filters_a_file_the_same_with_its_warps_kept(city_
     kept, alone = tmp_path / "kept_128x96_30fps_8bit_420.yuv", tmp_path / "alone_128x96_30fps_8bit_420.yuv"
     remembered = []
     model.register_forward_pre_hook(lambda module, args: remembered.append(module._warps is not None))
-    enhance_file(model, city_yuv, kept, fmt, planes=("y",))
+    timing = enhance_file(model, city_yuv, kept, fmt, planes=("y",))
     assert remembered == [True] * 5 and model._warps is None  # kept while filtering the file, then let go
+    # five frames, windows of seven clamped at the ends: 30 warps between 10 distinct (query, reference) pairs
+    assert timing["warps_reused"] == 30 - 10
     model.remember_warps = lambda *args: model  # every window on its own, as before the memory
-    enhance_file(model, city_yuv, alone, fmt, planes=("y",))
+    assert enhance_file(model, city_yuv, alone, fmt, planes=("y",))["warps_reused"] == 0
     assert kept.read_bytes() == alone.read_bytes()

@@ -315,3 +315,19 @@ def test_one_process_evaluates_several_points_as_one_each(point, tmp_path):
                tmp_path / "x.json", "--enhanced", tmp_path / "x.yuv", tmp_path / "y.yuv")
     assert same.returncode != 0 and "--out names the same file twice" in same.stderr
     assert not (tmp_path / "x.json").exists()
+
+
+def test_a_multi_frame_networks_evaluations_go_first_when_more_are_ready_than_cores(tmp_path):
+    from conftest import dry_run
+
+    out = dry_run(tmp_path, "train: {models: [glfusion, nlconvlstm]}\nmodels: {nlconvlstm: {configs: [ai], qps: [37]}}",
+                  target="all")
+    assert out.returncode == 0, out.stderr
+    priorities = {}
+    for block in out.stdout.split("\nrule ")[1:]:
+        if block.startswith("evaluate_model_batch:"):
+            model = block.split("wildcards: model=")[1].split(",")[0]
+            priorities.setdefault(model, set()).add(int(block.split("priority: ")[1].split()[0])
+                                                    if "priority: " in block else 0)
+    # NL-ConvLSTM filters each frame from seven: its evaluations start first, not last alone on one core
+    assert priorities == {"glfusion": {0}, "nlconvlstm": {1}}, priorities

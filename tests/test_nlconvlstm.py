@@ -334,7 +334,10 @@ def test_sliding_windows_compute_each_pair_of_frames_weights_once_and_filter_the
         model.remember_warps()
         kept = [model(seq[w][None]) for w in windows]
         memory = model._warps
-        model.forget_warps()
+        assert model.forget_warps() == memory.hits and model._warps is None
+        model.remember_warps(1)  # no pair's weights fit: computed each time, never looked up
+        assert torch.equal(model(seq[windows[4]][None]), plain[4])
+        assert model._warps.hits == model._warps.misses == len(model._warps) == 0
     for i, (a, b) in enumerate(zip(plain, kept)):
         assert torch.equal(a, b), f"window {i}: not the output computed without the memory"
     # the warps (query frame, reference frame) of each window: forward t-3 -> ... -> t, backward t+3 -> ... -> t

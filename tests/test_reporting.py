@@ -550,6 +550,14 @@ def test_report_cli(eval_dir, tmp_path):
     assert "rd_x265_ai_demo_city.png" in names and "rd_x265_ai_demo_city.svg" in names
     rows = _read_csv(tmp_path / "rep" / "tables" / "glfusion_table6_x265_demo.csv")
     assert rows[-2]["Sequence"] == "Average" and float(rows[-2]["filters off AI BD-rate (%)"]) > 0
+    # the plots drawn by two processes (resources.report.threads): the same figures, pixel for pixel
+    args = parser.parse_args(["report", "--eval-dir", str(small), "--models-dir", str(tmp_path / "no-models"),
+                              "--out", str(tmp_path / "rep2"), "--threads", "2"])
+    assert args.func(args) == 0
+    pngs = sorted((tmp_path / "rep" / "plots").glob("*.png"))
+    assert len(pngs) > 2 and [p.name for p in pngs] == sorted(p.name for p in (tmp_path / "rep2" / "plots").glob("*.png"))
+    for png in pngs:
+        assert png.read_bytes() == (tmp_path / "rep2" / "plots" / png.name).read_bytes(), png.name
 
 
 def test_spilf_rows_allocate_qps_under_each_budget():

@@ -371,6 +371,13 @@ def _codec_batch_inputs(wc):
             "off": [P.fill(stats.replace("{filters}", NET_IN), **f) for f in pts]}
 
 
+def _evaluate_priority(wc):
+    """A multi-frame network's evaluations first when more are ready than cores: each of its frames is filtered
+    from a window of T frames (NL-ConvLSTM's took 3x a single-frame network's in the demo), and started last
+    one ran alone at the end of the run while the other core idled (docs/timings.md)."""
+    return 1 if wc.model in SPECS and SPECS[wc.model]["frames"] > 1 else 0
+
+
 def _model_batch_inputs(wc):
     """The codec batch's inputs, and each clip's codec evaluation where it has one (:func:`_baseline`)."""
     has = int(wc.qp) in config["encode"]["qps"]

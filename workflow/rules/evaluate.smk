@@ -57,6 +57,7 @@ rule evaluate_model_batch:
     benchmark:
         P.JOB_BENCH["evaluate_model_batch"]
     threads: config["evaluate"].get("threads", 1)
+    priority: _evaluate_priority
     resources:
         mem_mb=config["evaluate"].get("mem_mb", 4000),
         runtime=lambda wc: config["evaluate"].get("runtime_min", 30) * len(_batch_clips(wc)),
@@ -157,6 +158,7 @@ else:
         benchmark:
             P.JOB_BENCH["evaluate_model"]
         threads: config["evaluate"].get("threads", 1)
+        priority: _evaluate_priority
         resources:
             mem_mb=config["evaluate"].get("mem_mb", 4000),
             runtime=config["evaluate"].get("runtime_min", 30),

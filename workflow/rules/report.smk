@@ -24,4 +24,4 @@ rule report:
     conda:
         "../../envs/report.yaml"
     shell:
-        "inloop report > {log:q} 2>&1"  # its defaults: inloop.paths EVAL, MODELS and REPORT
+        "inloop report --threads {threads:q} > {log:q} 2>&1"  # its defaults: inloop.paths EVAL, MODELS and REPORT

@@ -133,7 +133,10 @@ def enhance_file(model: nn.Module, decoded: str | os.PathLike, out: str | os.Pat
     (:func:`inloop.models.cpu_path.resolve`); the output is rounded from fp32 either way.
     ``overlap``: ``auto`` (the measured reach, :func:`tile_overlap`) or a number at least that; measured only
     when ``tile`` cuts the frame. Returns timing: seconds per frame (filtering only, device synchronised), the
-    path (``compute``) and ``tiling`` (null for whole frames). ``only``: the frame indices to filter (params
+    path (``compute``), ``tiling`` (null for whole frames) and ``warps_reused``: how many of NL-ConvLSTM's
+    non-local warps took the weights an earlier window computed between the same two frames
+    (:meth:`~inloop.models.nlconvlstm.NLConvLSTM.remember_warps`; None for other networks), which the seconds
+    per frame include. ``only``: the frame indices to filter (params
     ``evaluate.frames``: NL-ConvLSTM 4.1 scores the 4th frame of each Vimeo-90K clip, so only it is filtered,
     from its own window); the other frames are written as decoded. None: every frame.
     """
@@ -188,11 +191,13 @@ def enhance_file(model: nn.Module, decoded: str | os.PathLike, out: str | os.Pat
     remember = getattr(model, "remember_warps", None)  # NL-ConvLSTM: each pair's non-local weights once
     if remember is not None:
         remember()
+    reused = None
     try:
         with YuvReader(decoded, fmt) as reader:
             write_yuv(out, filtered(reader), fmt)
     finally:
         if remember is not None:
-            model.forget_warps()
+            reused = model.forget_warps()
     return {"frames": len(times), "seconds_per_frame": float(np.mean(times)) if times else 0.0,
-            "device": str(device), "tile": tile, "planes": list(planes), "compute": compute.record(), "tiling": tiling}
+            "device": str(device), "tile": tile, "planes": list(planes), "compute": compute.record(), "tiling": tiling,
+            "warps_reused": reused}

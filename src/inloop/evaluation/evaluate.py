@@ -187,6 +187,7 @@ def evaluate_point(original: str | os.PathLike, anchor_stats: str | os.PathLike,
         result["torch_threads"] = torch.get_num_threads()  # what seconds_per_frame was measured with
         result["compute"] = timing["compute"]
         result["tiling"] = timing["tiling"]
+        result["warps_reused"] = timing["warps_reused"]
         if "lpips" in opts:
             result["lpips"] = {**(result["lpips"] or {}), "enhanced": ev_enh["mean"]["lpips"]}
         sw = {"enabled": True, "ctu": None, **(switching or {})}

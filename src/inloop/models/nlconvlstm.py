@@ -266,9 +266,13 @@ def approx_nonlocal_warp(query: torch.Tensor, ref: torch.Tensor, state: torch.Te
     with torch.autocast(query.device.type, enabled=False):
         q, r, s = query.to(dt), ref.to(dt), state.to(dt)
         step = _chunk_blocks(n, pool, k, max_elements)
-        plan = (_approx_plan(q, r, pool, k, step, temperature) if memory is None else
-                memory.get((query, ref), ("nlwarp", str(dt), pool, k, step, float(temperature)),
-                           lambda: _approx_plan(q, r, pool, k, step, temperature)))
+        # weights (N, B, p^2, k p^2) and indices (N, B, k): kept only where they fit, and on the CPU (on a GPU
+        # the key's digest would copy the features to the host for each warp)
+        keep = (memory is not None and query.device.type == "cpu"
+                and n * nb * (pool**4 * k * q.element_size() + k * 8) <= memory.max_bytes)
+        plan = (memory.get((query, ref), ("nlwarp", str(dt), pool, k, step, float(temperature)),
+                           lambda: _approx_plan(q, r, pool, k, step, temperature)) if keep else
+                _approx_plan(q, r, pool, k, step, temperature))
         s_blocks = to_blocks(s, pool)
         out = s_blocks.new_empty(s_blocks.shape)  # (N, B, p^2, C_s), filled chunk by chunk
         for sl, weights, idx in plan:
@@ -478,8 +482,11 @@ class NLConvLSTM(ResidualFilter):
         self._warps = ContentMemory(max_bytes)
         return self
 
-    def forget_warps(self) -> None:
+    def forget_warps(self) -> int:
+        """Stop keeping weights; returns how many warps since :meth:`remember_warps` reused kept ones."""
+        hits = self._warps.hits if self._warps is not None else 0
         self._warps = None
+        return hits
 
     def warp(self, query: torch.Tensor, ref: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         """NLWarp of eq. (3): ``state`` of frame t-1 -> frame t, weights from features ``ref`` -> ``query``."""

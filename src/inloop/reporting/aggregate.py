@@ -110,7 +110,8 @@ def flatten(d: dict, path: str = "") -> dict:
     if missing:
         raise ReportError(f"{path or 'evaluation record'}: missing field(s) {', '.join(missing)}")
     row = {k: d.get(k) for k in ("model", "codec", "config", "dataset", "sequence", "seq_class", "qp", "frames",
-                                 "width", "height", "fps", "mode", "seconds_per_frame")}
+                                 "width", "height", "fps", "mode", "seconds_per_frame",
+                                 "warps_reused")}
     row["dataset"] = row["dataset"] or ""
     row["seq_class"] = (row["seq_class"] or "").strip().upper()
     for name in CURVES:

@@ -333,8 +333,13 @@ def _shaped_tables(put, points, summary, params, method: str) -> tuple[list[dict
         shaped += _nlconvlstm_tables(put, p, dataset, tag, params)
         rt = tables.runtime_table(p)
         if not rt.empty:
-            shaped.append(put(rt, f"runtime_{tag}", "NL-ConvLSTM Table 5 shape: ms per frame by resolution",
-                              [f"device: params evaluate.device = {_get(params, 'evaluate.device', '?')}"]))
+            notes = [f"device: params evaluate.device = {_get(params, 'evaluate.device', '?')}"]
+            reused = sorted(p.loc[pd.to_numeric(p["warps_reused"]).fillna(0) > 0, "model"].unique())
+            if reused:
+                notes.append(f"{', '.join(reused)}: per frame of a clip filtered in order, the non-local weights "
+                             "between two neighbouring frames computed once for the windows that share them "
+                             "(Table 5 times one window on its own, as `inloop bench` does)")
+            shaped.append(put(rt, f"runtime_{tag}", "NL-ConvLSTM Table 5 shape: ms per frame by resolution", notes))
         infos, rows = _spilf_table(put, p, codec, dataset, tag, params)
         shaped += infos
         spilf_rows += rows
@@ -416,33 +421,50 @@ def _bench(put, bench_results: dict, bench_listed: list[str]) -> dict:
             "missing": [f for f in bench_listed if f not in bench_results]}
 
 
-def _figures(points, bd, summary, hist, params, pdir: Path) -> dict:
-    """The plots, as ``{group: [(paths, caption)]}`` for the bar charts, RD curves, per-frame PSNR, training."""
-    from . import plots
-
-    figs: dict[str, list] = {"bars": [], "rd": [], "frames": [], "training": []}
+def _figures(points, bd, summary, hist, params, pdir: Path, workers: int = 1) -> dict:
+    """The plots, as ``{group: [(paths, caption)]}`` for the bar charts, RD curves, per-frame PSNR, training;
+    rendered by ``workers`` processes (matplotlib draws on one core; the figures are independent)."""
+    tasks: list[tuple[str, str, str, tuple]] = []  # (group, caption, plots function, its arguments)
     if not points.empty:
         for (codec, config, dataset, sequence), g in points.groupby(["codec", "config", "dataset", "sequence"],
                                                                     sort=False):
-            r = plots.rd_plot(points, bd, codec, config, dataset, sequence, pdir)
-            if r:
-                figs["rd"].append((r, f"RD curves, {sequence}, {config.upper()}"))
+            tasks.append(("rd", f"RD curves, {sequence}, {config.upper()}", "rd_plot",
+                          (points, bd, codec, config, dataset, sequence, pdir)))
             qps = sorted(g["qp"].unique())
             want = _get(params, "report.frame_qp", None)
             qp = int(want) if want in qps else int(qps[len(qps) // 2])
-            f = plots.frames_plot(points, codec, config, dataset, sequence, qp, pdir)
-            if f:
-                figs["frames"].append((f, f"Per-frame Y-PSNR, {sequence}, {config.upper()}, QP {qp}"))
+            tasks.append(("frames", f"Per-frame Y-PSNR, {sequence}, {config.upper()}, QP {qp}", "frames_plot",
+                          (points, codec, config, dataset, sequence, qp, pdir)))
         for codec, dataset in points.groupby(["codec", "dataset"], sort=False).groups:
-            b = plots.bd_bar_plot(summary, codec, dataset, pdir)
-            if b:
-                figs["bars"].append((b, f"Average BD-rate vs anchor, {codec}, {dataset or 'no dataset'}"))
+            tasks.append(("bars", f"Average BD-rate vs anchor, {codec}, {dataset or 'no dataset'}", "bd_bar_plot",
+                          (summary, codec, dataset, pdir)))
     if not hist.empty:
         for (model, codec, config), _ in hist.groupby(["model", "codec", "config"], sort=True):
-            t = plots.training_plot(hist, model, codec, config, pdir)
-            if t:
-                figs["training"].append((t, f"Training, {model}, {codec}, {config.upper()}"))
+            tasks.append(("training", f"Training, {model}, {codec}, {config.upper()}", "training_plot",
+                          (hist, model, codec, config, pdir)))
+    figs: dict[str, list] = {"bars": [], "rd": [], "frames": [], "training": []}
+    for (group, caption, _, _), paths in zip(tasks, _render([(name, args) for _, _, name, args in tasks], workers)):
+        if paths:
+            figs[group].append((paths, caption))
     return figs
+
+
+def _plot(call: tuple[str, tuple]):
+    from . import plots
+
+    name, args = call
+    return getattr(plots, name)(*args)
+
+
+def _render(calls: list[tuple[str, tuple]], workers: int) -> list:
+    """Each ``(plots function, arguments)`` called, in order; in ``workers`` forked processes when more than one."""
+    if workers <= 1 or len(calls) < 2:
+        return [_plot(c) for c in calls]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(min(workers, len(calls)), mp_context=multiprocessing.get_context("fork")) as pool:
+        return list(pool.map(_plot, calls))
 
 
 def _headline(summary) -> pd.DataFrame:
@@ -567,15 +589,15 @@ def render_index(out: Path, page: dict) -> tuple[str, list[Path]]:
     return _environment().get_template("index.html.j2").render(context), link.linked
 
 
-def build_report(eval_source, models_dir, out_dir, params: dict | None = None) -> dict:
+def build_report(eval_source, models_dir, out_dir, params: dict | None = None, workers: int = 1) -> dict:
     """:func:`_build_report` into a new folder that replaces ``out_dir`` whole once everything is written
     (:func:`inloop.fsutil.atomic_dir`): a failure (a full disk) leaves the previous report as it was, never
     new tables beside an old index.html, and the one line names the folder. Returns the paths as under
-    ``out_dir``."""
+    ``out_dir``. ``workers``: processes drawing the plots."""
     out = Path(out_dir)
     try:
         with atomic_dir(out) as tmp:
-            res = _build_report(eval_source, models_dir, tmp, params)
+            res = _build_report(eval_source, models_dir, tmp, params, workers)
     except OSError as exc:
         raise ReportError(f"{out}: could not write the report ({exc.strerror or exc}: {exc.filename or ''}); "
                           "the previous report is kept as it was") from None
@@ -594,7 +616,7 @@ def _moved(obj, old: Path, new: Path):
     return obj
 
 
-def _build_report(eval_source, models_dir, out_dir, params: dict | None = None) -> dict:
+def _build_report(eval_source, models_dir, out_dir, params: dict | None = None, workers: int = 1) -> dict:
     """Aggregate the evaluation JSONs and training histories; write tables, plots and ``index.html``.
 
     ``eval_source`` is the evaluation folder (``results/eval``) or a list of
@@ -639,7 +661,7 @@ def _build_report(eval_source, models_dir, out_dir, params: dict | None = None) 
     if not bench_results:
         notes.append(f"no benchmark file ({', '.join(bench_listed) or 'params report.benchmarks is empty'}): "
                      f"run `{bench_mod.BENCH_COMMAND}`")
-    figures = _figures(points, bd, summary, hist, params, out / "plots")
+    figures = _figures(points, bd, summary, hist, params, out / "plots", workers)
     if hist.empty:
         notes.append("no training history (models/*/*/*/qp*/model.json) found: no training curves")
 
@@ -665,7 +687,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from ..params import cli_params
 
     params = cli_params(args.params)
-    res = build_report(args.eval_dir, args.models_dir, args.out, params)
+    res = build_report(args.eval_dir, args.models_dir, args.out, params, workers=args.threads)
     print(f"report: {len(res['tables'])} tables, {len(res['plots'])} plots, {len(res['claims'])} claims tables "
           f"-> {res['index']}")
     for n in res["notes"]:
@@ -680,6 +702,8 @@ def register(sub) -> None:
     p.add_argument("--models-dir", default=paths.MODELS, help=f"training records (default {paths.MODELS})")
     p.add_argument("--out", default=paths.REPORT, help=f"output folder (default {paths.REPORT})")
     p.add_argument("--params", help="params.yaml (default ./params.yaml)")
+    p.add_argument("--threads", type=int, default=1, help="processes drawing the plots (the rule passes the job's "
+                   "threads: resources.report.threads)")
     p.set_defaults(func=cmd_report)
 
 
