@@ -443,9 +443,9 @@ def _figures(points, bd, summary, hist, params, pdir: Path, workers: int = 1) ->
             tasks.append(("training", f"Training, {model}, {codec}, {config.upper()}", "training_plot",
                           (hist, model, codec, config, pdir)))
     figs: dict[str, list] = {"bars": [], "rd": [], "frames": [], "training": []}
-    for (group, caption, _, _), paths in zip(tasks, _render([(name, args) for _, _, name, args in tasks], workers)):
-        if paths:
-            figs[group].append((paths, caption))
+    for (group, caption, _, _), files in zip(tasks, _render([(name, args) for _, _, name, args in tasks], workers)):
+        if files:
+            figs[group].append((files, caption))
     return figs
 
 
