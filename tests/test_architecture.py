@@ -23,7 +23,7 @@ PKG = SRC / "inloop"
 
 # Lowest first. A module may import its own layer's modules and any layer below.
 LAYERS = [
-    {"errors", "fsutil", "lazy", "paths", "names"},
+    {"errors", "fsutil", "lazy", "paths", "names", "scheduling"},
     {"yuv", "bitstream", "download"},
     {"psnr"},
     {"codecs"},
