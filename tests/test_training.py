@@ -3,6 +3,9 @@
 import math
 import os
 import multiprocessing as mp
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -336,3 +339,24 @@ def test_deterministic_mode_sets_up_cublas_and_the_fast_mode_lets_cudnn_tune(mon
         assert not torch.backends.cudnn.benchmark and torch.are_deterministic_algorithms_enabled()
     finally:
         seed_everything(0, deterministic=True)
+
+
+def test_deterministic_mode_starts_without_torchinductor_unless_the_model_is_compiled():
+    """torch.use_deterministic_algorithms imports TorchInductor (2.1 s of each training job's start on a 2-core
+    EPYC) for a flag only torch.compile reads: an eager job sets the kernels' flag alone, a compiling one both."""
+    probe = (
+        "import sys, torch\n"
+        "from inloop.training.trainer import seed_everything\n"
+        "seed_everything(0, deterministic=True, compiling=sys.argv[1] == 'compile')\n"
+        "on = torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled()\n"
+        "inductor = 'torch._inductor.config' in sys.modules\n"
+        "flag = inductor and sys.modules['torch._inductor.config'].deterministic\n"
+        "print(on, inductor, flag)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1] / "src"),
+                                                         os.environ.get("PYTHONPATH", "")])}
+    out = {mode: subprocess.run([sys.executable, "-c", probe, mode], capture_output=True, text=True, env=env,
+                                check=True).stdout.split()
+           for mode in ("eager", "compile")}
+    assert out["eager"] == ["True", "False", "False"]
+    assert out["compile"] == ["True", "True", "True"]

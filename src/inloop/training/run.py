@@ -100,7 +100,7 @@ def train_model(store: str | os.PathLike, out: str | os.PathLike, model_name: st
     if keep_states:  # part of what the job writes: a checkpoint made without them is not resumed
         describe = {**describe, "keeps_states_at": sorted(int(k) for k in keep_states)}
     cfg = train_config(train_params)
-    seed_everything(cfg.seed, cfg.deterministic)
+    seed_everything(cfg.seed, cfg.deterministic, compiling=cfg.compile)
     meta, train, val = open_patch_store(store)
     device, rank = _init_distributed(pick_device(cfg.device))
 

@@ -88,21 +88,31 @@ def train_path(cfg: TrainConfig, device: torch.device) -> ComputePath:
     return resolve_path(device, cfg.amp_bf16, cfg.channels_last, keys=("train.amp_bf16", "train.channels_last"))
 
 
-def seed_everything(seed: int, deterministic: bool = True) -> None:
+def seed_everything(seed: int, deterministic: bool = True, compiling: bool = False) -> None:
     """Seed every generator. ``deterministic``: deterministic kernels where they exist (bit-exact on the CPU; on
     CUDA cuBLAS is made deterministic too, through CUBLAS_WORKSPACE_CONFIG set before it starts, but bilinear
     upsampling's backward has no deterministic CUDA kernel, so a GPU run is close, not bit-exact); otherwise
-    cuDNN picks its fastest kernels (``cudnn.benchmark``), as the paper configs do on GPUs (issue #28 item 9)."""
+    cuDNN picks its fastest kernels (``cudnn.benchmark``), as the paper configs do on GPUs (issue #28 item 9).
+    ``compiling``: the model will be ``torch.compile``-d (``train.compile``), so TorchInductor's flag is set too."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
+    _deterministic_kernels(deterministic, compiling)
+    torch.backends.cudnn.benchmark = not deterministic
+
+
+def _deterministic_kernels(mode: bool, compiling: bool) -> None:
+    """``torch.use_deterministic_algorithms(mode, warn_only=True)``, without importing TorchInductor where nothing
+    is compiled. The public call imports ``torch._inductor.config`` (and with it TorchDynamo) only to set Inductor's
+    own ``deterministic`` flag, which nothing but ``torch.compile`` reads: 2.1 s of every training job's start on a
+    2-core AVX2 EPYC, a sixth of a SPiLF job's fixed cost (docs/timings.md). The kernels' flag is the same
+    ``torch._C`` call either way."""
+    if compiling or "torch._inductor.config" in sys.modules or not hasattr(torch._C, "_set_deterministic_algorithms"):
+        torch.use_deterministic_algorithms(mode, warn_only=mode)
     else:
-        torch.use_deterministic_algorithms(False)
-        torch.backends.cudnn.benchmark = True
+        torch._C._set_deterministic_algorithms(mode, warn_only=mode)
 
 
 LR_SCHEDULES = ("constant", "cosine")
