@@ -18,7 +18,7 @@ PYENV := PYTHONDONTWRITEBYTECODE= PYTHONPYCACHEPREFIX="$(abspath $(VENV))/pycach
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check 'pip>=26,<27'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check 'pip>=26,<27' 2>&1 | grep -v '^WARNING: Location' || true
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-compile -e '.[test]' 2>&1 | grep -v '^WARNING: Location' || true
 	@$(PYENV) $(BIN)/python -c "import inloop, torch, snakemake" && touch $(STAMP)
 
@@ -28,9 +28,12 @@ venv: $(STAMP)
 run: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(PYENV) $(BIN)/snakemake --cores $(CORES) all
 
-## The whole test suite.
+## The whole test suite, on TEST_WORKERS pytest-xdist workers that each take whole test files (a module's fixtures
+## and a rehearsal's folder stay in one process): much of the suite is one process on one core, so two workers keep
+## both cores busy (docs/timings.md).
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	PATH="$(abspath $(BIN)):$$PATH" $(PYENV) $(BIN)/python -m pytest
+	PATH="$(abspath $(BIN)):$$PATH" $(PYENV) $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(PYENV) $(BIN)/snakemake --lint

@@ -111,18 +111,12 @@ CODECS = [pytest.param("x265", id="x265"),
               "INLOOP_HM_CFG_DIR, INLOOP_ECM_ENCODER, INLOOP_ECM_DECODER, INLOOP_ECM_CFG_DIR to rehearse on them"))]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("codec", CODECS)
-@pytest.mark.parametrize("config", sorted(PAPER))
-def test_a_paper_config_runs_end_to_end(config, codec, tmp_path_factory):
+def check_paper(config: str, codec: str, tmp_path_factory) -> None:
     r, folder = _rehearse((config,), codec, tmp_path_factory)
     _check((config,), codec, r, folder)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("codec", CODECS)
-@pytest.mark.parametrize("ablation", sorted(ABLATION))
-def test_an_ablation_runs_over_its_paper_config(ablation, codec, tmp_path_factory):
+def check_ablation(ablation: str, codec: str, tmp_path_factory) -> None:
     """The ablation merged over its paper config, in the paper run's folder: only the ablation's networks are
     new jobs (everything the base run made is reused)."""
     base = ABLATION[ablation]
@@ -131,6 +125,42 @@ def test_an_ablation_runs_over_its_paper_config(ablation, codec, tmp_path_factor
     assert set(r["jobs"]) - {"encode", "patches"} <= {"train", "evaluate_model", "evaluate_codec", "report", "all",
                                                       "total", "lpips_weights", "check_splits"}
     assert "encode" not in r["jobs"]  # the base run's encodes serve the ablation
+
+
+def configs_of(paper: str) -> list[str]:
+    return sorted(c for c, p in PAPER.items() if p == paper)
+
+
+def ablations_of(paper: str) -> list[str]:
+    return sorted(a for a, base in ABLATION.items() if PAPER[base] == paper)
+
+
+# One test file per paper (GL-Fusion's here; tests/test_rehearsal_spilf.py, tests/test_rehearsal_nlconvlstm.py):
+# `make test` hands whole files to its two workers (pytest-xdist, --dist loadfile), so the papers are rehearsed side
+# by side while an ablation stays with the worker that ran its paper config, whose folder it reuses.
+@pytest.mark.slow
+@pytest.mark.parametrize("codec", CODECS)
+@pytest.mark.parametrize("config", configs_of("glfusion"))
+def test_a_paper_config_runs_end_to_end(config, codec, tmp_path_factory):
+    check_paper(config, codec, tmp_path_factory)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("codec", CODECS)
+@pytest.mark.parametrize("ablation", ablations_of("glfusion"))
+def test_an_ablation_runs_over_its_paper_config(ablation, codec, tmp_path_factory):
+    check_ablation(ablation, codec, tmp_path_factory)
+
+
+def test_every_paper_config_and_ablation_is_rehearsed_in_one_of_the_files():
+    files = {"glfusion": "test_rehearsal.py", "spilf": "test_rehearsal_spilf.py",
+             "nlconvlstm": "test_rehearsal_nlconvlstm.py"}
+    assert set(PAPER.values()) == set(files)
+    for paper, name in files.items():
+        text = (Path(__file__).parent / name).read_text()
+        assert f'configs_of("{paper}")' in text and (not ablations_of(paper) or f'ablations_of("{paper}")' in text)
+    assert sorted(c for p in files for c in configs_of(p)) == sorted(PAPER)
+    assert sorted(a for p in files for a in ablations_of(p)) == sorted(ABLATION)
 
 
 def test_the_overlay_caps_counts_and_says_so():
