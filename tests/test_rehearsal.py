@@ -135,21 +135,29 @@ def ablations_of(paper: str) -> list[str]:
     return sorted(a for a, base in ABLATION.items() if PAPER[base] == paper)
 
 
-# One test file per paper (GL-Fusion's here; tests/test_rehearsal_spilf.py, tests/test_rehearsal_nlconvlstm.py):
-# `make test` hands whole files to its two workers (pytest-xdist, --dist loadfile), so the papers are rehearsed side
-# by side while an ablation stays with the worker that ran its paper config, whose folder it reuses.
-@pytest.mark.slow
-@pytest.mark.parametrize("codec", CODECS)
-@pytest.mark.parametrize("config", configs_of("glfusion"))
-def test_a_paper_config_runs_end_to_end(config, codec, tmp_path_factory):
-    check_paper(config, codec, tmp_path_factory)
+def paper_tests(paper: str) -> dict:
+    """The rehearsal tests of one paper's configs and ablations, for its test file's namespace. One file per paper
+    (GL-Fusion's here; tests/test_rehearsal_spilf.py, tests/test_rehearsal_nlconvlstm.py): `make test` hands whole
+    files to its two workers (pytest-xdist, --dist loadfile), so the papers are rehearsed side by side while an
+    ablation stays with the worker that ran its paper config, whose folder it reuses."""
+    @pytest.mark.slow
+    @pytest.mark.parametrize("codec", CODECS)
+    @pytest.mark.parametrize("config", configs_of(paper))
+    def test_a_paper_config_runs_end_to_end(config, codec, tmp_path_factory):
+        check_paper(config, codec, tmp_path_factory)
+
+    @pytest.mark.slow
+    @pytest.mark.parametrize("codec", CODECS)
+    @pytest.mark.parametrize("ablation", ablations_of(paper))
+    def test_an_ablation_runs_over_its_paper_config(ablation, codec, tmp_path_factory):
+        check_ablation(ablation, codec, tmp_path_factory)
+
+    tests = [test_a_paper_config_runs_end_to_end] + ([test_an_ablation_runs_over_its_paper_config]
+                                                     if ablations_of(paper) else [])
+    return {t.__name__: t for t in tests}
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("codec", CODECS)
-@pytest.mark.parametrize("ablation", ablations_of("glfusion"))
-def test_an_ablation_runs_over_its_paper_config(ablation, codec, tmp_path_factory):
-    check_ablation(ablation, codec, tmp_path_factory)
+globals().update(paper_tests("glfusion"))
 
 
 def test_every_paper_config_and_ablation_is_rehearsed_in_one_of_the_files():
@@ -158,7 +166,7 @@ def test_every_paper_config_and_ablation_is_rehearsed_in_one_of_the_files():
     assert set(PAPER.values()) == set(files)
     for paper, name in files.items():
         text = (Path(__file__).parent / name).read_text()
-        assert f'configs_of("{paper}")' in text and (not ablations_of(paper) or f'ablations_of("{paper}")' in text)
+        assert f'paper_tests("{paper}")' in text
     assert sorted(c for p in files for c in configs_of(p)) == sorted(PAPER)
     assert sorted(a for p in files for a in ablations_of(p)) == sorted(ABLATION)
 

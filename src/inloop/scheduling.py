@@ -6,8 +6,8 @@ that finds jobs ready but no free core ends with ``_schedule_reevalutation``: a 
 wakes the loop again one timespan later. A pass woken by that timer starts the next one, and every pass woken
 by a finished job adds one more, so after N jobs have finished while others waited, N timers wake the loop N
 times a second, each pass re-evaluating every ready job's params and resources. In ``make run`` on a 2-core
-machine the Snakemake process itself held 223 timer threads and used 43 % of a core during the trainings
-(2026-12-07, a 2-core AVX2 EPYC; ``docs/timings.md``): CPU the jobs did not get.
+machine the Snakemake process itself held up to 223 threads, nearly all of them timers, and used 43 % of a core
+during the trainings (2026-12-07, a 2-core AVX2 EPYC; ``docs/timings.md``): CPU the jobs did not get.
 
 :func:`one_reevaluation_timer` keeps the limiter and its wake-up but lets at most one timer wait at a time: a
 pass that finds one already waiting adds none. Scheduling is otherwise unchanged (a finished job still wakes
