@@ -24,14 +24,6 @@ CODEC_FIXTURES = REPO / "tests" / "fixtures" / "codecs"
 CITY = CODEC_FIXTURES / "city_128x96_5f.yuv"
 
 
-def pytest_collection_modifyitems(config, items):
-    """Files with slow tests (end-to-end runs of minutes) first, each file's tests in their order: `make test`'s
-    workers take whole files in this order as each frees up, and the longest first leaves the short ones to fill
-    the end, rather than one worker rehearsing a paper config alone for minutes at the end (docs/timings.md)."""
-    slow = {item.path for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.path not in slow)  # a stable sort: files stay whole and in order
-
-
 @pytest.fixture(scope="session")
 def codec_fixtures() -> Path:
     return CODEC_FIXTURES
