@@ -104,11 +104,11 @@ def seed_everything(seed: int, deterministic: bool = True, compiling: bool = Fal
 
 
 def _deterministic_kernels(mode: bool, compiling: bool) -> None:
-    """``torch.use_deterministic_algorithms(mode, warn_only=True)``, without importing TorchInductor where nothing
+    """``torch.use_deterministic_algorithms(mode, warn_only=mode)``, without importing TorchInductor where nothing
     is compiled. The public call imports ``torch._inductor.config`` (and with it TorchDynamo) only to set Inductor's
-    own ``deterministic`` flag, which nothing but ``torch.compile`` reads: 2.1 s of every training job's start on a
-    2-core AVX2 EPYC, a sixth of a SPiLF job's fixed cost (docs/timings.md). The kernels' flag is the same
-    ``torch._C`` call either way."""
+    own ``deterministic`` flag, which nothing but ``torch.compile`` reads: 1.8-2.1 s of every training job's start
+    on a 2-core AVX2 EPYC (2.07 s of a 20-step SPiLF job's 12.3 s in cProfile; docs/timings.md). The kernels' flag
+    is the same ``torch._C`` call either way."""
     if compiling or "torch._inductor.config" in sys.modules or not hasattr(torch._C, "_set_deterministic_algorithms"):
         torch.use_deterministic_algorithms(mode, warn_only=mode)
     else:
