@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from inloop.codecs import EncodeJob, get_codec
 from inloop.errors import InloopError
@@ -317,17 +318,35 @@ def test_one_process_evaluates_several_points_as_one_each(point, tmp_path):
     assert not (tmp_path / "x.json").exists()
 
 
-def test_a_multi_frame_networks_evaluations_go_first_when_more_are_ready_than_cores(tmp_path):
-    from conftest import dry_run
+def test_a_multi_frame_networks_evaluation_and_its_inputs_go_first_when_more_jobs_are_ready_than_cores(tmp_path):
+    from conftest import REPO, dry_run
 
     out = dry_run(tmp_path, "train: {models: [glfusion, nlconvlstm]}\nmodels: {nlconvlstm: {configs: [ai], qps: [37]}}",
                   target="all")
     assert out.returncode == 0, out.stderr
+    tiny = yaml.safe_load((REPO / "config" / "tiny.yaml").read_text())
+    test_names = {c["name"] for c in tiny["datasets"]["demo"]["clips"] if c["split"] == "test"}
     priorities = {}
-    for block in out.stdout.split("\nrule ")[1:]:
-        if block.startswith("evaluate_model_batch:"):
-            model = block.split("wildcards: model=")[1].split(",")[0]
-            priorities.setdefault(model, set()).add(int(block.split("priority: ")[1].split()[0])
-                                                    if "priority: " in block else 0)
-    # NL-ConvLSTM filters each frame from seven: its evaluations start first, not last alone on one core
-    assert priorities == {"glfusion": {0}, "nlconvlstm": {1}}, priorities
+    for block in out.stdout.split("\nrule ")[1:] + out.stdout.split("\nlocalrule ")[1:]:
+        rule = block.split(":")[0]
+        wc = dict(kv.split("=", 1) for kv in block.split("wildcards: ")[1].split("\n")[0].split(", ")) \
+            if "wildcards: " in block else {}
+        if rule == "evaluate_model_batch":
+            rule = f"{rule} {wc['model']}"
+        elif rule == "evaluate_codec_batch":
+            rule = f"{rule} qp{wc['qp']}"
+        elif rule == "encode":
+            held_out = wc["name"] in test_names
+            rule = f"encode {'held-out' if held_out else 'train'} qp{wc['qp']}"
+        priorities.setdefault(rule, set()).add(int(block.split("priority: ")[1].split()[0])
+                                               if "priority: " in block else 0)
+    # NL-ConvLSTM filters each frame from seven: its evaluations start as soon as its model is trained (before the
+    # other trainings, 1), not last alone on one core; so do their inputs: the held-out clips' encodes at its QP,
+    # the codec's evaluation there (its baseline) and the per-clip links of a batch (which all jobs wait for)
+    assert priorities["evaluate_model_batch glfusion"] == {0}, priorities
+    assert priorities["evaluate_model_batch nlconvlstm"] == {2}, priorities
+    assert priorities["evaluate_codec_batch qp37"] == {2} and priorities["evaluate_codec_batch qp22"] == {0}
+    assert priorities["encode held-out qp37"] == {1} and priorities["encode held-out qp22"] == {0}
+    assert priorities["encode train qp37"] == {1}
+    assert priorities["evaluate_codec"] == priorities["evaluate_model"] == {3}
+    assert max(p for r, ps in priorities.items() if r.startswith(("train", "patches")) for p in ps) < 3

@@ -256,8 +256,10 @@ def _clip(wildcards):
 
 def _encode_priority(wildcards):
     """Training clips' encodes before the held-out clips': the patch stores, then the trainings (the long
-    jobs) wait for them, the evaluations only for the trainings."""
-    return int(_clip(wildcards).split in TRAIN_SPLITS)
+    jobs) wait for them, the evaluations only for the trainings. Held-out clips' encodes at a point where a
+    multi-frame network is evaluated go first too: that evaluation starts as soon as its model is trained
+    (:func:`_evaluate_priority`) only if its inputs are there."""
+    return int(_clip(wildcards).split in TRAIN_SPLITS or _multi_frame_point(wildcards.cfg, wildcards.qp))
 
 
 def _clip_frames(wildcards):
@@ -371,11 +373,30 @@ def _codec_batch_inputs(wc):
             "off": [P.fill(stats.replace("{filters}", NET_IN), **f) for f in pts]}
 
 
+def _multi_frame_point(cfg, qp):
+    """Whether a multi-frame network (``frames`` > 1) is trained, and so evaluated, at this configuration and QP."""
+    return any(SPECS[m]["frames"] > 1 and c == cfg and int(q) == int(qp) for m, c, q in model_points())
+
+
 def _evaluate_priority(wc):
-    """A multi-frame network's evaluations first when more are ready than cores: each of its frames is filtered
-    from a window of T frames (NL-ConvLSTM's took 3x a single-frame network's in the demo), and started last
-    one ran alone at the end of the run while the other core idled (docs/timings.md)."""
-    return 1 if wc.model in SPECS and SPECS[wc.model]["frames"] > 1 else 0
+    """A multi-frame network's evaluation as soon as its model is trained, before the other trainings (2, as the
+    warm-start sources): each of its frames is filtered from a window of T frames (NL-ConvLSTM's took 3-4x a
+    single-frame network's in the demo), and started last one ran alone at the end of the run while the other
+    core idled (docs/timings.md). Its inputs go early with it (:func:`_encode_priority`,
+    :func:`_codec_eval_priority`, :data:`LINK_PRIORITY`)."""
+    return 2 if wc.model in SPECS and SPECS[wc.model]["frames"] > 1 else 0
+
+
+def _codec_eval_priority(wc):
+    """The codec's evaluation at a multi-frame network's point with that network's (its evaluation reads it as
+    the baseline); elsewhere after the trainings."""
+    return 2 if _multi_frame_point(wc.cfg, wc.qp) else 0
+
+
+# evaluate.jobs per-qp: a clip's evaluate_codec / evaluate_model job only links its files from the batch folder
+# (no computation); before anything else, so a batch's results reach the jobs that wait for them at once (in the
+# demo of 2026-12-07 NL-ConvLSTM's QP 37 evaluation waited 150 s behind other jobs for two such links).
+LINK_PRIORITY = 3
 
 
 def _model_batch_inputs(wc):

@@ -24,6 +24,7 @@ rule evaluate_codec_batch:
         P.LOG["evaluate_codec_batch"],
     benchmark:
         P.JOB_BENCH["evaluate_codec_batch"]
+    priority: _codec_eval_priority
     threads: RES["evaluate_codec"]["threads"]
     resources:
         mem_mb=RES["evaluate_codec"]["mem_mb"],
@@ -76,6 +77,7 @@ if EVAL_PER_QP:
     rule evaluate_codec:
         """A clip's codec evaluation, linked from its evaluate_codec_batch folder."""
         localrule: True
+        priority: LINK_PRIORITY
         input:
             folder=P.EVAL_CODEC_BATCH,
         output:
@@ -94,6 +96,7 @@ if EVAL_PER_QP:
     rule evaluate_model:
         """A clip's network evaluation and enhanced decode, linked from its evaluate_model_batch folder."""
         localrule: True
+        priority: LINK_PRIORITY
         input:
             folder=P.EVAL_MODEL_BATCH,
         output:
@@ -130,6 +133,7 @@ else:
             P.LOG["evaluate_codec"],
         benchmark:
             P.JOB_BENCH["evaluate_codec"]
+        priority: _codec_eval_priority
         threads: RES["evaluate_codec"]["threads"]
         resources:
             mem_mb=RES["evaluate_codec"]["mem_mb"],

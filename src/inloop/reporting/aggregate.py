@@ -336,9 +336,12 @@ def _mean_row(g: pd.DataFrame, cols: list[str], interval: dict | None = None) ->
     """Means over the sequences of ``g`` (one row per sequence and seed): each sequence's value is the mean over
     its seeds; with ``interval``, each column's interval (``<col>_ci_low``/``_ci_high``; ``ci_method``) too."""
     row: dict = {}
-    per_seq = {c: pd.to_numeric(g[c], errors="coerce").groupby([g["sequence"], g["seed"]], sort=False).first()
-               .unstack("seed") for c in cols if c in g} if "seed" in g else {}
-    valid = g.groupby("sequence", sort=False)["bd_rate_pct"].apply(lambda x: x.notna().any())
+    present = [c for c in cols if c in g]
+    per_seq = {}
+    if "seed" in g and present:  # one groupby for every column (one per column took 7.5 s of the demo's report)
+        first = g[present].apply(pd.to_numeric, errors="coerce").groupby([g["sequence"], g["seed"]], sort=False).first()
+        per_seq = {c: first[c].unstack("seed") for c in present}
+    valid = g["bd_rate_pct"].notna().groupby(g["sequence"], sort=False).any()
     for c in cols:
         if c not in g:
             continue
