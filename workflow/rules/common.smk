@@ -395,7 +395,7 @@ def _codec_eval_priority(wc):
 
 # evaluate.jobs per-qp: a clip's evaluate_codec / evaluate_model job only links its files from the batch folder
 # (no computation); before anything else, so a batch's results reach the jobs that wait for them at once (in the
-# demo of 2026-12-07 NL-ConvLSTM's QP 37 evaluation waited 150 s behind other jobs for two such links).
+# demo of 2026-12-07 NL-ConvLSTM's QP 37 evaluation got its last two links 65 s after their batch had finished).
 LINK_PRIORITY = 3
 
 
