@@ -203,8 +203,6 @@ def test_damaged_intermediates_are_named_not_used(point, tmp_path):
     """#27 item 4: a bitstream truncated to 10 bytes kept its old rate ("Nothing to be done"); an anchor stats JSON
     cut in half was a JSONDecodeError traceback; a decode cut short went on. Each is one line naming the file
     and how to rebuild it."""
-    import shutil
-
     d, src, _ = point
     on, off = _copied_encodes(d, tmp_path)
     evaluate_point(src, on, off, tmp_path / "ok.json")  # the copies pass
