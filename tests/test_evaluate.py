@@ -348,3 +348,26 @@ def test_a_multi_frame_networks_evaluation_and_its_inputs_go_first_when_more_job
     assert priorities["encode train qp37"] == {1}
     assert priorities["evaluate_codec"] == priorities["evaluate_model"] == {3}
     assert max(p for r, ps in priorities.items() if r.startswith(("train", "patches")) for p in ps) < 3
+
+
+def test_only_the_evaluations_a_table_reads_lpips_from_measure_it(tmp_path):
+    """params metrics.lpips.models (the demo: SPiLF's two networks): rule by rule, `inloop evaluate` gets
+    --no-lpips where none of those networks is evaluated (GL-Fusion's evaluations, the codec's at GL-Fusion's other
+    QPs), not where one is (SPiLF's, the codec's at SPiLF's QP 37); a change of the list is a change of the
+    command line, so Snakemake evaluates again."""
+    from conftest import dry_run
+
+    out = dry_run(tmp_path, "train: {models: [glfusion, spilf-arabica]}\n"
+                            "models: {spilf-arabica: {qps: [37, 44]}}\nmetrics: {lpips: {models: [spilf-arabica]}}",
+                  target="all")
+    assert out.returncode == 0, out.stderr
+    measured = {}
+    for line in out.stdout.splitlines():
+        if "inloop evaluate " in line:
+            log = line.split("results/logs/eval/batch/")[1].split(".log")[0]
+            measured[log] = "--no-lpips" not in line
+    assert measured == {"codec/x265/ai/demo/qp22": False, "codec/x265/ai/demo/qp27": False,
+                        "codec/x265/ai/demo/qp32": False, "codec/x265/ai/demo/qp37": True,
+                        **{f"models/glfusion/x265/ai/demo/qp{q}": False for q in (22, 27, 32, 37)},
+                        "models/spilf-arabica/x265/ai/demo/qp37": True,
+                        "models/spilf-arabica/x265/ai/demo/qp44": True}, measured

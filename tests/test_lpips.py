@@ -410,3 +410,33 @@ def test_the_codecs_own_evaluation_runs_lpips_on_the_cpu_whatever_evaluate_devic
     assert proc.returncode == 0, proc.stdout + proc.stderr
     ev = json.loads((tmp_path / "ev.json").read_text())
     assert 0 < ev["lpips"]["decoded"] < 1 and 0 < ev["lpips"]["anchor"] < 1
+
+
+def test_no_lpips_evaluates_everything_else_and_records_no_lpips(real_lpips, codec_fixtures, tmp_path):
+    """`inloop evaluate --no-lpips` (what the rules pass where params metrics.lpips.models leaves LPIPS out): the
+    weights are there, but the evaluation measures no LPIPS; every other metric as before."""
+    import shutil
+
+    import yaml
+
+    from inloop.codecs import EncodeJob, get_codec
+
+    src = tmp_path / "city_128x96_30fps_8bit_420.yuv"
+    shutil.copyfile(codec_fixtures / "city_128x96_5f.yuv", src)
+    stats = {f: tmp_path / f / "qp37.json" for f in ("on", "off")}
+    for f in stats:
+        get_codec("x265").encode(EncodeJob(src, YuvFormat(128, 96), 5, 37, "ai", f), tmp_path / f / "qp37.bin")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"metrics": real_lpips["metrics"]}))
+    evs = {}
+    for flag in ([], ["--no-lpips"]):
+        out = tmp_path / f"ev{len(flag)}.json"
+        proc = subprocess.run([sys.executable, "-m", "inloop.cli", "evaluate", "--original", str(src),
+                               "--anchor-stats", str(stats["on"]), "--off-stats", str(stats["off"]),
+                               "--out", str(out), "--params", str(tmp_path / "params.yaml"), *flag],
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        evs[bool(flag)] = json.loads(out.read_text())
+    assert 0 < evs[False]["lpips"]["decoded"] < 1 and evs[True]["lpips"] is None
+    assert "lpips" not in evs[True]["notes"]
+    for curve in ("anchor", "decoded"):
+        assert evs[True][curve] == {k: v for k, v in evs[False][curve].items() if k != "lpips"}

@@ -255,3 +255,28 @@ def test_a_params_file_that_is_not_yaml_is_one_line_naming_it(tmp_path):
     bad.write_text("train:\n  steps: [1, 2\n")
     with pytest.raises(ParamsError, match=rf"^{re.escape(str(bad))}: not valid YAML"):
         load_params(bad)
+
+
+def test_lpips_is_measured_where_the_listed_networks_are_evaluated_and_nowhere_else():
+    """metrics.lpips.models: the listed networks' evaluations (every seed) and the codec's at their configurations
+    and QPs measure LPIPS; null: every evaluation; evaluate false: none; a name that is not a models: entry is
+    refused naming the key."""
+    import copy
+
+    from inloop.errors import ParamsError
+    from inloop.params import lpips_measured
+
+    p = _repo_params()
+    assert p["metrics"]["lpips"]["models"] == ["spilf-arabica", "spilf-perceptual"]
+    assert lpips_measured(p, "spilf-arabica", "ai", 44) and lpips_measured(p, "spilf-perceptual-seed2", "ai", 51)
+    assert not lpips_measured(p, "glfusion", "ai", 37) and not lpips_measured(p, "nlconvlstm", "ldp", 37)
+    assert lpips_measured(p, None, "ai", 37)  # the codec at a SPiLF point: the anchor and filters-off curves
+    assert not lpips_measured(p, None, "ai", 22) and not lpips_measured(p, None, "ldp", 37)
+    every = copy.deepcopy(p)
+    every["metrics"]["lpips"]["models"] = None
+    assert lpips_measured(every, "glfusion", "ai", 22) and lpips_measured(every, None, "ldp", 22)
+    every["metrics"]["lpips"]["evaluate"] = False
+    assert not lpips_measured(every, "spilf-arabica", "ai", 44) and not lpips_measured(every, None, "ai", 37)
+    p["metrics"]["lpips"]["models"] = ["spilf-arabika"]
+    with pytest.raises(ParamsError, match="metrics.lpips.models: spilf-arabika is not an entry of models:"):
+        lpips_measured(p, None, "ai", 37)

@@ -187,7 +187,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     metric_options = {k: v for k, v in metrics.items() if k in ("ms_ssim_small", "rgb")}
     metric_options.update(rgb_matrix=data.get("matrix", "bt601"), rgb_full_range=data.get("range", "tv") == "pc")
     lpips = None
-    if ((get(p, "metrics", {}) or {}).get("lpips") or {}).get("evaluate", True):
+    if not args.no_lpips and ((get(p, "metrics", {}) or {}).get("lpips") or {}).get("evaluate", True):
         from .models.lpips import REFERENCE_MEMORY_BYTES, LpipsUnavailable, load_lpips
 
         try:  # cached or local weights only: no download from inside a pipeline job
@@ -321,6 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", nargs="+",
                    help="the model-'none' evaluation JSON of each point, reused for anchor and decode")
     p.add_argument("--threads", type=int, help="CPU threads for torch (the rule passes the job's threads)")
+    p.add_argument("--no-lpips", action="store_true",
+                   help="measure no LPIPS here (the rules pass it where params metrics.lpips.models leaves it out)")
     p.add_argument("--params")
     p.set_defaults(func=cmd_evaluate)
 

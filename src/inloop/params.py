@@ -453,6 +453,29 @@ def model_instances(params: dict) -> list[str]:
     return [m if i == 0 else f"{m}{SEED_SUFFIX}{int(k)}" for m in train.get("models") or [] for i, k in enumerate(seeds)]
 
 
+def lpips_measured(params: dict, model: str | None, config: str, qp: int) -> bool:
+    """Whether the evaluation of ``model`` (None: the codec's own, anchor and filters-off decode) at ``config`` and
+    ``qp`` measures LPIPS. ``metrics.lpips.evaluate: false``: none. ``metrics.lpips.models``: the ``train.models``
+    entries (every seed) whose evaluations measure it, on their enhanced and switched decodes, and the codec's
+    evaluations at their configurations and QPs (the anchor and filters-off curves SPiLF's Table 2 compares them
+    with; a network's evaluation at such a point takes those two from the codec's); absent or null: every
+    evaluation. LPIPS costs ~5 s of each evaluation of eight small clips on a 2-core CPU (docs/timings.md), and
+    only SPiLF's table reads it."""
+    lp = (params.get("metrics") or {}).get("lpips") or {}
+    if not lp.get("evaluate", True):
+        return False
+    wanted = lp.get("models")
+    if wanted is None:
+        return True
+    unknown = [m for m in wanted if m not in (params.get("models") or {})]
+    if unknown:
+        raise ParamsError(f"metrics.lpips.models: {unknown[0]} is not an entry of models:")
+    if model is not None:
+        return split_seed(model)[0] in wanted
+    return any(config in spec["configs"] and int(qp) in spec["qps"]
+               for spec in (model_spec(params, m) for m in model_instances(params) if split_seed(m)[0] in wanted))
+
+
 def stage1_source(params: dict, name: str) -> str | None:
     """The model instance whose training is instance ``name``'s SPiLF stage 1 (``train.spilf.stage1_from``, the
     same seed: :func:`model_instances`), or None: none named, or the one named is not trained in this run (then

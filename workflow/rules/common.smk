@@ -387,6 +387,12 @@ def _evaluate_priority(wc):
     return 2 if wc.model in SPECS and SPECS[wc.model]["frames"] > 1 else 0
 
 
+def _lpips_flag(wc):
+    """--no-lpips where params metrics.lpips.models leaves LPIPS out (:func:`inloop.params.lpips_measured`); on the
+    command line, so a change of that list evaluates again."""
+    return [] if inloop.params.lpips_measured(config, getattr(wc, "model", None), wc.cfg, wc.qp) else ["--no-lpips"]
+
+
 def _codec_eval_priority(wc):
     """The codec's evaluation at a multi-frame network's point with that network's (its evaluation reads it as
     the baseline); elsewhere after the trainings."""

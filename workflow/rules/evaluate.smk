@@ -20,6 +20,7 @@ rule evaluate_codec_batch:
         code=CODE["evaluate_codecs"],
         outs=lambda wc, output: _batch_files(wc, output.folder, ".json"),
         seq_class=_batch_classes,
+        lpips=_lpips_flag,
     log:
         P.LOG["evaluate_codec_batch"],
     benchmark:
@@ -33,7 +34,7 @@ rule evaluate_codec_batch:
         "../../envs/train.yaml"
     shell:
         "inloop evaluate --original {input.original:q} --anchor-stats {input.anchor:q} --off-stats {input.off:q}"
-        " --out {params.outs:q} --dataset {wildcards.dataset:q} {params.seq_class:q} --threads {threads:q}"
+        " --out {params.outs:q} --dataset {wildcards.dataset:q} {params.seq_class:q} {params.lpips:q} --threads {threads:q}"
         " > {log:q} 2>&1"
 
 
@@ -51,6 +52,7 @@ rule evaluate_model_batch:
         enhanced=lambda wc, output: _batch_files(wc, output.folder, ".yuv"),
         baseline=lambda wc, input: ["--baseline", *input.baseline] if input.baseline else [],
         seq_class=_batch_classes,
+        lpips=_lpips_flag,
         switching=config["evaluate"].get("switching"),  # a change re-evaluates (not on the command line)
         compute=[config["evaluate"].get(k, False) for k in ("amp_bf16", "channels_last")],  # the same
     log:
@@ -68,7 +70,7 @@ rule evaluate_model_batch:
     shell:
         "inloop evaluate --original {input.original:q} --anchor-stats {input.anchor:q} --off-stats {input.off:q}"
         " --out {params.outs:q} --dataset {wildcards.dataset:q} --model {input.model:q} --model-name {wildcards.model:q}"
-        " --enhanced {params.enhanced:q} {params.baseline:q} {params.seq_class:q} --threads {threads:q}"
+        " --enhanced {params.enhanced:q} {params.baseline:q} {params.seq_class:q} {params.lpips:q} --threads {threads:q}"
         " > {log:q} 2>&1"
 
 
@@ -129,6 +131,7 @@ else:
         params:
             code=CODE["evaluate_codecs"],
             seq_class=lambda wc: ["--seq-class", _ctc_class(wc)] if _ctc_class(wc) else [],
+            lpips=_lpips_flag,
         log:
             P.LOG["evaluate_codec"],
         benchmark:
@@ -142,7 +145,7 @@ else:
             "../../envs/train.yaml"
         shell:
             "inloop evaluate --original {input.original:q} --anchor-stats {input.anchor:q} --off-stats {input.off:q}"
-            " --out {output.json:q} --dataset {wildcards.dataset:q} {params.seq_class:q} --threads {threads:q}"
+            " --out {output.json:q} --dataset {wildcards.dataset:q} {params.seq_class:q} {params.lpips:q} --threads {threads:q}"
             " > {log:q} 2>&1"
 
     rule evaluate_model:
@@ -170,6 +173,7 @@ else:
         params:
             baseline=lambda wc, input: ["--baseline", input.baseline] if input.baseline else [],
             seq_class=lambda wc: ["--seq-class", _ctc_class(wc)] if _ctc_class(wc) else [],
+            lpips=_lpips_flag,
             code=CODE["evaluate"],
             switching=config["evaluate"].get("switching"),  # a change re-evaluates (not on the command line)
             compute=[config["evaluate"].get(k, False) for k in ("amp_bf16", "channels_last")],  # the same
@@ -179,7 +183,7 @@ else:
             "inloop evaluate --original {input.original:q} --anchor-stats {input.anchor:q} --off-stats {input.off:q}"
             " --out {output.json:q} --dataset {wildcards.dataset:q} --model {input.model:q} --model-name {wildcards.model:q}"
             " --enhanced {output.enhanced:q}"
-            " {params.baseline:q} {params.seq_class:q} --threads {threads:q}"
+            " {params.baseline:q} {params.seq_class:q} {params.lpips:q} --threads {threads:q}"
             " > {log:q} 2>&1"
 
 
