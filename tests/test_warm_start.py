@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 import yaml
@@ -58,7 +60,8 @@ def test_a_warm_start_from_another_network_is_refused_with_the_file_named(train_
 
 
 def test_the_pipeline_trains_the_source_qp_first_and_starts_the_others_from_it(tmp_path):
-    out, trains = dry_run_trains(tmp_path, "models: {glfusion: {channels: 4, train: {warm_start: {qp: 37, steps: 5}}}}")
+    out, trains = dry_run_trains(tmp_path, "models: {glfusion: {channels: 4, train: {warm_start: "
+                                           "{qp: 37, steps: 5, per_qp: null}}}}")
     assert out.returncode == 0, out.stderr
     assert len(trains) == 4
     for qp, line in trains:
@@ -67,3 +70,85 @@ def test_the_pipeline_trains_the_source_qp_first_and_starts_the_others_from_it(t
     out, _ = dry_run_trains(tmp_path, "models: {glfusion: {channels: 4, train: {warm_start: {qp: 30, steps: 5}}}}")
     assert out.returncode != 0
     assert "models.glfusion.train.warm_start.qp: 30 is not one of the model's QPs" in out.stdout + out.stderr
+
+
+def test_a_qp_named_in_per_qp_starts_from_its_own_source_qp_for_its_own_steps(train_workdir, tmp_path):
+    """``warm_start.per_qp`` (the demo: QP 22 from QP 27's model for 100 steps, the rest from QP 37's for 400)."""
+    out, trains = dry_run_trains(tmp_path, "models: {glfusion: {channels: 4, train: {warm_start: "
+                                           "{qp: 37, steps: 5, per_qp: {22: {qp: 27, steps: 2}}}}}}")
+    assert out.returncode == 0, out.stderr
+    starts = {qp: line.split("--init-from ")[1].split()[0] if "--init-from" in line else None for qp, line in trains}
+    assert starts == {"37": None, "32": "results/models/glfusion/x265/ai/qp37/model.pt",
+                      "27": "results/models/glfusion/x265/ai/qp37/model.pt",
+                      "22": "results/models/glfusion/x265/ai/qp27/model.pt"}
+    source = tmp_path / "qp27.pt"
+    _train(train_workdir, tmp_path, "qp27.pt", describe={**POINT, "qp": 27})
+    warm = {"warm_start": {"qp": 37, "steps": 5, "per_qp": {"22": {"qp": 27, "steps": 2}}}}  # keys as JSON leaves them
+    assert _train(train_workdir, tmp_path, "qp22.pt", train=warm, init_from=source)["result"]["steps"] == 2
+    assert _train(train_workdir, tmp_path, "qp32.pt", train=warm, init_from=source,
+                  describe={**POINT, "qp": 32})["result"]["steps"] == 5
+
+
+@pytest.mark.parametrize("per_qp, message", [
+    ({22: {"qp": 27, "steps": 2}, 27: {"qp": 22, "steps": 2}}, "per_qp: QP 22's warm start comes back to QP 22"),
+    ({22: {"qp": 30, "steps": 2}}, "per_qp.22.qp: 30 is not one of the model's other QPs"),
+    ({37: {"qp": 27, "steps": 2}}, "per_qp: 37 is not one of the model's QPs [22, 27, 32, 37] other than"),
+])
+def test_a_per_qp_warm_start_no_training_can_begin_is_refused_with_the_key_named(per_qp, message):
+    from inloop.params import ParamsError, check_warm_start, model_spec
+
+    params = {"encode": {"qps": [22, 27, 32, 37]}, "train": {"configs": ["ai"]},
+              "models": {"glfusion": {"train": {"warm_start": {"qp": 37, "steps": 5, "per_qp": per_qp}}}}}
+    with pytest.raises(ParamsError, match=re.escape(f"models.glfusion.train.warm_start.{message}")):
+        check_warm_start(model_spec(params, "glfusion"))
+
+
+def test_a_warm_start_from_other_weights_trains_afresh_and_from_the_same_weights_resumes(train_workdir, tmp_path):
+    """A warm-started job killed midway, then run again from another source model (its QP 37 model trained again
+    after a change upstream): its checkpoint had started from the old weights but was keyed without them, so the
+    job found it and stopped ("checkpoint ... was made for ..., delete it to start again"). The starting weights
+    are part of the checkpoint's identity now: another source trains afresh, the same one resumes."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from conftest import INLOOP
+
+    for name, seed in (("a.pt", 1), ("b.pt", 2)):  # two QP 37 models of the same network and settings
+        _train(train_workdir, tmp_path, name, train={"seed": seed}, describe={**POINT, "qp": 37})
+    params = yaml.safe_load((train_workdir / "params.yaml").read_text())
+    params["train"].update(checkpoint_dir=str(tmp_path / "warm-ckpt"), checkpoint_every=1, log_every=1)
+    params["models"]["glfusion"]["train"] = {"warm_start": {"qp": 37, "steps": 60}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    out = tmp_path / "warm.pt"
+    cmd = [INLOOP, "train", "--model", "glfusion", "--store", str(train_workdir / "store"), "--out", str(out),
+           "--codec", "x265", "--config", "ai", "--qp", "22", "--threads", "1", "--no-mlflow",
+           "--params", str(tmp_path / "params.yaml")]
+
+    def killed_midway(source):
+        before = set((tmp_path / "warm-ckpt").rglob("qp*.ckpt"))
+        proc = subprocess.Popen(cmd + ["--init-from", str(source)], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.time() + 120
+        while time.time() < deadline and not set((tmp_path / "warm-ckpt").rglob("qp*.ckpt")) - before:
+            assert proc.poll() is None, proc.stdout.read().decode()
+            time.sleep(0.02)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        (ckpt,) = set((tmp_path / "warm-ckpt").rglob("qp*.ckpt")) - before
+        step = torch_load(ckpt, "checkpoint")["step"]
+        assert 0 < step < 60 and not out.exists()
+        return step
+
+    step = killed_midway(tmp_path / "a.pt")
+    fresh = subprocess.run(cmd + ["--init-from", str(tmp_path / "b.pt")], capture_output=True, text=True)
+    assert fresh.returncode == 0, fresh.stdout[-1500:] + fresh.stderr[-1500:]
+    result = json.loads(out.with_suffix(".json").read_text())["result"]
+    assert result["resumed_from"] == 0 and result["steps_this_run"] == 60
+    out.unlink()
+    again = subprocess.run(cmd + ["--init-from", str(tmp_path / "a.pt")], capture_output=True, text=True)
+    assert again.returncode == 0, again.stdout[-1500:] + again.stderr[-1500:]
+    result = json.loads(out.with_suffix(".json").read_text())["result"]  # the killed one's source: it resumes
+    assert result["resumed_from"] >= step and result["steps"] == 60 and result["steps_this_run"] < 60

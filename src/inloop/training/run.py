@@ -23,7 +23,7 @@ from .. import paths
 from ..errors import InloopError
 from ..fsutil import sha256_file, write_json
 from ..models.registry import network_source
-from ..params import JOB_KEYS, source_hash
+from ..params import JOB_KEYS, source_hash, warm_start_source
 from .data import PatchSampler
 from .patches import open_patch_store
 from .tracking import Tracker, git_commit
@@ -80,16 +80,13 @@ def train_model(store: str | os.PathLike, out: str | os.PathLike, model_name: st
     out = Path(out)
     name = name or model_name
     describe = {**describe, "model": name}
-    if checkpoint is None:
-        checkpoint = default_checkpoint(store, model_name, model_kwargs, train_params, describe)
-    checkpoint = Path(checkpoint)
     if threads:  # the job's CPUs, shared by its DDP processes (one per GPU)
         torch.set_num_threads(max(1, threads // world_size()))
     if init_from is not None and stage1_from is not None:
         raise InloopError("--init-from and --stage1-from: a training starts from one of them (train.warm_start or "
                           "train.spilf.stage1_from), not both")
     if init_from is not None:  # the starting weights are part of what this job computes
-        train_params = {**train_params, "steps": warm_start_steps(train_params)}
+        train_params = {**train_params, "steps": warm_start_steps(train_params, describe.get("qp"))}
         describe = {**describe, "init_from_sha256": sha256_file(init_from)}
     handoff = None
     if stage1_from is not None:
@@ -99,6 +96,11 @@ def train_model(store: str | os.PathLike, out: str | os.PathLike, model_name: st
         describe = {**describe, "stage1_from_sha256": sha256_file(stage1_from)}
     if keep_states:  # part of what the job writes: a checkpoint made without them is not resumed
         describe = {**describe, "keeps_states_at": sorted(int(k) for k in keep_states)}
+    if checkpoint is None:  # the weights it starts from and the states it keeps are part of its identity
+        start = {k: describe[k] for k in ("init_from_sha256", "stage1_from_sha256", "keeps_states_at")
+                 if k in describe}
+        checkpoint = default_checkpoint(store, model_name, model_kwargs, train_params, describe, start)
+    checkpoint = Path(checkpoint)
     cfg = train_config(train_params)
     seed_everything(cfg.seed, cfg.deterministic, compiling=cfg.compile)
     meta, train, val = open_patch_store(store)
@@ -254,12 +256,14 @@ def stage1_state(path: str | os.PathLike, train_params: dict, params: dict, desc
     return state
 
 
-def warm_start_steps(train_params: dict) -> int:
-    """The steps of a warm-started training (``train.warm_start.steps``)."""
+def warm_start_steps(train_params: dict, qp: int | None = None) -> int:
+    """The steps of a warm-started training at ``qp`` (``train.warm_start.steps``, or its ``per_qp`` entry's:
+    :func:`inloop.params.warm_start_source`)."""
     warm = train_params.get("warm_start") or {}
     if not warm.get("steps"):
         raise InloopError("a warm start (--init-from) needs train.warm_start.steps")
-    return int(warm["steps"])
+    source = warm_start_source(train_params, qp) if qp is not None else None
+    return source[1] if source else int(warm["steps"])
 
 
 def warm_start_weights(model: torch.nn.Module, path: str | os.PathLike, arch: str, kwargs: dict) -> None:
@@ -333,10 +337,14 @@ TRAINING_CODE = source_hash("training", "models")
 _RESUMABLE_KEYS = {"steps", "checkpoint_every", "val_every", "log_every", "val_batch_size", "device"}
 
 
-def default_checkpoint(store, model_name: str, model_kwargs: dict, train_params: dict, describe: dict) -> Path:
+def default_checkpoint(store, model_name: str, model_kwargs: dict, train_params: dict, describe: dict,
+                       start: dict | None = None) -> Path:
     """``results/checkpoints/{model}/{codec}/{config}/qp{qp}-{hash}.ckpt``, the hash over
-    everything that changes the computation (model, training settings, patch store),
-    so a changed setting starts afresh instead of resuming a checkpoint made for another."""
+    everything that changes the computation (model, training settings, patch store, and ``start``: the sha256 of
+    the weights a warm start or a SPiLF stage-1 handoff begins from, the steps whose state the job keeps for
+    others), so a changed setting starts afresh instead of resuming a checkpoint made for another. (Without
+    ``start``, a warm-started job killed midway and run again after its source model was trained again found its
+    old checkpoint and stopped: "was made for ..., delete it to start again".)"""
     resumable = _RESUMABLE_KEYS
     if train_params.get("lr_schedule", "constant") != "constant":
         resumable = resumable - {"steps"}  # the schedule spans ``steps``: another length is another run
@@ -345,6 +353,8 @@ def default_checkpoint(store, model_name: str, model_kwargs: dict, train_params:
     key = {"model": model_name, "kwargs": model_kwargs, "store": store_fingerprint(store),
            "train": {k: v for k, v in train_params.items() if k not in resumable and k not in JOB_KEYS},
            "code": TRAINING_CODE, "processes": world_size()}
+    if start:
+        key["start"] = start
     source = network_source(model_name)
     if source is not None:  # a network from outside the package: its edited code starts afresh
         key["source"] = source
