@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 import torch
 import yaml
@@ -60,8 +58,7 @@ def test_a_warm_start_from_another_network_is_refused_with_the_file_named(train_
 
 
 def test_the_pipeline_trains_the_source_qp_first_and_starts_the_others_from_it(tmp_path):
-    out, trains = dry_run_trains(tmp_path, "models: {glfusion: {channels: 4, train: {warm_start: "
-                                           "{qp: 37, steps: 5, per_qp: null}}}}")
+    out, trains = dry_run_trains(tmp_path, "models: {glfusion: {channels: 4, train: {warm_start: {qp: 37, steps: 5}}}}")
     assert out.returncode == 0, out.stderr
     assert len(trains) == 4
     for qp, line in trains:
@@ -70,37 +67,6 @@ def test_the_pipeline_trains_the_source_qp_first_and_starts_the_others_from_it(t
     out, _ = dry_run_trains(tmp_path, "models: {glfusion: {channels: 4, train: {warm_start: {qp: 30, steps: 5}}}}")
     assert out.returncode != 0
     assert "models.glfusion.train.warm_start.qp: 30 is not one of the model's QPs" in out.stdout + out.stderr
-
-
-def test_a_qp_named_in_per_qp_starts_from_its_own_source_qp_for_its_own_steps(train_workdir, tmp_path):
-    """``warm_start.per_qp`` (the demo: QP 22 from QP 27's model for 100 steps, the rest from QP 37's for 400)."""
-    out, trains = dry_run_trains(tmp_path, "models: {glfusion: {channels: 4, train: {warm_start: "
-                                           "{qp: 37, steps: 5, per_qp: {22: {qp: 27, steps: 2}}}}}}")
-    assert out.returncode == 0, out.stderr
-    starts = {qp: line.split("--init-from ")[1].split()[0] if "--init-from" in line else None for qp, line in trains}
-    assert starts == {"37": None, "32": "results/models/glfusion/x265/ai/qp37/model.pt",
-                      "27": "results/models/glfusion/x265/ai/qp37/model.pt",
-                      "22": "results/models/glfusion/x265/ai/qp27/model.pt"}
-    source = tmp_path / "qp27.pt"
-    _train(train_workdir, tmp_path, "qp27.pt", describe={**POINT, "qp": 27})
-    warm = {"warm_start": {"qp": 37, "steps": 5, "per_qp": {"22": {"qp": 27, "steps": 2}}}}  # keys as JSON leaves them
-    assert _train(train_workdir, tmp_path, "qp22.pt", train=warm, init_from=source)["result"]["steps"] == 2
-    assert _train(train_workdir, tmp_path, "qp32.pt", train=warm, init_from=source,
-                  describe={**POINT, "qp": 32})["result"]["steps"] == 5
-
-
-@pytest.mark.parametrize("per_qp, message", [
-    ({22: {"qp": 27, "steps": 2}, 27: {"qp": 22, "steps": 2}}, "per_qp: QP 22's warm start comes back to QP 22"),
-    ({22: {"qp": 30, "steps": 2}}, "per_qp.22.qp: 30 is not one of the model's other QPs"),
-    ({37: {"qp": 27, "steps": 2}}, "per_qp: 37 is not one of the model's QPs [22, 27, 32, 37] other than"),
-])
-def test_a_per_qp_warm_start_no_training_can_begin_is_refused_with_the_key_named(per_qp, message):
-    from inloop.params import ParamsError, check_warm_start, model_spec
-
-    params = {"encode": {"qps": [22, 27, 32, 37]}, "train": {"configs": ["ai"]},
-              "models": {"glfusion": {"train": {"warm_start": {"qp": 37, "steps": 5, "per_qp": per_qp}}}}}
-    with pytest.raises(ParamsError, match=re.escape(f"models.glfusion.train.warm_start.{message}")):
-        check_warm_start(model_spec(params, "glfusion"))
 
 
 def test_a_warm_start_from_other_weights_trains_afresh_and_from_the_same_weights_resumes(train_workdir, tmp_path):

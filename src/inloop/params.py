@@ -476,45 +476,6 @@ def lpips_measured(params: dict, model: str | None, config: str, qp: int) -> boo
                for spec in (model_spec(params, m) for m in model_instances(params) if split_seed(m)[0] in wanted))
 
 
-def warm_start_source(train: dict, qp: int) -> tuple[int, int] | None:
-    """``(source QP, steps)`` of a training at ``qp`` with the train settings ``train`` (``train.warm_start``): it
-    starts from the same model's trained model at the source QP and runs ``steps`` steps. None: from the
-    initialisation (no warm start, or ``qp`` is ``warm_start.qp``). Every other QP starts from ``warm_start.qp`` for
-    ``warm_start.steps``, unless ``warm_start.per_qp`` names it: ``{22: {qp: 27, steps: 100}}`` starts QP 22 from
-    QP 27's model for 100 steps (keys may be numbers or strings, as YAML or JSON left them)."""
-    warm = train.get("warm_start")
-    if not warm or int(qp) == int(warm["qp"]):
-        return None
-    own = {int(k): v for k, v in (warm.get("per_qp") or {}).items()}.get(int(qp))
-    source = own or warm
-    return int(source["qp"]), int(source["steps"])
-
-
-def check_warm_start(spec: dict) -> None:
-    """``models.<name>.train.warm_start`` of a trained model (:func:`model_spec`): its QP and every ``per_qp``
-    entry's among the model's QPs, and every QP's chain of sources ends at ``warm_start.qp``; else a ParamsError
-    naming the key."""
-    warm = spec["train"].get("warm_start")
-    if not warm:
-        return
-    key, qps = f"models.{split_seed(spec['name'])[0]}.train.warm_start", spec["qps"]
-    if int(warm["qp"]) not in qps:
-        raise ParamsError(f"{key}.qp: {warm['qp']} is not one of the model's QPs {qps}")
-    for k, v in (warm.get("per_qp") or {}).items():
-        if int(k) not in qps or int(k) == int(warm["qp"]):
-            raise ParamsError(f"{key}.per_qp: {k} is not one of the model's QPs {qps} other than warm_start.qp")
-        if int(v["qp"]) not in qps or int(v["qp"]) == int(k):
-            raise ParamsError(f"{key}.per_qp.{k}.qp: {v['qp']} is not one of the model's other QPs {qps}")
-    for qp in qps:
-        seen, source = {qp}, warm_start_source(spec["train"], qp)
-        while source:
-            if source[0] in seen:
-                raise ParamsError(f"{key}.per_qp: QP {qp}'s warm start comes back to QP {source[0]}: a cycle, which "
-                                  f"no training can start")
-            seen.add(source[0])
-            source = warm_start_source(spec["train"], source[0])
-
-
 def stage1_source(params: dict, name: str) -> str | None:
     """The model instance whose training is instance ``name``'s SPiLF stage 1 (``train.spilf.stage1_from``, the
     same seed: :func:`model_instances`), or None: none named, or the one named is not trained in this run (then

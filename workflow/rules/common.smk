@@ -174,7 +174,9 @@ for _m, _s in SPECS.items():
     for _cfg in _s["configs"]:
         if _cfg not in config["encode"]["configs"]:
             raise ValueError(f"models.{_m}.configs: {_cfg} is not in encode.configs {config['encode']['configs']}")
-    inloop.params.check_warm_start(_s)
+    _warm = _s["train"].get("warm_start")
+    if _warm and _warm["qp"] not in _s["qps"]:
+        raise ValueError(f"models.{_m}.train.warm_start.qp: {_warm['qp']} is not one of the model's QPs {_s['qps']}")
 inloop.params.check_stage1_sources(config)
 # SPiLF models whose stage 1 is another model's training (train.spilf.stage1_from), and the steps at which each
 # model's training keeps its state for them.
@@ -294,17 +296,17 @@ def _store_files(wc):
     return {"meta": f"{d}/meta.json", "train": f"{d}/train.npy", "val": f"{d}/val.npy"}
 
 
-def _warm_source(model, qp):
-    """The QP whose trained model the training of ``model`` at ``qp`` starts from (``train.warm_start``), or None."""
-    source = inloop.params.warm_start_source(SPECS[model]["train"], qp) if model in SPECS else None
-    return source and source[0]
+def _warm(wc):
+    """The model's ``train.warm_start`` ({qp, steps}) or None."""
+    return SPECS[wc.model]["train"].get("warm_start") if wc.model in SPECS else None
 
 
 def _train_priority(wc):
     """Warm-start and stage-1 sources first (other trainings wait for them: the longest chains), then the other
     trainings, then the shorter jobs, when more jobs are ready than cores."""
-    source = wc.model in SPECS and any(_warm_source(wc.model, q) == int(wc.qp) for q in SPECS[wc.model]["qps"])
-    return 2 if source or KEEP_STATES.get(wc.model) else 1
+    warm = _warm(wc)
+    source = (warm and int(wc.qp) == int(warm["qp"])) or KEEP_STATES.get(wc.model)
+    return 2 if source else 1
 
 
 def _train_init(wc):
@@ -313,8 +315,10 @@ def _train_init(wc):
     source = STAGE1_FROM.get(wc.model)
     if source and wc.cfg in SPECS[source]["configs"] and int(wc.qp) in SPECS[source]["qps"]:
         return model_file(source, wc.cfg, wc.qp)
-    warm = _warm_source(wc.model, wc.qp)
-    return model_file(wc.model, wc.cfg, warm) if warm else []
+    warm = _warm(wc)
+    if not warm or int(wc.qp) == int(warm["qp"]):
+        return []
+    return model_file(wc.model, wc.cfg, warm["qp"])
 
 
 def _init_flags(wc, input):

@@ -23,7 +23,7 @@ from .. import paths
 from ..errors import InloopError
 from ..fsutil import sha256_file, write_json
 from ..models.registry import network_source
-from ..params import JOB_KEYS, source_hash, warm_start_source
+from ..params import JOB_KEYS, source_hash
 from .data import PatchSampler
 from .patches import open_patch_store
 from .tracking import Tracker, git_commit
@@ -86,7 +86,7 @@ def train_model(store: str | os.PathLike, out: str | os.PathLike, model_name: st
         raise InloopError("--init-from and --stage1-from: a training starts from one of them (train.warm_start or "
                           "train.spilf.stage1_from), not both")
     if init_from is not None:  # the starting weights are part of what this job computes
-        train_params = {**train_params, "steps": warm_start_steps(train_params, describe.get("qp"))}
+        train_params = {**train_params, "steps": warm_start_steps(train_params)}
         describe = {**describe, "init_from_sha256": sha256_file(init_from)}
     handoff = None
     if stage1_from is not None:
@@ -256,14 +256,12 @@ def stage1_state(path: str | os.PathLike, train_params: dict, params: dict, desc
     return state
 
 
-def warm_start_steps(train_params: dict, qp: int | None = None) -> int:
-    """The steps of a warm-started training at ``qp`` (``train.warm_start.steps``, or its ``per_qp`` entry's:
-    :func:`inloop.params.warm_start_source`)."""
+def warm_start_steps(train_params: dict) -> int:
+    """The steps of a warm-started training (``train.warm_start.steps``)."""
     warm = train_params.get("warm_start") or {}
     if not warm.get("steps"):
         raise InloopError("a warm start (--init-from) needs train.warm_start.steps")
-    source = warm_start_source(train_params, qp) if qp is not None else None
-    return source[1] if source else int(warm["steps"])
+    return int(warm["steps"])
 
 
 def warm_start_weights(model: torch.nn.Module, path: str | os.PathLike, arch: str, kwargs: dict) -> None:
